@@ -1,0 +1,260 @@
+//! HTTP glue shared by the four functions: the error envelope, JSON answers, the PSA key check and
+//! path parameters. Handlers turn every failure into an [`ApiError`]; nothing else reaches the wire.
+
+use std::fmt;
+
+use lambda_http::{Body, Request, RequestExt, Response};
+use mapping::ConnectionId;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+
+/// A failure as the PSA sees it: status, a stable snake_case code, a message saying what happened and
+/// what to do, and Exact's own text (verbatim) where Exact refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+    pub exact_message: Option<String>,
+    /// Seconds, sent as `Retry-After` (429, and 409 while a push is in progress).
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), field: None, exact_message: None, retry_after: None }
+    }
+    /// 400 naming the offending field.
+    pub fn bad_field(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
+        Self { field: Some(field.into()), ..Self::new(400, code, message) }
+    }
+    pub fn unauthorized() -> Self {
+        Self::new(401, "unauthorized", "missing or wrong API key: send `Authorization: Bearer <psa_api_key>`")
+    }
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(404, code, message)
+    }
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(409, code, message)
+    }
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(422, code, message)
+    }
+    pub fn internal() -> Self {
+        Self::new(500, "internal_error", "an unexpected error occurred; it has been logged")
+    }
+    pub fn with_exact_message(mut self, text: Option<String>) -> Self {
+        self.exact_message = text;
+        self
+    }
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
+    }
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn to_response(&self) -> Response<Body> {
+        #[derive(Serialize)]
+        struct Inner<'a> {
+            code: &'a str,
+            message: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            field: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            exact_message: Option<&'a str>,
+        }
+        #[derive(Serialize)]
+        struct Envelope<'a> {
+            error: Inner<'a>,
+        }
+        let body = Envelope {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+                field: self.field.as_deref(),
+                exact_message: self.exact_message.as_deref(),
+            },
+        };
+        let mut resp = json(self.status, &body);
+        if let Some(s) = self.retry_after
+            && let Ok(v) = http_value(&s.to_string())
+        {
+            resp.headers_mut().insert("retry-after", v);
+        }
+        resp
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+fn http_value(s: &str) -> Result<lambda_http::http::HeaderValue, lambda_http::http::header::InvalidHeaderValue> {
+    lambda_http::http::HeaderValue::from_str(s)
+}
+
+/// A JSON answer. Serialising our own response types cannot fail; if it ever did, the client gets a 500
+/// envelope rather than a panic.
+pub fn json<T: Serialize>(status: u16, body: &T) -> Response<Body> {
+    let (status, text) = match serde_json::to_string(body) {
+        Ok(t) => (status, t),
+        Err(_) => (500, r#"{"error":{"code":"internal_error","message":"response could not be encoded"}}"#.to_owned()),
+    };
+    let mut resp = Response::new(Body::from(text));
+    *resp.status_mut() = lambda_http::http::StatusCode::from_u16(status)
+        .unwrap_or(lambda_http::http::StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
+        lambda_http::http::header::CONTENT_TYPE,
+        lambda_http::http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// A redirect (the OAuth callback answers the browser with one).
+pub fn redirect(location: &str) -> Response<Body> {
+    let mut resp = Response::new(Body::Empty);
+    *resp.status_mut() = lambda_http::http::StatusCode::FOUND;
+    if let Ok(v) = http_value(location) {
+        resp.headers_mut().insert(lambda_http::http::header::LOCATION, v);
+    }
+    resp
+}
+
+/// A small HTML page (the OAuth callback shows one when there is nowhere safe to redirect to).
+pub fn html(status: u16, title: &str, text: &str) -> Response<Body> {
+    let page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head><body><h1>{t}</h1><p>{x}</p></body></html>",
+        t = escape_html(title),
+        x = escape_html(text)
+    );
+    let mut resp = Response::new(Body::from(page));
+    *resp.status_mut() =
+        lambda_http::http::StatusCode::from_u16(status).unwrap_or(lambda_http::http::StatusCode::BAD_REQUEST);
+    resp.headers_mut().insert(
+        lambda_http::http::header::CONTENT_TYPE,
+        lambda_http::http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    resp
+}
+
+fn escape_html(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '&' => "&amp;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// `Authorization: Bearer <psa_api_key>`, compared in constant time. An unset key refuses everything.
+pub fn check_psa_key(req: &Request, key: &SecretString) -> Result<(), ApiError> {
+    let expected = key.expose_secret().as_bytes();
+    let given = req
+        .headers()
+        .get(lambda_http::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .unwrap_or("");
+    if expected.is_empty() || given.is_empty() || !bool::from(given.as_bytes().ct_eq(expected)) {
+        return Err(ApiError::unauthorized());
+    }
+    Ok(())
+}
+
+/// The `{connection_id}` path parameter, validated.
+pub fn connection_id(req: &Request) -> Result<ConnectionId, ApiError> {
+    let params = req.path_parameters();
+    let raw = params.first("connection_id").unwrap_or_default();
+    ConnectionId::parse(raw).map_err(|e| ApiError::bad_field("connection_id", "invalid_connection_id", e.to_string()))
+}
+
+/// Another path parameter, as given (the caller validates it).
+pub fn path_param(req: &Request, name: &str) -> Option<String> {
+    req.path_parameters().first(name).map(str::to_owned)
+}
+
+/// A query-string parameter.
+pub fn query_param(req: &Request, name: &str) -> Option<String> {
+    req.query_string_parameters().first(name).map(str::to_owned)
+}
+
+/// The raw request body bytes (API Gateway may base64-encode it; lambda_http has decoded it already).
+pub fn body_bytes(req: &Request) -> &[u8] {
+    match req.body() {
+        Body::Empty => &[],
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        _ => &[],
+    }
+}
+
+/// The public base URL: `PUBLIC_BASE_URL` when configured, else the host the request came in on.
+pub fn public_base_url(configured: Option<&str>, req: &Request) -> Option<String> {
+    if let Some(u) = configured.filter(|u| !u.is_empty()) {
+        return Some(u.trim_end_matches('/').to_owned());
+    }
+    match req.request_context() {
+        lambda_http::request::RequestContext::ApiGatewayV2(ctx) => {
+            ctx.domain_name.map(|d| format!("https://{d}"))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req_with_auth(v: Option<&str>) -> Request {
+        let mut b = lambda_http::http::Request::builder().uri("https://x/connections/a/exact");
+        if let Some(v) = v {
+            b = b.header("authorization", v);
+        }
+        b.body(Body::Empty).unwrap()
+    }
+
+    #[test]
+    fn psa_key_is_required_and_compared_exactly() {
+        let key = SecretString::from("k3y-secret".to_owned());
+        assert!(check_psa_key(&req_with_auth(Some("Bearer k3y-secret")), &key).is_ok());
+        for bad in [None, Some("Bearer k3y-secre"), Some("Bearer k3y-secret2"), Some("Basic k3y-secret"), Some("Bearer ")] {
+            assert_eq!(check_psa_key(&req_with_auth(bad), &key).unwrap_err().status, 401, "{bad:?}");
+        }
+        let empty = SecretString::from(String::new());
+        assert!(check_psa_key(&req_with_auth(Some("Bearer ")), &empty).is_err());
+    }
+
+    #[test]
+    fn error_envelope_has_code_message_and_retry_after() {
+        let e = ApiError::new(429, "rate_limited", "Exact's limit").with_retry_after(17).with_exact_message(Some("Te veel".into()));
+        let resp = e.to_response();
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()["retry-after"], "17");
+        let Body::Text(t) = resp.body() else { panic!("text body") };
+        let v: serde_json::Value = serde_json::from_str(t).unwrap();
+        assert_eq!(v["error"]["code"], "rate_limited");
+        assert_eq!(v["error"]["exact_message"], "Te veel");
+        assert!(v["error"].get("field").is_none());
+    }
+
+    #[test]
+    fn html_escapes() {
+        let r = html(400, "<b>", "a&b");
+        let Body::Text(t) = r.body() else { panic!() };
+        assert!(t.contains("&lt;b&gt;") && t.contains("a&amp;b"));
+    }
+}

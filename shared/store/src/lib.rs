@@ -1,0 +1,1 @@
+//! Connector state: ports and adapters.
