@@ -24,14 +24,32 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), field: None, exact_message: None, retry_after: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            exact_message: None,
+            retry_after: None,
+        }
     }
     /// 400 naming the offending field.
-    pub fn bad_field(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
-        Self { field: Some(field.into()), ..Self::new(400, code, message) }
+    pub fn bad_field(
+        field: impl Into<String>,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            field: Some(field.into()),
+            ..Self::new(400, code, message)
+        }
     }
     pub fn unauthorized() -> Self {
-        Self::new(401, "unauthorized", "missing or wrong API key: send `Authorization: Bearer <psa_api_key>`")
+        Self::new(
+            401,
+            "unauthorized",
+            "missing or wrong API key: send `Authorization: Bearer <psa_api_key>`",
+        )
     }
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(404, code, message)
@@ -43,7 +61,11 @@ impl ApiError {
         Self::new(422, code, message)
     }
     pub fn internal() -> Self {
-        Self::new(500, "internal_error", "an unexpected error occurred; it has been logged")
+        Self::new(
+            500,
+            "internal_error",
+            "an unexpected error occurred; it has been logged",
+        )
     }
     pub fn with_exact_message(mut self, text: Option<String>) -> Self {
         self.exact_message = text;
@@ -98,7 +120,9 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-fn http_value(s: &str) -> Result<lambda_http::http::HeaderValue, lambda_http::http::header::InvalidHeaderValue> {
+fn http_value(
+    s: &str,
+) -> Result<lambda_http::http::HeaderValue, lambda_http::http::header::InvalidHeaderValue> {
     lambda_http::http::HeaderValue::from_str(s)
 }
 
@@ -107,7 +131,11 @@ fn http_value(s: &str) -> Result<lambda_http::http::HeaderValue, lambda_http::ht
 pub fn json<T: Serialize>(status: u16, body: &T) -> Response<Body> {
     let (status, text) = match serde_json::to_string(body) {
         Ok(t) => (status, t),
-        Err(_) => (500, r#"{"error":{"code":"internal_error","message":"response could not be encoded"}}"#.to_owned()),
+        Err(_) => (
+            500,
+            r#"{"error":{"code":"internal_error","message":"response could not be encoded"}}"#
+                .to_owned(),
+        ),
     };
     let mut resp = Response::new(Body::from(text));
     *resp.status_mut() = lambda_http::http::StatusCode::from_u16(status)
@@ -124,7 +152,8 @@ pub fn redirect(location: &str) -> Response<Body> {
     let mut resp = Response::new(Body::Empty);
     *resp.status_mut() = lambda_http::http::StatusCode::FOUND;
     if let Ok(v) = http_value(location) {
-        resp.headers_mut().insert(lambda_http::http::header::LOCATION, v);
+        resp.headers_mut()
+            .insert(lambda_http::http::header::LOCATION, v);
     }
     resp
 }
@@ -137,8 +166,8 @@ pub fn html(status: u16, title: &str, text: &str) -> Response<Body> {
         x = escape_html(text)
     );
     let mut resp = Response::new(Body::from(page));
-    *resp.status_mut() =
-        lambda_http::http::StatusCode::from_u16(status).unwrap_or(lambda_http::http::StatusCode::BAD_REQUEST);
+    *resp.status_mut() = lambda_http::http::StatusCode::from_u16(status)
+        .unwrap_or(lambda_http::http::StatusCode::BAD_REQUEST);
     resp.headers_mut().insert(
         lambda_http::http::header::CONTENT_TYPE,
         lambda_http::http::HeaderValue::from_static("text/html; charset=utf-8"),
@@ -166,7 +195,10 @@ pub fn check_psa_key(req: &Request, key: &SecretString) -> Result<(), ApiError> 
         .headers()
         .get(lambda_http::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .unwrap_or("");
     if expected.is_empty() || given.is_empty() || !bool::from(given.as_bytes().ct_eq(expected)) {
@@ -179,7 +211,8 @@ pub fn check_psa_key(req: &Request, key: &SecretString) -> Result<(), ApiError> 
 pub fn connection_id(req: &Request) -> Result<ConnectionId, ApiError> {
     let params = req.path_parameters();
     let raw = params.first("connection_id").unwrap_or_default();
-    ConnectionId::parse(raw).map_err(|e| ApiError::bad_field("connection_id", "invalid_connection_id", e.to_string()))
+    ConnectionId::parse(raw)
+        .map_err(|e| ApiError::bad_field("connection_id", "invalid_connection_id", e.to_string()))
 }
 
 /// Another path parameter, as given (the caller validates it).
@@ -231,8 +264,18 @@ mod tests {
     fn psa_key_is_required_and_compared_exactly() {
         let key = SecretString::from("k3y-secret".to_owned());
         assert!(check_psa_key(&req_with_auth(Some("Bearer k3y-secret")), &key).is_ok());
-        for bad in [None, Some("Bearer k3y-secre"), Some("Bearer k3y-secret2"), Some("Basic k3y-secret"), Some("Bearer ")] {
-            assert_eq!(check_psa_key(&req_with_auth(bad), &key).unwrap_err().status, 401, "{bad:?}");
+        for bad in [
+            None,
+            Some("Bearer k3y-secre"),
+            Some("Bearer k3y-secret2"),
+            Some("Basic k3y-secret"),
+            Some("Bearer "),
+        ] {
+            assert_eq!(
+                check_psa_key(&req_with_auth(bad), &key).unwrap_err().status,
+                401,
+                "{bad:?}"
+            );
         }
         let empty = SecretString::from(String::new());
         assert!(check_psa_key(&req_with_auth(Some("Bearer ")), &empty).is_err());
@@ -240,11 +283,15 @@ mod tests {
 
     #[test]
     fn error_envelope_has_code_message_and_retry_after() {
-        let e = ApiError::new(429, "rate_limited", "Exact's limit").with_retry_after(17).with_exact_message(Some("Te veel".into()));
+        let e = ApiError::new(429, "rate_limited", "Exact's limit")
+            .with_retry_after(17)
+            .with_exact_message(Some("Te veel".into()));
         let resp = e.to_response();
         assert_eq!(resp.status(), 429);
         assert_eq!(resp.headers()["retry-after"], "17");
-        let Body::Text(t) = resp.body() else { panic!("text body") };
+        let Body::Text(t) = resp.body() else {
+            panic!("text body")
+        };
         let v: serde_json::Value = serde_json::from_str(t).unwrap();
         assert_eq!(v["error"]["code"], "rate_limited");
         assert_eq!(v["error"]["exact_message"], "Te veel");

@@ -26,8 +26,13 @@ impl ConnectionId {
     pub fn parse(s: &str) -> Result<Self, IdError> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if ok { Ok(Self(s.to_owned())) } else { Err(IdError::ConnectionId) }
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(IdError::ConnectionId)
+        }
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -93,7 +98,10 @@ impl Country {
 impl FromStr for Country {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, IdError> {
-        Country::ALL.into_iter().find(|c| c.code() == s).ok_or(IdError::Country)
+        Country::ALL
+            .into_iter()
+            .find(|c| c.code() == s)
+            .ok_or(IdError::Country)
     }
 }
 
@@ -110,7 +118,11 @@ pub struct Division(u32);
 
 impl Division {
     pub fn new(n: u32) -> Result<Self, IdError> {
-        if n == 0 || n > i32::MAX as u32 { Err(IdError::Division) } else { Ok(Self(n)) }
+        if n == 0 || n > i32::MAX as u32 {
+            Err(IdError::Division)
+        } else {
+            Ok(Self(n))
+        }
     }
     pub fn get(self) -> u32 {
         self.0
@@ -120,7 +132,9 @@ impl Division {
 impl TryFrom<i64> for Division {
     type Error = IdError;
     fn try_from(n: i64) -> Result<Self, IdError> {
-        u32::try_from(n).map_err(|_| IdError::Division).and_then(Division::new)
+        u32::try_from(n)
+            .map_err(|_| IdError::Division)
+            .and_then(Division::new)
     }
 }
 
@@ -147,7 +161,9 @@ impl ExactGuid {
     }
     pub fn parse(s: &str) -> Result<Self, IdError> {
         let s = s.trim().trim_start_matches('{').trim_end_matches('}');
-        uuid::Uuid::parse_str(s).map(Self).map_err(|_| IdError::Guid)
+        uuid::Uuid::parse_str(s)
+            .map(Self)
+            .map_err(|_| IdError::Guid)
     }
     pub fn as_uuid(&self) -> &uuid::Uuid {
         &self.0
@@ -182,7 +198,10 @@ mod tests {
         assert!(ConnectionId::parse("bu_1-A").is_ok());
         assert!(ConnectionId::parse(&"a".repeat(64)).is_ok());
         assert_eq!(ConnectionId::parse(""), Err(IdError::ConnectionId));
-        assert_eq!(ConnectionId::parse(&"a".repeat(65)), Err(IdError::ConnectionId));
+        assert_eq!(
+            ConnectionId::parse(&"a".repeat(65)),
+            Err(IdError::ConnectionId)
+        );
         assert_eq!(ConnectionId::parse("a/b"), Err(IdError::ConnectionId));
         assert_eq!(ConnectionId::parse("é"), Err(IdError::ConnectionId));
     }
@@ -191,7 +210,10 @@ mod tests {
     fn country_codes_round_trip() {
         for c in Country::ALL {
             assert_eq!(c.code().parse::<Country>(), Ok(c));
-            assert_eq!(serde_json::to_string(&c).unwrap(), format!("\"{}\"", c.code()));
+            assert_eq!(
+                serde_json::to_string(&c).unwrap(),
+                format!("\"{}\"", c.code())
+            );
         }
         assert!("gb".parse::<Country>().is_err());
     }
@@ -201,7 +223,10 @@ mod tests {
         assert!(Division::new(0).is_err());
         assert!(Division::try_from(-1i64).is_err());
         assert!(Division::try_from(i64::from(i32::MAX) + 1).is_err());
-        assert_eq!(serde_json::to_string(&Division::new(1234567).unwrap()).unwrap(), "1234567");
+        assert_eq!(
+            serde_json::to_string(&Division::new(1234567).unwrap()).unwrap(),
+            "1234567"
+        );
     }
 
     #[test]

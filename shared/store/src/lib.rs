@@ -1,1 +1,109 @@
-//! Connector state: ports and adapters.
+//! Connector state: the ports the core uses and their adapters — DynamoDB ([`DynamoStore`]), Secrets Manager
+//! ([`SecretsTokenStore`]) and in-memory ([`MemoryStore`], [`MemoryTokenStore`]). The only crate that talks to AWS.
+//!
+//! The core sees only the traits in [`ports`] and the plain records in [`model`] and [`invoice`]; no SDK type
+//! crosses this boundary. Time is always passed in (`now`): the store never reads the clock, so tests drive time.
+//! Every operation returns a [`StoreError`], whose [`StoreError::is_retryable`] says whether trying again later can
+//! help (throttling, outages, timeouts).
+//!
+//! Clients are built once per execution environment with [`AwsClients::from_env`] (region from the environment,
+//! `AWS_ENDPOINT_URL` honoured, so moto works unchanged), or [`AwsClients::for_endpoint`] for tests and the local run.
+//!
+//! # Table layout (single table)
+//!
+//! Key attributes are all strings: `pk` (HASH), `sk` (RANGE); `gsi1pk`/`gsi1sk` and `gsi2pk` are the keys of two
+//! sparse global secondary indexes. Billing PAY_PER_REQUEST. TTL attribute: **`ttl`** (N, epoch seconds).
+//!
+//! | Item | `pk` | `sk` | Other attributes | GSI keys | TTL |
+//! |---|---|---|---|---|---|
+//! | Connection | `CONN#{connection_id}` | `META` | `connection_id`, `state` (`connected`/`needs_reconnect`/`disconnected`), `country`, `base_url`?, `division` (N), `division_name`, `connected_user_email`, `connected_user_name`, `connected_at`, `updated_at`, `needs_reconnect_reason`?, `webhook_subscriptions` (L of M `{id, topic}`), `last_token_refresh_at`? | `gsi1pk`=`CONNS`, `gsi1sk`=`CONN#{id}` | – |
+//! | Settings | `CONN#{connection_id}` | `SETTINGS` | `division` (N), `item_code`, `item_id`, `journal_code`, `tax_code`, `tax_code_id`?, `tax_categories` (L of M `{category, exact_vat_code, exact_vat_code_id?}`), `send_invoice_to_customer` (BOOL), `delivery` (`psa`/`exact`), `saved_at` | – | – |
+//! | Account mapping | `CONN#{connection_id}` | `MAP#{division}#ACCT#{psa_company_id}` | `exact_id` | – | – |
+//! | Contact mapping | `CONN#{connection_id}` | `MAP#{division}#CONT#{account_id}#{email, lower-cased}` | `exact_id` | – | – |
+//! | Item mapping | `CONN#{connection_id}` | `MAP#{division}#ITEM#{item_code, trimmed}` | `exact_id` | – | – |
+//! | Invoice | `CONN#{connection_id}` | `INV#{invoice_id}` | `ver` (optimistic version), `connection_id`, `invoice_id`, `body_hash`, `phase` (`in_progress`/`done`), `owner`?, `lease_expires_at`?, `state` (`pending`/`created`/`sent`/`paid`), `reopen_as`?, `reference`?, `division`?, `journal_code`?, `exact_account_id`?, `exact_contact_id`?, `exact_invoice_id`?, `exact_invoice_number`? (N), `response_status`? (N), `response_body`? (JSON text), `paid_at`?, `notified_at`?, `created_at`, `updated_at` | `gsi1pk`=`OPEN#{connection_id}` while created/sent, `PAID#{connection_id}` while paid and not notified, `gsi1sk`=`INV#{invoice_id}`; `gsi2pk`=`EXINV#{connection_id}#{exact_invoice_id}` once known | – (kept: idempotency forever) |
+//! | Division link | `DIV#{division}` | `CONN#{connection_id}` | `division`, `connection_id` | – | – |
+//! | OAuth state | `STATE#{state}` | `STATE` | `connection_id`, `country`, `return_url`, `expires_at` (10 min) | – | `ttl` |
+//! | Webhook event | `EVT#{key}` | `EVT` | `until_ms` (N) | – | `ttl` |
+//! | Lease | `LEASE#{name}` | `LEASE` | `owner`, `until_ms` (N) | – | `ttl` |
+//!
+//! Every item also has `kind` (`connection`, `settings`, `mapping`, `invoice`, …) for people reading the table.
+//! Times are RFC 3339 strings; `until_ms` (epoch ms) is what conditions compare with the caller's `now`, because
+//! DynamoDB's TTL sweeper deletes expired items only eventually.
+//!
+//! Indexes (declare both in the SAM template):
+//! - **`gsi1`**: HASH `gsi1pk` (S), RANGE `gsi1sk` (S), projection ALL. Sparse: only connection META items and
+//!   open or paid-unnotified invoices carry `gsi1pk`. Serves `list_connections` (partition `CONNS`: one query, about
+//!   1 KB per connection), `open_invoices` (`OPEN#{conn}`) and `paid_unnotified` (`PAID#{conn}`), each costing
+//!   reads in proportion to what it returns, never to the connection's history.
+//! - **`gsi2`**: HASH `gsi2pk` (S), projection KEYS_ONLY. Exact invoice ID → invoice key, then a consistent read of
+//!   the item (webhooks name Exact's ID).
+//!
+//! SAM / CloudFormation (`AWS::DynamoDB::Table`):
+//! ```yaml
+//! AttributeDefinitions:
+//!   - { AttributeName: pk, AttributeType: S }
+//!   - { AttributeName: sk, AttributeType: S }
+//!   - { AttributeName: gsi1pk, AttributeType: S }
+//!   - { AttributeName: gsi1sk, AttributeType: S }
+//!   - { AttributeName: gsi2pk, AttributeType: S }
+//! KeySchema:
+//!   - { AttributeName: pk, KeyType: HASH }
+//!   - { AttributeName: sk, KeyType: RANGE }
+//! GlobalSecondaryIndexes:
+//!   - IndexName: gsi1
+//!     KeySchema: [{ AttributeName: gsi1pk, KeyType: HASH }, { AttributeName: gsi1sk, KeyType: RANGE }]
+//!     Projection: { ProjectionType: ALL }
+//!   - IndexName: gsi2
+//!     KeySchema: [{ AttributeName: gsi2pk, KeyType: HASH }]
+//!     Projection: { ProjectionType: KEYS_ONLY }
+//! TimeToLiveSpecification: { AttributeName: ttl, Enabled: true }
+//! ```
+//!
+//! # Concurrency
+//!
+//! - **Idempotency claim**: a new claim is one conditional put (`attribute_not_exists(pk)`, returning the old item
+//!   on failure). An existing record is judged by [`invoice`]'s rules (replay / different body / in progress /
+//!   take over after expiry); a takeover and every later change is written on the condition that `ver` is still
+//!   the one read, so two writers never both succeed.
+//! - **Leases and webhook dedupe**: a conditional put, `attribute_not_exists(pk) OR until_ms <= :now`; lease release
+//!   and renewal are conditional on `owner`.
+//! - **OAuth state**: a conditional delete with `ReturnValues=ALL_OLD`: single use even under concurrent callbacks.
+//! - **Connection vs settings**: separate items, so saving settings never overwrites a concurrent connection
+//!   change; `mark_needs_reconnect` / `record_token_refresh` are UpdateItems of only their attributes,
+//!   conditional on the connection being connected.
+//!
+//! # Tokens (Secrets Manager)
+//!
+//! One secret per connection, named `{TOKEN_SECRET_PREFIX}{connection_id}`, JSON `{access_token, refresh_token,
+//! access_expires_at, last_refresh_at, country, division}`. Created on first connect, a new version put on each
+//! refresh, deleted on disconnect with the minimum 7-day recovery window (restored by a reconnect within it).
+//! A missing (or deletion-scheduled) secret reads as `None`: "not connected".
+
+mod clients;
+mod dynamo;
+mod error;
+pub mod invoice;
+pub mod layout;
+mod memory;
+pub mod model;
+pub mod ports;
+mod secrets;
+
+pub use clients::AwsClients;
+pub use dynamo::{DynamoStore, create_table};
+pub use error::{BoxError, StoreError, StoreResult};
+pub use invoice::{
+    Claim, InvoiceDone, InvoicePhase, InvoiceProgress, InvoiceRecord, InvoiceState, OpenState,
+    SavedResponse, body_hash,
+};
+pub use memory::{MemoryStore, MemoryTokenStore};
+pub use model::{
+    ConnectionRecord, ConnectionState, Delivery, MappingKey, OAuthState, SettingsRecord,
+    TaxCategoryRecord, TokenRecord, WebhookSubscriptionRecord,
+};
+pub use ports::{
+    ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore, StateStore,
+    TokenStore, WebhookDedupe,
+};
+pub use secrets::SecretsTokenStore;

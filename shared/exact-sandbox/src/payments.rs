@@ -1,0 +1,194 @@
+//! Payments "booked as bank entries": they match (part of) an invoice's receivable and raise `BankEntries` webhooks.
+
+use uuid::Uuid;
+
+use crate::Inner;
+use crate::api::round2;
+use crate::world::{BankEntry, Receivable};
+
+const STATUS_OPEN: i32 = 20;
+const STATUS_MATCHED: i32 = 50;
+
+fn parse_id(invoice_id: &str) -> Result<Uuid, String> {
+    Uuid::parse_str(
+        invoice_id
+            .trim()
+            .trim_start_matches('{')
+            .trim_end_matches('}'),
+    )
+    .map_err(|_| format!("not an invoice ID: {invoice_id}"))
+}
+
+fn bank_entry_endpoint(inner: &Inner, division: u32, id: Uuid) -> String {
+    format!(
+        "{}/api/v1/{division}/financialtransaction/BankEntries(guid'{id}')",
+        inner.base_url
+    )
+}
+
+pub(crate) fn pay_invoice(
+    inner: &Inner,
+    division: u32,
+    invoice_id: &str,
+    amount: f64,
+) -> Result<(), String> {
+    let invoice_id = parse_id(invoice_id)?;
+    if !amount.is_finite() || amount <= 0.0 {
+        return Err(format!("the amount must be positive, got {amount}"));
+    }
+    let amount = round2(amount);
+    let now = inner.clock.now_ms();
+    let mut world = inner.world();
+    let d = world
+        .divisions
+        .get_mut(&division)
+        .ok_or_else(|| format!("no division {division}"))?;
+    if !d.sales_invoices.iter().any(|i| i.invoice_id == invoice_id) {
+        return Err(format!("no invoice {invoice_id} in division {division}"));
+    }
+    let open: Vec<usize> = d
+        .receivables
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.transaction_entry_id == invoice_id && !r.is_fully_paid)
+        .map(|(i, _)| i)
+        .collect();
+    if !d
+        .receivables
+        .iter()
+        .any(|r| r.transaction_entry_id == invoice_id)
+    {
+        return Err(format!(
+            "invoice {invoice_id} is not processed: it has no receivable"
+        ));
+    }
+    let open_total = round2(open.iter().map(|&i| d.receivables[i].amount_dc).sum());
+    if open.is_empty() {
+        return Err(format!("invoice {invoice_id} is already fully paid"));
+    }
+    if amount > open_total + 0.005 {
+        return Err(format!("{amount} exceeds the open amount {open_total}"));
+    }
+    let mut remaining = amount;
+    let mut split: Option<Receivable> = None;
+    for i in open {
+        if remaining <= 0.005 {
+            break;
+        }
+        let r = &mut d.receivables[i];
+        if remaining + 0.005 >= r.amount_dc {
+            remaining = round2(remaining - r.amount_dc);
+            r.is_fully_paid = true;
+            r.status = STATUS_MATCHED;
+            r.end_date_ms = Some(now);
+        } else {
+            // Partial match: the paid part becomes its own matched row; this row stays open for the rest.
+            let mut paid = r.clone();
+            paid.id = crate::world::new_id();
+            paid.amount_dc = remaining;
+            paid.is_fully_paid = true;
+            paid.status = STATUS_MATCHED;
+            paid.end_date_ms = Some(now);
+            paid.last_payment_date_ms = Some(now);
+            r.amount_dc = round2(r.amount_dc - remaining);
+            remaining = 0.0;
+            split = Some(paid);
+        }
+    }
+    d.receivables.extend(split);
+    for r in d
+        .receivables
+        .iter_mut()
+        .filter(|r| r.transaction_entry_id == invoice_id)
+    {
+        r.last_payment_date_ms = Some(now);
+    }
+    let entry = BankEntry {
+        id: crate::world::new_id(),
+        invoice_id,
+        amount,
+        date_ms: now,
+        reversed: false,
+    };
+    let entry_id = entry.id;
+    d.bank_entries.push(entry);
+    let endpoint = bank_entry_endpoint(inner, division, entry_id);
+    crate::webhooks::queue_event(
+        &mut world,
+        division,
+        "BankEntries",
+        entry_id,
+        endpoint,
+        inner.clock.now(),
+    );
+    Ok(())
+}
+
+pub(crate) fn reverse_payments(
+    inner: &Inner,
+    division: u32,
+    invoice_id: &str,
+) -> Result<(), String> {
+    let invoice_id = parse_id(invoice_id)?;
+    let now = inner.clock.now_ms();
+    let mut world = inner.world();
+    let d = world
+        .divisions
+        .get_mut(&division)
+        .ok_or_else(|| format!("no division {division}"))?;
+    let paid: f64 = d
+        .bank_entries
+        .iter()
+        .filter(|b| b.invoice_id == invoice_id && !b.reversed)
+        .map(|b| b.amount)
+        .sum();
+    if paid <= 0.0 {
+        return Err(format!("invoice {invoice_id} has no payments to reverse"));
+    }
+    for b in d
+        .bank_entries
+        .iter_mut()
+        .filter(|b| b.invoice_id == invoice_id)
+    {
+        b.reversed = true;
+    }
+    let rows: Vec<Receivable> = d
+        .receivables
+        .iter()
+        .filter(|r| r.transaction_entry_id == invoice_id)
+        .cloned()
+        .collect();
+    let Some(first) = rows.first() else {
+        return Err(format!("invoice {invoice_id} has no receivable"));
+    };
+    let merged = Receivable {
+        amount_dc: round2(rows.iter().map(|r| r.amount_dc).sum()),
+        is_fully_paid: false,
+        status: STATUS_OPEN,
+        last_payment_date_ms: None,
+        end_date_ms: None,
+        ..first.clone()
+    };
+    d.receivables
+        .retain(|r| r.transaction_entry_id != invoice_id);
+    d.receivables.push(merged);
+    let reversal = BankEntry {
+        id: crate::world::new_id(),
+        invoice_id,
+        amount: -round2(paid),
+        date_ms: now,
+        reversed: true,
+    };
+    let entry_id = reversal.id;
+    d.bank_entries.push(reversal);
+    let endpoint = bank_entry_endpoint(inner, division, entry_id);
+    crate::webhooks::queue_event(
+        &mut world,
+        division,
+        "BankEntries",
+        entry_id,
+        endpoint,
+        inner.clock.now(),
+    );
+    Ok(())
+}

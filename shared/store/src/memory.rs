@@ -1,0 +1,515 @@
+//! In-memory adapters for the local run and fast tests. Same semantics as the AWS adapters (the contract tests
+//! run against both); one mutex makes every operation atomic.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mapping::{ConnectionId, Division, ExactGuid};
+
+use crate::error::{StoreError, StoreResult};
+use crate::invoice::{
+    Claim, InvoiceDone, InvoiceProgress, InvoiceRecord, Judgement, StoredInvoice, is_expired,
+    to_delta,
+};
+use crate::model::{
+    ConnectionRecord, ConnectionState, MappingKey, OAuthState, SettingsRecord, TokenRecord,
+};
+use crate::ports::{
+    ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore, TokenStore,
+    WebhookDedupe,
+};
+
+type InvoiceKey = (ConnectionId, String);
+
+#[derive(Debug, Default)]
+struct Inner {
+    connections: BTreeMap<ConnectionId, ConnectionRecord>,
+    settings: BTreeMap<ConnectionId, SettingsRecord>,
+    divisions: BTreeMap<(Division, ConnectionId), ()>,
+    states: BTreeMap<String, OAuthState>,
+    mappings: BTreeMap<(ConnectionId, Division, MappingKey), ExactGuid>,
+    invoices: BTreeMap<InvoiceKey, StoredInvoice>,
+    /// name → (owner, expires_at)
+    leases: BTreeMap<String, (String, DateTime<Utc>)>,
+    /// key → expires_at
+    events: BTreeMap<String, DateTime<Utc>>,
+}
+
+/// Every DynamoDB port, in memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied change: every operation computes first and
+        // writes last, so the data behind a poisoned lock is still consistent.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies `f` to an existing invoice; `NotFound` when there is none.
+    fn with_invoice<T>(
+        &self,
+        op: &'static str,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        f: impl FnOnce(&mut StoredInvoice) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let mut inner = self.lock();
+        let stored = inner
+            .invoices
+            .get_mut(&(conn.clone(), invoice_id.to_owned()))
+            .ok_or(StoreError::NotFound { op })?;
+        let mut next = stored.clone();
+        let out = f(&mut next)?;
+        *stored = next;
+        Ok(out)
+    }
+
+    fn invoices_where(
+        &self,
+        conn: &ConnectionId,
+        pred: impl Fn(&StoredInvoice) -> bool,
+    ) -> Vec<InvoiceRecord> {
+        self.lock()
+            .invoices
+            .iter()
+            .filter(|((c, _), s)| c == conn && pred(s))
+            .map(|(_, s)| s.record.clone())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for MemoryStore {
+    async fn get_connection(&self, conn: &ConnectionId) -> StoreResult<Option<ConnectionRecord>> {
+        Ok(self.lock().connections.get(conn).cloned())
+    }
+
+    async fn put_connection(&self, record: &ConnectionRecord) -> StoreResult<()> {
+        self.lock()
+            .connections
+            .insert(record.connection_id.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn mark_needs_reconnect(
+        &self,
+        conn: &ConnectionId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut inner = self.lock();
+        match inner.connections.get_mut(conn) {
+            Some(c) if c.state == ConnectionState::Connected => {
+                c.state = ConnectionState::NeedsReconnect;
+                c.needs_reconnect_reason = Some(reason.to_owned());
+                c.updated_at = now;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn record_token_refresh(
+        &self,
+        conn: &ConnectionId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut inner = self.lock();
+        match inner.connections.get_mut(conn) {
+            Some(c) if c.state == ConnectionState::Connected => {
+                c.last_token_refresh_at = Some(at);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn get_settings(&self, conn: &ConnectionId) -> StoreResult<Option<SettingsRecord>> {
+        Ok(self.lock().settings.get(conn).cloned())
+    }
+
+    async fn put_settings(
+        &self,
+        conn: &ConnectionId,
+        settings: &SettingsRecord,
+    ) -> StoreResult<()> {
+        self.lock().settings.insert(conn.clone(), settings.clone());
+        Ok(())
+    }
+
+    async fn list_connections(&self) -> StoreResult<Vec<ConnectionRecord>> {
+        Ok(self.lock().connections.values().cloned().collect())
+    }
+
+    async fn link_division(&self, division: Division, conn: &ConnectionId) -> StoreResult<()> {
+        self.lock().divisions.insert((division, conn.clone()), ());
+        Ok(())
+    }
+
+    async fn unlink_division(&self, division: Division, conn: &ConnectionId) -> StoreResult<()> {
+        self.lock().divisions.remove(&(division, conn.clone()));
+        Ok(())
+    }
+
+    async fn connections_for_division(&self, division: Division) -> StoreResult<Vec<ConnectionId>> {
+        Ok(self
+            .lock()
+            .divisions
+            .keys()
+            .filter(|(d, _)| *d == division)
+            .map(|(_, c)| c.clone())
+            .collect())
+    }
+}
+
+#[async_trait]
+impl OAuthStateStore for MemoryStore {
+    async fn put_state(&self, state: &str, value: &OAuthState) -> StoreResult<()> {
+        let mut inner = self.lock();
+        if inner.states.contains_key(state) {
+            return Err(StoreError::ConditionFailed {
+                op: "oauth_state.put",
+            });
+        }
+        inner.states.insert(state.to_owned(), value.clone());
+        Ok(())
+    }
+
+    async fn take_state(&self, state: &str, now: DateTime<Utc>) -> StoreResult<Option<OAuthState>> {
+        let taken = self.lock().states.remove(state);
+        Ok(taken.filter(|s| !is_expired(s.expires_at, now)))
+    }
+}
+
+#[async_trait]
+impl MappingStore for MemoryStore {
+    async fn get_mapping(
+        &self,
+        conn: &ConnectionId,
+        division: Division,
+        key: &MappingKey,
+    ) -> StoreResult<Option<ExactGuid>> {
+        Ok(self
+            .lock()
+            .mappings
+            .get(&(conn.clone(), division, normalised(key)))
+            .copied())
+    }
+
+    async fn put_mapping(
+        &self,
+        conn: &ConnectionId,
+        division: Division,
+        key: &MappingKey,
+        id: ExactGuid,
+    ) -> StoreResult<()> {
+        self.lock()
+            .mappings
+            .insert((conn.clone(), division, normalised(key)), id);
+        Ok(())
+    }
+
+    async fn forget_mapping(
+        &self,
+        conn: &ConnectionId,
+        division: Division,
+        key: &MappingKey,
+    ) -> StoreResult<()> {
+        self.lock()
+            .mappings
+            .remove(&(conn.clone(), division, normalised(key)));
+        Ok(())
+    }
+}
+
+/// The same equivalence the DynamoDB sort key gives (e-mail lower-cased, codes trimmed).
+fn normalised(key: &MappingKey) -> MappingKey {
+    match key {
+        MappingKey::Account { .. } => key.clone(),
+        MappingKey::Contact { account_id, email } => MappingKey::Contact {
+            account_id: *account_id,
+            email: email.trim().to_lowercase(),
+        },
+        MappingKey::Item { code } => MappingKey::Item {
+            code: code.trim().to_owned(),
+        },
+    }
+}
+
+#[async_trait]
+impl InvoiceStore for MemoryStore {
+    async fn claim(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        body_hash: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> StoreResult<Claim> {
+        let mut inner = self.lock();
+        let key = (conn.clone(), invoice_id.to_owned());
+        let Some(existing) = inner.invoices.get(&key) else {
+            let fresh = StoredInvoice::new_claim(conn, invoice_id, body_hash, owner, now, lease);
+            let record = fresh.record.clone();
+            inner.invoices.insert(key, fresh);
+            return Ok(Claim::Claimed {
+                record: Box::new(record),
+                taken_over: false,
+            });
+        };
+        match existing.judge(body_hash, owner, now, lease)? {
+            Judgement::Answer(claim) => Ok(claim),
+            Judgement::TakeOver(next) => {
+                let record = next.record.clone();
+                inner.invoices.insert(key, *next);
+                Ok(Claim::Claimed {
+                    record: Box::new(record),
+                    taken_over: true,
+                })
+            }
+        }
+    }
+
+    async fn save_progress(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        owner: &str,
+        progress: &InvoiceProgress,
+        now: DateTime<Utc>,
+    ) -> StoreResult<InvoiceRecord> {
+        self.with_invoice("invoice.save_progress", conn, invoice_id, |s| {
+            s.save_progress(owner, progress, now)?;
+            Ok(s.record.clone())
+        })
+    }
+
+    async fn complete(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        owner: &str,
+        done: &InvoiceDone,
+        now: DateTime<Utc>,
+    ) -> StoreResult<InvoiceRecord> {
+        self.with_invoice("invoice.complete", conn, invoice_id, |s| {
+            s.complete(owner, done, now)?;
+            Ok(s.record.clone())
+        })
+    }
+
+    async fn release_claim(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        owner: &str,
+    ) -> StoreResult<bool> {
+        let mut inner = self.lock();
+        let key = (conn.clone(), invoice_id.to_owned());
+        match inner.invoices.get(&key) {
+            Some(s) if s.releasable_by(owner) => {
+                inner.invoices.remove(&key);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn get_invoice(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+    ) -> StoreResult<Option<InvoiceRecord>> {
+        Ok(self
+            .lock()
+            .invoices
+            .get(&(conn.clone(), invoice_id.to_owned()))
+            .map(|s| s.record.clone()))
+    }
+
+    async fn open_invoices(&self, conn: &ConnectionId) -> StoreResult<Vec<InvoiceRecord>> {
+        Ok(self.invoices_where(conn, StoredInvoice::is_open))
+    }
+
+    async fn find_by_exact_invoice(
+        &self,
+        conn: &ConnectionId,
+        exact_invoice_id: ExactGuid,
+    ) -> StoreResult<Option<InvoiceRecord>> {
+        Ok(self
+            .invoices_where(conn, |s| {
+                s.record.exact_invoice_id == Some(exact_invoice_id)
+            })
+            .into_iter()
+            .next())
+    }
+
+    async fn set_number(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        number: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.with_invoice("invoice.set_number", conn, invoice_id, |s| {
+            Ok(s.set_number(number, now))
+        })
+    }
+
+    async fn mark_paid(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        paid_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.with_invoice("invoice.mark_paid", conn, invoice_id, |s| {
+            Ok(s.mark_paid(paid_at, now))
+        })
+    }
+
+    async fn mark_open(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.with_invoice("invoice.mark_open", conn, invoice_id, |s| {
+            Ok(s.mark_open(now))
+        })
+    }
+
+    async fn mark_notified(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.with_invoice("invoice.mark_notified", conn, invoice_id, |s| {
+            Ok(s.mark_notified(at))
+        })
+    }
+
+    async fn paid_unnotified(&self, conn: &ConnectionId) -> StoreResult<Vec<InvoiceRecord>> {
+        Ok(self.invoices_where(conn, StoredInvoice::is_paid_unnotified))
+    }
+}
+
+#[async_trait]
+impl LeaseStore for MemoryStore {
+    async fn acquire(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        let mut inner = self.lock();
+        if let Some((_, until)) = inner.leases.get(name)
+            && !is_expired(*until, now)
+        {
+            return Ok(false);
+        }
+        inner
+            .leases
+            .insert(name.to_owned(), (owner.to_owned(), now + to_delta(ttl)));
+        Ok(true)
+    }
+
+    async fn renew(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        let mut inner = self.lock();
+        match inner.leases.get_mut(name) {
+            Some((o, until)) if o == owner && !is_expired(*until, now) => {
+                *until = now + to_delta(ttl);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn release(&self, name: &str, owner: &str) -> StoreResult<bool> {
+        let mut inner = self.lock();
+        match inner.leases.get(name) {
+            Some((o, _)) if o == owner => {
+                inner.leases.remove(name);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+#[async_trait]
+impl WebhookDedupe for MemoryStore {
+    async fn first_seen(&self, key: &str, now: DateTime<Utc>, ttl: Duration) -> StoreResult<bool> {
+        let mut inner = self.lock();
+        if let Some(until) = inner.events.get(key)
+            && !is_expired(*until, now)
+        {
+            return Ok(false);
+        }
+        inner.events.insert(key.to_owned(), now + to_delta(ttl));
+        Ok(true)
+    }
+}
+
+/// Tokens in memory (the local run, tests).
+#[derive(Debug, Default)]
+pub struct MemoryTokenStore {
+    tokens: Mutex<BTreeMap<ConnectionId, TokenRecord>>,
+}
+
+impl MemoryTokenStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<ConnectionId, TokenRecord>> {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl TokenStore for MemoryTokenStore {
+    async fn get(&self, conn: &ConnectionId) -> StoreResult<Option<TokenRecord>> {
+        Ok(self.lock().get(conn).cloned())
+    }
+
+    async fn put(&self, conn: &ConnectionId, tokens: &TokenRecord) -> StoreResult<()> {
+        self.lock().insert(conn.clone(), tokens.clone());
+        Ok(())
+    }
+
+    async fn replace(&self, conn: &ConnectionId, tokens: &TokenRecord) -> StoreResult<bool> {
+        let mut map = self.lock();
+        match map.get_mut(conn) {
+            Some(slot) => {
+                *slot = tokens.clone();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn delete(&self, conn: &ConnectionId) -> StoreResult<()> {
+        self.lock().remove(conn);
+        Ok(())
+    }
+}

@@ -1,0 +1,217 @@
+//! The ports the core uses. Domain records in, domain records out; time is always passed in (`now`), the store
+//! never reads the clock.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mapping::{ConnectionId, Division, ExactGuid};
+
+use crate::error::StoreResult;
+use crate::invoice::{Claim, InvoiceDone, InvoiceProgress, InvoiceRecord};
+use crate::model::{ConnectionRecord, MappingKey, OAuthState, SettingsRecord, TokenRecord};
+
+/// Connections, their settings, and which connections sit on a division (for webhooks).
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    async fn get_connection(&self, conn: &ConnectionId) -> StoreResult<Option<ConnectionRecord>>;
+    /// Writes the whole connection record (connect, disconnect). Settings are a separate item and stay as they are.
+    async fn put_connection(&self, record: &ConnectionRecord) -> StoreResult<()>;
+    /// Connected → needs reconnect, with the reason. False when the connection is missing or not connected.
+    /// Touches only those attributes, so it never undoes a concurrent disconnect.
+    async fn mark_needs_reconnect(
+        &self,
+        conn: &ConnectionId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Records a token refresh on a connected connection (for the keep-alive). False when not connected.
+    async fn record_token_refresh(
+        &self,
+        conn: &ConnectionId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    async fn get_settings(&self, conn: &ConnectionId) -> StoreResult<Option<SettingsRecord>>;
+    async fn put_settings(&self, conn: &ConnectionId, settings: &SettingsRecord)
+    -> StoreResult<()>;
+    /// Every connection, whatever its state (daily keep-alive, reconciliation).
+    async fn list_connections(&self) -> StoreResult<Vec<ConnectionRecord>>;
+    async fn link_division(&self, division: Division, conn: &ConnectionId) -> StoreResult<()>;
+    async fn unlink_division(&self, division: Division, conn: &ConnectionId) -> StoreResult<()>;
+    async fn connections_for_division(&self, division: Division) -> StoreResult<Vec<ConnectionId>>;
+}
+
+/// Single-use OAuth `state` values.
+#[async_trait]
+pub trait OAuthStateStore: Send + Sync {
+    /// Stores a new state (a state that already exists is a `ConditionFailed` error, never overwritten).
+    async fn put_state(&self, state: &str, value: &OAuthState) -> StoreResult<()>;
+    /// Consumes the state atomically: of two concurrent takes only one gets it. An expired state is `None` and
+    /// gone as well.
+    async fn take_state(&self, state: &str, now: DateTime<Utc>) -> StoreResult<Option<OAuthState>>;
+}
+
+/// Cached Exact IDs, per connection and division.
+#[async_trait]
+pub trait MappingStore: Send + Sync {
+    async fn get_mapping(
+        &self,
+        conn: &ConnectionId,
+        division: Division,
+        key: &MappingKey,
+    ) -> StoreResult<Option<ExactGuid>>;
+    async fn put_mapping(
+        &self,
+        conn: &ConnectionId,
+        division: Division,
+        key: &MappingKey,
+        id: ExactGuid,
+    ) -> StoreResult<()>;
+    /// Drops a cached ID that Exact no longer knows.
+    async fn forget_mapping(
+        &self,
+        conn: &ConnectionId,
+        division: Division,
+        key: &MappingKey,
+    ) -> StoreResult<()>;
+}
+
+/// Invoice idempotency and state.
+#[async_trait]
+pub trait InvoiceStore: Send + Sync {
+    /// Claims the push of `invoice_id` for `owner` until `now + lease`, or says why not (see [`Claim`]).
+    async fn claim(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        body_hash: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> StoreResult<Claim>;
+    /// Saves Exact IDs as soon as they are known. `ConditionFailed` when `owner` no longer holds the claim.
+    async fn save_progress(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        owner: &str,
+        progress: &InvoiceProgress,
+        now: DateTime<Utc>,
+    ) -> StoreResult<InvoiceRecord>;
+    /// In progress → done with the saved response. `ConditionFailed` when `owner` no longer holds the claim.
+    async fn complete(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        owner: &str,
+        done: &InvoiceDone,
+        now: DateTime<Utc>,
+    ) -> StoreResult<InvoiceRecord>;
+    /// Deletes `owner`'s in-progress claim so a corrected body can be pushed. Kept (false) when an Exact invoice
+    /// was recorded or the claim is not `owner`'s.
+    async fn release_claim(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        owner: &str,
+    ) -> StoreResult<bool>;
+    async fn get_invoice(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+    ) -> StoreResult<Option<InvoiceRecord>>;
+    /// Created or sent, not paid (what the reconciliation checks).
+    async fn open_invoices(&self, conn: &ConnectionId) -> StoreResult<Vec<InvoiceRecord>>;
+    async fn find_by_exact_invoice(
+        &self,
+        conn: &ConnectionId,
+        exact_invoice_id: ExactGuid,
+    ) -> StoreResult<Option<InvoiceRecord>>;
+    /// Records the number Exact assigned; a created invoice becomes sent. `NotFound` for an unknown invoice.
+    async fn set_number(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        number: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Created/sent → paid. False when it was already paid (or is not completed). `NotFound` for an unknown invoice.
+    async fn mark_paid(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        paid_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Paid → open again (the payment was undone). False when it was not paid.
+    async fn mark_open(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// The PSA accepted the paid callback. False when not paid or already notified.
+    async fn mark_notified(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Paid invoices whose callback has not been accepted yet.
+    async fn paid_unnotified(&self, conn: &ConnectionId) -> StoreResult<Vec<InvoiceRecord>>;
+}
+
+/// Named leases for single-flight work (token refresh).
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Takes the lease when it is free or expired. False when someone (including `owner` itself) holds it.
+    async fn acquire(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> StoreResult<bool>;
+    /// Extends `owner`'s unexpired lease to `now + ttl`. False when `owner` does not hold it any more.
+    async fn renew(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> StoreResult<bool>;
+    /// Frees the lease if `owner` holds it. False otherwise (nothing is changed).
+    async fn release(&self, name: &str, owner: &str) -> StoreResult<bool>;
+}
+
+/// Webhook delivery dedupe.
+#[async_trait]
+pub trait WebhookDedupe: Send + Sync {
+    /// True the first time `key` is seen within `ttl`; an expired mark counts as absent.
+    async fn first_seen(&self, key: &str, now: DateTime<Utc>, ttl: Duration) -> StoreResult<bool>;
+}
+
+/// Every DynamoDB-backed port in one bound, for code that wants "the state store".
+pub trait StateStore:
+    ConnectionStore + OAuthStateStore + MappingStore + InvoiceStore + LeaseStore + WebhookDedupe
+{
+}
+
+impl<T> StateStore for T where
+    T: ConnectionStore + OAuthStateStore + MappingStore + InvoiceStore + LeaseStore + WebhookDedupe
+{
+}
+
+/// OAuth tokens per connection.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// `None` when the connection has no tokens (never connected, or disconnected): "not connected".
+    async fn get(&self, conn: &ConnectionId) -> StoreResult<Option<TokenRecord>>;
+    /// Creates or replaces the tokens (also right after a disconnect: the deleted secret is restored).
+    async fn put(&self, conn: &ConnectionId, tokens: &TokenRecord) -> StoreResult<()>;
+    /// Replaces the tokens of a connection that has them (a refresh: one write). `false`, and nothing written, when
+    /// it has none (never connected, or disconnected meanwhile): a refresh never resurrects a disconnected connection.
+    async fn replace(&self, conn: &ConnectionId, tokens: &TokenRecord) -> StoreResult<bool>;
+    /// Removes the tokens. Deleting what is not there is fine.
+    async fn delete(&self, conn: &ConnectionId) -> StoreResult<()>;
+}

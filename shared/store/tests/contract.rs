@@ -1,0 +1,796 @@
+//! One contract suite for the ports, run against the in-memory adapters and against DynamoDB + Secrets Manager
+//! on a moto server (started by the test setup on a loopback port; a missing moto is a failure, not a skip).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use mapping::{ConnectionId, Country};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use store::{
+    Claim, ConnectionState, Delivery, InvoiceDone, InvoicePhase, InvoiceProgress, InvoiceState,
+    MappingKey, OAuthState, OpenState, SavedResponse, SettingsRecord, StateStore, StoreError,
+    TaxCategoryRecord, TokenRecord, TokenStore,
+};
+
+use common::{conn, connection, div, guid, t};
+
+const LEASE: Duration = Duration::from_secs(60);
+
+mod suite {
+    use super::*;
+
+    pub async fn connection_and_settings_are_independent(s: &impl StateStore, _: &impl TokenStore) {
+        let c = conn("bu_1");
+        assert_eq!(s.get_connection(&c).await.unwrap(), None);
+        assert_eq!(s.get_settings(&c).await.unwrap(), None);
+
+        let record = connection("bu_1");
+        s.put_connection(&record).await.unwrap();
+        assert_eq!(s.get_connection(&c).await.unwrap(), Some(record.clone()));
+
+        let settings = SettingsRecord {
+            division: div(1234567),
+            item_code: "CONSULT".into(),
+            item_id: guid(1),
+            journal_code: "70".into(),
+            tax_code: "2".into(),
+            tax_code_id: Some(guid(2)),
+            tax_categories: vec![
+                TaxCategoryRecord {
+                    category: "high".into(),
+                    exact_vat_code: "2".into(),
+                    exact_vat_code_id: Some(guid(2)),
+                },
+                TaxCategoryRecord {
+                    category: "zero".into(),
+                    exact_vat_code: "0".into(),
+                    exact_vat_code_id: None,
+                },
+            ],
+            send_invoice_to_customer: true,
+            delivery: Delivery::Exact,
+            saved_at: t(5),
+        };
+        s.put_settings(&c, &settings).await.unwrap();
+        assert_eq!(s.get_settings(&c).await.unwrap(), Some(settings.clone()));
+        assert_eq!(
+            s.get_connection(&c).await.unwrap(),
+            Some(record.clone()),
+            "settings left the connection alone"
+        );
+
+        // A connection update (e.g. a reconnect) leaves the settings alone, and the other way round.
+        let mut reconnected = record.clone();
+        reconnected.division_name = "Acme Holding".into();
+        reconnected.base_url = Some("http://127.0.0.1:9/".into());
+        reconnected.updated_at = t(10);
+        s.put_connection(&reconnected).await.unwrap();
+        assert_eq!(s.get_settings(&c).await.unwrap(), Some(settings));
+        assert_eq!(s.get_connection(&c).await.unwrap(), Some(reconnected));
+    }
+
+    pub async fn needs_reconnect_and_refresh_touch_only_a_connected_connection(
+        s: &impl StateStore,
+        _: &impl TokenStore,
+    ) {
+        let c = conn("bu_1");
+        assert!(
+            !s.mark_needs_reconnect(&c, "refresh refused", t(1))
+                .await
+                .unwrap(),
+            "missing"
+        );
+        assert!(!s.record_token_refresh(&c, t(1)).await.unwrap(), "missing");
+
+        s.put_connection(&connection("bu_1")).await.unwrap();
+        assert!(s.record_token_refresh(&c, t(2)).await.unwrap());
+        assert!(
+            s.mark_needs_reconnect(&c, "refresh refused", t(3))
+                .await
+                .unwrap()
+        );
+        let got = s.get_connection(&c).await.unwrap().unwrap();
+        assert_eq!(got.state, ConnectionState::NeedsReconnect);
+        assert_eq!(
+            got.needs_reconnect_reason.as_deref(),
+            Some("refresh refused")
+        );
+        assert_eq!(got.updated_at, t(3));
+        assert_eq!(got.last_token_refresh_at, Some(t(2)));
+        assert_eq!(
+            got.webhook_subscriptions,
+            connection("bu_1").webhook_subscriptions
+        );
+
+        assert!(
+            !s.mark_needs_reconnect(&c, "again", t(4)).await.unwrap(),
+            "already needs reconnect"
+        );
+        assert!(
+            !s.record_token_refresh(&c, t(4)).await.unwrap(),
+            "not connected"
+        );
+
+        // A disconnect is never undone by a late refresh.
+        let mut gone = connection("bu_1");
+        gone.state = ConnectionState::Disconnected;
+        s.put_connection(&gone).await.unwrap();
+        assert!(!s.record_token_refresh(&c, t(5)).await.unwrap());
+        assert!(!s.mark_needs_reconnect(&c, "late", t(5)).await.unwrap());
+        assert_eq!(s.get_connection(&c).await.unwrap(), Some(gone));
+    }
+
+    pub async fn list_connections_returns_every_connection(
+        s: &impl StateStore,
+        _: &impl TokenStore,
+    ) {
+        assert!(s.list_connections().await.unwrap().is_empty());
+        for id in ["a", "b", "c"] {
+            s.put_connection(&connection(id)).await.unwrap();
+        }
+        // Settings and invoices on the same partition are not connections.
+        s.claim(&conn("a"), "inv", "h", "w", t(0), LEASE)
+            .await
+            .unwrap();
+        let listed: BTreeSet<String> = s
+            .list_connections()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.connection_id.to_string())
+            .collect();
+        assert_eq!(listed, BTreeSet::from(["a".into(), "b".into(), "c".into()]));
+    }
+
+    pub async fn division_links(s: &impl StateStore, _: &impl TokenStore) {
+        let ids = |v: Vec<ConnectionId>| {
+            v.into_iter()
+                .map(|c| c.to_string())
+                .collect::<BTreeSet<_>>()
+        };
+        s.link_division(div(1), &conn("a")).await.unwrap();
+        s.link_division(div(1), &conn("b")).await.unwrap();
+        s.link_division(div(1), &conn("b")).await.unwrap(); // idempotent
+        s.link_division(div(2), &conn("c")).await.unwrap();
+        assert_eq!(
+            ids(s.connections_for_division(div(1)).await.unwrap()),
+            BTreeSet::from(["a".into(), "b".into()])
+        );
+        s.unlink_division(div(1), &conn("a")).await.unwrap();
+        s.unlink_division(div(1), &conn("zz")).await.unwrap(); // unlinking what is not linked is fine
+        assert_eq!(
+            ids(s.connections_for_division(div(1)).await.unwrap()),
+            BTreeSet::from(["b".into()])
+        );
+        assert_eq!(
+            ids(s.connections_for_division(div(2)).await.unwrap()),
+            BTreeSet::from(["c".into()])
+        );
+        assert!(s.connections_for_division(div(3)).await.unwrap().is_empty());
+    }
+
+    pub async fn oauth_state_is_single_use_and_expires(s: &impl StateStore, _: &impl TokenStore) {
+        let state = OAuthState {
+            connection_id: conn("bu_1"),
+            country: Country::Be,
+            return_url: "https://psa.example/settings?x=1".into(),
+            expires_at: t(600),
+        };
+        s.put_state("st-1", &state).await.unwrap();
+        assert!(
+            matches!(
+                s.put_state("st-1", &state).await,
+                Err(StoreError::ConditionFailed { .. })
+            ),
+            "a state is never overwritten"
+        );
+        assert_eq!(
+            s.take_state("st-1", t(599)).await.unwrap(),
+            Some(state.clone())
+        );
+        assert_eq!(
+            s.take_state("st-1", t(599)).await.unwrap(),
+            None,
+            "single use"
+        );
+        assert_eq!(s.take_state("never", t(0)).await.unwrap(), None);
+
+        s.put_state("st-2", &state).await.unwrap();
+        assert_eq!(
+            s.take_state("st-2", t(600)).await.unwrap(),
+            None,
+            "expired at expires_at"
+        );
+        assert_eq!(s.take_state("st-2", t(1)).await.unwrap(), None, "and gone");
+    }
+
+    pub async fn mappings_are_isolated_by_connection_and_division(
+        s: &impl StateStore,
+        _: &impl TokenStore,
+    ) {
+        let (a, b) = (conn("a"), conn("b"));
+        let acct = MappingKey::Account {
+            psa_company_id: "cmp_17".into(),
+        };
+        let contact = MappingKey::Contact {
+            account_id: guid(10),
+            email: "Jane@Acme.example".into(),
+        };
+        let item = MappingKey::Item {
+            code: "CONSULT".into(),
+        };
+
+        assert_eq!(s.get_mapping(&a, div(1), &acct).await.unwrap(), None);
+        s.put_mapping(&a, div(1), &acct, guid(100)).await.unwrap();
+        s.put_mapping(&a, div(1), &contact, guid(101))
+            .await
+            .unwrap();
+        s.put_mapping(&a, div(1), &item, guid(102)).await.unwrap();
+        assert_eq!(
+            s.get_mapping(&a, div(1), &acct).await.unwrap(),
+            Some(guid(100))
+        );
+        assert_eq!(
+            s.get_mapping(&a, div(1), &item).await.unwrap(),
+            Some(guid(102))
+        );
+        let same_contact = MappingKey::Contact {
+            account_id: guid(10),
+            email: " jane@ACME.example".into(),
+        };
+        assert_eq!(
+            s.get_mapping(&a, div(1), &same_contact).await.unwrap(),
+            Some(guid(101)),
+            "e-mail case"
+        );
+        let other_account = MappingKey::Contact {
+            account_id: guid(11),
+            email: "jane@acme.example".into(),
+        };
+        assert_eq!(
+            s.get_mapping(&a, div(1), &other_account).await.unwrap(),
+            None,
+            "per account"
+        );
+
+        // Another division of the same connection (a reconnect elsewhere) and another connection see nothing.
+        assert_eq!(s.get_mapping(&a, div(2), &acct).await.unwrap(), None);
+        assert_eq!(s.get_mapping(&b, div(1), &acct).await.unwrap(), None);
+        s.put_mapping(&a, div(2), &acct, guid(200)).await.unwrap();
+        assert_eq!(
+            s.get_mapping(&a, div(1), &acct).await.unwrap(),
+            Some(guid(100))
+        );
+
+        s.put_mapping(&a, div(1), &acct, guid(300)).await.unwrap();
+        assert_eq!(
+            s.get_mapping(&a, div(1), &acct).await.unwrap(),
+            Some(guid(300)),
+            "replaced"
+        );
+        s.forget_mapping(&a, div(1), &acct).await.unwrap();
+        assert_eq!(s.get_mapping(&a, div(1), &acct).await.unwrap(), None);
+        assert_eq!(
+            s.get_mapping(&a, div(2), &acct).await.unwrap(),
+            Some(guid(200))
+        );
+    }
+
+    fn done(state: OpenState, number: Option<i64>) -> InvoiceDone {
+        InvoiceDone {
+            state,
+            response: SavedResponse {
+                status: 201,
+                body: json!({"invoice_id": "inv_1", "exact_invoice_number": number, "amount": 8000.0}),
+            },
+            progress: InvoiceProgress {
+                exact_invoice_id: Some(guid(900)),
+                exact_invoice_number: number,
+                ..InvoiceProgress::default()
+            },
+        }
+    }
+
+    pub async fn claim_replay_conflict_and_takeover(s: &impl StateStore, _: &impl TokenStore) {
+        let c = conn("bu_1");
+        let Claim::Claimed { record, taken_over } =
+            s.claim(&c, "inv_1", "h1", "a", t(0), LEASE).await.unwrap()
+        else {
+            panic!("first claim wins");
+        };
+        assert!(!taken_over);
+        assert_eq!(record.state, InvoiceState::Pending);
+        assert_eq!(
+            record.phase,
+            InvoicePhase::InProgress {
+                owner: "a".into(),
+                expires_at: t(60)
+            }
+        );
+        assert_eq!(s.get_invoice(&c, "inv_1").await.unwrap(), Some(*record));
+
+        // While a's claim is live, everyone else is told to come back when it expires, whatever their body.
+        assert_eq!(
+            s.claim(&c, "inv_1", "h1", "b", t(20), LEASE).await.unwrap(),
+            Claim::InProgress {
+                retry_after: Duration::from_secs(40)
+            }
+        );
+        assert!(matches!(
+            s.claim(&c, "inv_1", "h2", "b", t(20), LEASE).await.unwrap(),
+            Claim::InProgress { .. }
+        ));
+
+        // Progress is the owner's only.
+        let progress = InvoiceProgress {
+            reference: Some("INV-2025-0042".into()),
+            division: Some(div(1234567)),
+            journal_code: Some("70".into()),
+            exact_account_id: Some(guid(1)),
+            exact_contact_id: Some(guid(2)),
+            ..InvoiceProgress::default()
+        };
+        assert!(matches!(
+            s.save_progress(&c, "inv_1", "b", &progress, t(21)).await,
+            Err(StoreError::ConditionFailed { .. })
+        ));
+        let saved = s
+            .save_progress(&c, "inv_1", "a", &progress, t(21))
+            .await
+            .unwrap();
+        assert_eq!(saved.exact_account_id, Some(guid(1)));
+        assert_eq!(saved.reference.as_deref(), Some("INV-2025-0042"));
+        // None fields leave what is stored.
+        let more = InvoiceProgress {
+            exact_invoice_id: Some(guid(900)),
+            ..InvoiceProgress::default()
+        };
+        let saved = s
+            .save_progress(&c, "inv_1", "a", &more, t(22))
+            .await
+            .unwrap();
+        assert_eq!(
+            (saved.exact_account_id, saved.exact_invoice_id),
+            (Some(guid(1)), Some(guid(900)))
+        );
+        assert_eq!(s.get_invoice(&c, "inv_1").await.unwrap(), Some(saved));
+
+        // a dies; after expiry b takes over and finds a's progress.
+        let Claim::Claimed { record, taken_over } =
+            s.claim(&c, "inv_1", "h1", "b", t(60), LEASE).await.unwrap()
+        else {
+            panic!("an expired claim is taken over");
+        };
+        assert!(taken_over);
+        assert_eq!(record.exact_contact_id, Some(guid(2)));
+        assert_eq!(record.exact_invoice_id, Some(guid(900)));
+        assert_eq!(
+            record.phase,
+            InvoicePhase::InProgress {
+                owner: "b".into(),
+                expires_at: t(120)
+            }
+        );
+        // A body change cannot take over a claim that already created an Exact invoice.
+        assert_eq!(
+            s.claim(&c, "inv_1", "h2", "c", t(500), LEASE)
+                .await
+                .unwrap(),
+            Claim::DifferentBody
+        );
+
+        // a comes back too late: it no longer owns the push.
+        assert!(matches!(
+            s.complete(&c, "inv_1", "a", &done(OpenState::Sent, Some(42)), t(61))
+                .await,
+            Err(StoreError::ConditionFailed { .. })
+        ));
+        let completed = s
+            .complete(&c, "inv_1", "b", &done(OpenState::Sent, Some(42)), t(62))
+            .await
+            .unwrap();
+        assert_eq!(completed.phase, InvoicePhase::Done);
+        assert_eq!(completed.state, InvoiceState::Sent);
+        assert_eq!(completed.exact_invoice_number, Some(42));
+        assert_eq!(completed.exact_account_id, Some(guid(1)), "progress kept");
+        assert_eq!(
+            s.get_invoice(&c, "inv_1").await.unwrap(),
+            Some(completed.clone())
+        );
+
+        // Done: same body replays, another body conflicts, the owner cannot complete twice.
+        assert_eq!(
+            s.claim(&c, "inv_1", "h1", "d", t(63), LEASE).await.unwrap(),
+            Claim::Replay {
+                response: completed.response.clone().unwrap()
+            }
+        );
+        assert_eq!(
+            s.claim(&c, "inv_1", "h2", "d", t(63), LEASE).await.unwrap(),
+            Claim::DifferentBody
+        );
+        assert!(matches!(
+            s.complete(&c, "inv_1", "b", &done(OpenState::Sent, Some(42)), t(64))
+                .await,
+            Err(StoreError::ConditionFailed { .. })
+        ));
+        assert!(matches!(
+            s.save_progress(&c, "inv_1", "b", &more, t(64)).await,
+            Err(StoreError::ConditionFailed { .. })
+        ));
+
+        // Same invoice id on another connection is another invoice.
+        assert!(matches!(
+            s.claim(&conn("bu_2"), "inv_1", "h2", "e", t(63), LEASE)
+                .await
+                .unwrap(),
+            Claim::Claimed {
+                taken_over: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            s.save_progress(&c, "nope", "a", &more, t(64)).await,
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+
+    pub async fn expired_claim_without_exact_invoice_accepts_a_corrected_body(
+        s: &impl StateStore,
+        _: &impl TokenStore,
+    ) {
+        let c = conn("bu_1");
+        s.claim(&c, "inv_1", "h1", "a", t(0), LEASE).await.unwrap();
+        let progress = InvoiceProgress {
+            exact_account_id: Some(guid(1)),
+            ..InvoiceProgress::default()
+        };
+        s.save_progress(&c, "inv_1", "a", &progress, t(1))
+            .await
+            .unwrap();
+        let Claim::Claimed { record, taken_over } =
+            s.claim(&c, "inv_1", "h2", "b", t(61), LEASE).await.unwrap()
+        else {
+            panic!("a corrected body takes over an expired claim that created nothing in Exact");
+        };
+        assert!(taken_over);
+        assert_eq!(record.body_hash, "h2");
+        assert_eq!(
+            record.exact_account_id, None,
+            "the old body's progress is not carried over"
+        );
+        assert_eq!(s.get_invoice(&c, "inv_1").await.unwrap(), Some(*record));
+    }
+
+    pub async fn release_frees_only_an_owned_claim_without_exact_invoice(
+        s: &impl StateStore,
+        _: &impl TokenStore,
+    ) {
+        let c = conn("bu_1");
+        assert!(
+            !s.release_claim(&c, "inv_1", "a").await.unwrap(),
+            "nothing to release"
+        );
+        s.claim(&c, "inv_1", "h1", "a", t(0), LEASE).await.unwrap();
+        assert!(
+            !s.release_claim(&c, "inv_1", "b").await.unwrap(),
+            "not b's claim"
+        );
+        assert!(s.release_claim(&c, "inv_1", "a").await.unwrap());
+        assert_eq!(s.get_invoice(&c, "inv_1").await.unwrap(), None);
+        // A corrected body can be pushed right away.
+        assert!(matches!(
+            s.claim(&c, "inv_1", "h2", "b", t(1), LEASE).await.unwrap(),
+            Claim::Claimed {
+                taken_over: false,
+                ..
+            }
+        ));
+
+        let progress = InvoiceProgress {
+            exact_invoice_id: Some(guid(900)),
+            ..InvoiceProgress::default()
+        };
+        s.save_progress(&c, "inv_1", "b", &progress, t(2))
+            .await
+            .unwrap();
+        assert!(
+            !s.release_claim(&c, "inv_1", "b").await.unwrap(),
+            "an Exact invoice exists: keep the record"
+        );
+        assert!(s.get_invoice(&c, "inv_1").await.unwrap().is_some());
+
+        s.complete(&c, "inv_1", "b", &done(OpenState::Created, None), t(3))
+            .await
+            .unwrap();
+        assert!(
+            !s.release_claim(&c, "inv_1", "b").await.unwrap(),
+            "done is never released"
+        );
+    }
+
+    pub async fn invoice_life_after_the_push(s: &impl StateStore, _: &impl TokenStore) {
+        let c = conn("bu_1");
+        let ids = |v: Vec<store::InvoiceRecord>| {
+            v.into_iter().map(|r| r.invoice_id).collect::<BTreeSet<_>>()
+        };
+        for (id, exact) in [("i1", 901), ("i2", 902), ("i3", 903)] {
+            s.claim(&c, id, "h", "w", t(0), LEASE).await.unwrap();
+            let mut d = done(OpenState::Created, None);
+            d.progress.exact_invoice_id = Some(guid(exact));
+            s.complete(&c, id, "w", &d, t(1)).await.unwrap();
+        }
+        s.claim(&c, "pending", "h", "w", t(0), LEASE).await.unwrap();
+        s.claim(&conn("other"), "o1", "h", "w", t(0), LEASE)
+            .await
+            .unwrap();
+        s.complete(
+            &conn("other"),
+            "o1",
+            "w",
+            &done(OpenState::Sent, Some(1)),
+            t(1),
+        )
+        .await
+        .unwrap();
+
+        assert_eq!(
+            ids(s.open_invoices(&c).await.unwrap()),
+            BTreeSet::from(["i1".into(), "i2".into(), "i3".into()])
+        );
+        assert!(s.paid_unnotified(&c).await.unwrap().is_empty());
+
+        // The number arrives later (delivery exact): created → sent.
+        assert!(s.set_number(&c, "i2", 77, t(2)).await.unwrap());
+        assert!(
+            !s.set_number(&c, "i2", 77, t(2)).await.unwrap(),
+            "no change"
+        );
+        let i2 = s.get_invoice(&c, "i2").await.unwrap().unwrap();
+        assert_eq!(
+            (i2.state, i2.exact_invoice_number),
+            (InvoiceState::Sent, Some(77))
+        );
+
+        let found = s
+            .find_by_exact_invoice(&c, guid(902))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found, i2);
+        assert_eq!(s.find_by_exact_invoice(&c, guid(999)).await.unwrap(), None);
+        assert_eq!(
+            s.find_by_exact_invoice(&conn("other"), guid(902))
+                .await
+                .unwrap(),
+            None
+        );
+
+        // Paid: out of the open list, into the un-notified list until the PSA accepted the callback.
+        assert!(s.mark_paid(&c, "i2", t(100), t(101)).await.unwrap());
+        assert!(
+            !s.mark_paid(&c, "i2", t(100), t(102)).await.unwrap(),
+            "already paid"
+        );
+        assert!(
+            !s.mark_paid(&c, "pending", t(100), t(102)).await.unwrap(),
+            "not completed"
+        );
+        assert!(matches!(
+            s.mark_paid(&c, "nope", t(100), t(102)).await,
+            Err(StoreError::NotFound { .. })
+        ));
+        let i2 = s.get_invoice(&c, "i2").await.unwrap().unwrap();
+        assert_eq!(
+            (i2.state, i2.paid_at, i2.updated_at),
+            (InvoiceState::Paid, Some(t(100)), t(101))
+        );
+        assert_eq!(
+            ids(s.open_invoices(&c).await.unwrap()),
+            BTreeSet::from(["i1".into(), "i3".into()])
+        );
+        assert_eq!(
+            ids(s.paid_unnotified(&c).await.unwrap()),
+            BTreeSet::from(["i2".into()])
+        );
+
+        assert!(
+            !s.mark_notified(&c, "i1", t(103)).await.unwrap(),
+            "not paid"
+        );
+        assert!(s.mark_notified(&c, "i2", t(103)).await.unwrap());
+        assert!(
+            !s.mark_notified(&c, "i2", t(104)).await.unwrap(),
+            "already notified"
+        );
+        assert!(s.paid_unnotified(&c).await.unwrap().is_empty());
+        assert_eq!(
+            s.get_invoice(&c, "i2").await.unwrap().unwrap().notified_at,
+            Some(t(103))
+        );
+
+        // Payment undone: open again in the state it had, paid and notified cleared.
+        assert!(s.mark_open(&c, "i2", t(200)).await.unwrap());
+        assert!(!s.mark_open(&c, "i2", t(201)).await.unwrap(), "not paid");
+        let i2 = s.get_invoice(&c, "i2").await.unwrap().unwrap();
+        assert_eq!(
+            (i2.state, i2.paid_at, i2.notified_at),
+            (InvoiceState::Sent, None, None)
+        );
+        assert_eq!(
+            ids(s.open_invoices(&c).await.unwrap()),
+            BTreeSet::from(["i1".into(), "i2".into(), "i3".into()])
+        );
+        assert!(s.mark_paid(&c, "i1", t(300), t(300)).await.unwrap());
+        assert!(s.mark_open(&c, "i1", t(301)).await.unwrap());
+        assert_eq!(
+            s.get_invoice(&c, "i1").await.unwrap().unwrap().state,
+            InvoiceState::Created
+        );
+    }
+
+    pub async fn webhook_dedupe_expires(s: &impl StateStore, _: &impl TokenStore) {
+        let ttl = Duration::from_secs(3600);
+        assert!(s.first_seen("evt-1", t(0), ttl).await.unwrap());
+        assert!(!s.first_seen("evt-1", t(1), ttl).await.unwrap());
+        assert!(!s.first_seen("evt-1", t(3599), ttl).await.unwrap());
+        assert!(
+            s.first_seen("evt-2", t(1), ttl).await.unwrap(),
+            "keys are independent"
+        );
+        // Expired counts as absent, even though no TTL sweeper ran.
+        assert!(s.first_seen("evt-1", t(3600), ttl).await.unwrap());
+        assert!(!s.first_seen("evt-1", t(3601), ttl).await.unwrap());
+    }
+
+    pub async fn lease_owner_expiry_and_release(s: &impl StateStore, _: &impl TokenStore) {
+        let ttl = Duration::from_secs(30);
+        assert!(s.acquire("refresh:bu_1", "a", t(0), ttl).await.unwrap());
+        assert!(
+            !s.acquire("refresh:bu_1", "b", t(10), ttl).await.unwrap(),
+            "held by a"
+        );
+        assert!(
+            !s.acquire("refresh:bu_1", "a", t(10), ttl).await.unwrap(),
+            "not re-entrant"
+        );
+        assert!(
+            s.acquire("refresh:bu_2", "b", t(10), ttl).await.unwrap(),
+            "names are independent"
+        );
+        assert!(
+            !s.release("refresh:bu_1", "b").await.unwrap(),
+            "only the owner releases"
+        );
+        assert!(
+            !s.renew("refresh:bu_1", "b", t(10), ttl).await.unwrap(),
+            "only the owner renews"
+        );
+
+        assert!(s.renew("refresh:bu_1", "a", t(20), ttl).await.unwrap());
+        assert!(
+            !s.acquire("refresh:bu_1", "b", t(40), ttl).await.unwrap(),
+            "renewed until 50"
+        );
+        // a dies; after expiry b replaces it, and a can neither renew nor release b's lease.
+        assert!(s.acquire("refresh:bu_1", "b", t(50), ttl).await.unwrap());
+        assert!(!s.renew("refresh:bu_1", "a", t(51), ttl).await.unwrap());
+        assert!(!s.release("refresh:bu_1", "a").await.unwrap());
+        assert!(s.release("refresh:bu_1", "b").await.unwrap());
+        assert!(
+            !s.release("refresh:bu_1", "b").await.unwrap(),
+            "already released"
+        );
+        assert!(
+            s.acquire("refresh:bu_1", "c", t(52), ttl).await.unwrap(),
+            "free after release"
+        );
+    }
+
+    fn tokens(tag: &str, at: i64) -> TokenRecord {
+        TokenRecord {
+            access_token: SecretString::from(format!("access-{tag}")),
+            refresh_token: SecretString::from(format!("refresh-{tag}")),
+            access_expires_at: t(at + 600),
+            last_refresh_at: t(at),
+            country: Country::Nl,
+            division: div(1234567),
+        }
+    }
+
+    fn assert_tokens(got: Option<TokenRecord>, want: &TokenRecord) {
+        let got = got.expect("tokens stored");
+        assert_eq!(
+            got.access_token.expose_secret(),
+            want.access_token.expose_secret()
+        );
+        assert_eq!(
+            got.refresh_token.expose_secret(),
+            want.refresh_token.expose_secret()
+        );
+        assert_eq!(
+            (
+                got.access_expires_at,
+                got.last_refresh_at,
+                got.country,
+                got.division
+            ),
+            (
+                want.access_expires_at,
+                want.last_refresh_at,
+                want.country,
+                want.division
+            )
+        );
+    }
+
+    pub async fn tokens_put_get_delete_and_reconnect(_: &impl StateStore, ts: &impl TokenStore) {
+        let (c, other) = (conn("bu_1"), conn("bu_2"));
+        assert!(ts.get(&c).await.unwrap().is_none(), "never connected");
+        ts.delete(&c).await.unwrap(); // disconnecting what is not connected is fine
+        assert!(
+            !ts.replace(&c, &tokens("0", 0)).await.unwrap(),
+            "a refresh never creates tokens"
+        );
+        assert!(ts.get(&c).await.unwrap().is_none());
+
+        ts.put(&c, &tokens("1", 0)).await.unwrap();
+        assert_tokens(ts.get(&c).await.unwrap(), &tokens("1", 0));
+        assert!(ts.get(&other).await.unwrap().is_none(), "per connection");
+
+        assert!(ts.replace(&c, &tokens("2", 570)).await.unwrap()); // a refresh
+        assert_tokens(ts.get(&c).await.unwrap(), &tokens("2", 570));
+
+        ts.delete(&c).await.unwrap();
+        assert!(
+            ts.get(&c).await.unwrap().is_none(),
+            "disconnected = not connected"
+        );
+        ts.delete(&c).await.unwrap(); // twice is fine
+
+        ts.put(&c, &tokens("3", 1000)).await.unwrap(); // reconnect within the recovery window
+        assert_tokens(ts.get(&c).await.unwrap(), &tokens("3", 1000));
+        ts.put(&c, &tokens("4", 1600)).await.unwrap();
+        assert_tokens(ts.get(&c).await.unwrap(), &tokens("4", 1600));
+    }
+}
+
+macro_rules! contract {
+    ($backend:ident: $($case:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let (state, tokens) = crate::common::$backend().await;
+                    crate::suite::$case(&state, &tokens).await;
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! all_backends {
+    ($($case:ident),* $(,)?) => {
+        contract!(memory: $($case),*);
+        contract!(moto: $($case),*);
+    };
+}
+
+all_backends!(
+    connection_and_settings_are_independent,
+    needs_reconnect_and_refresh_touch_only_a_connected_connection,
+    list_connections_returns_every_connection,
+    division_links,
+    oauth_state_is_single_use_and_expires,
+    mappings_are_isolated_by_connection_and_division,
+    claim_replay_conflict_and_takeover,
+    expired_claim_without_exact_invoice_accepts_a_corrected_body,
+    release_frees_only_an_owned_claim_without_exact_invoice,
+    invoice_life_after_the_push,
+    webhook_dedupe_expires,
+    lease_owner_expiry_and_release,
+    tokens_put_get_delete_and_reconnect,
+);
