@@ -1,1 +1,221 @@
-//! End-to-end test support.
+//! End-to-end harness: the Exact sandbox, the four handlers behind the local router (the same one `cargo run` uses),
+//! and the stores either in memory or on a moto server (real AWS wire protocol).
+//!
+//! ```no_run
+//! # async fn t() {
+//! let h = e2e::Harness::moto().await;
+//! let location = h.connect("bu_1", "jan@jansen.example", "nl").await;
+//! let (status, body) = h.get("/connections/bu_1/exact").await;
+//! # let _ = (location, status, body);
+//! # }
+//! ```
+
+use std::sync::Arc;
+
+use connector::{App, AppParts};
+use exact_sandbox::{Sandbox, SandboxConfig};
+use psa_exact_local::{LocalApi, SandboxTime};
+use secrecy::SecretString;
+use serde_json::Value;
+use store::{AppSecret, AwsClients, MemoryStore, MemoryTokenStore};
+
+/// The PSA API key every harness uses.
+pub const PSA_KEY: &str = "psa-test-key-0123456789";
+/// The PSA callback secret every harness uses.
+pub const PSA_CALLBACK_SECRET: &str = "psa-callback-secret-abc";
+
+/// Where the stores live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Moto,
+}
+
+/// A running world: sandbox + local API + stores.
+pub struct Harness {
+    pub sandbox: Sandbox,
+    pub api: LocalApi,
+    pub app: Arc<App>,
+    pub http: reqwest::Client,
+    pub backend: Backend,
+    /// Moto only: the clients, table and token prefix (to inspect what was stored).
+    pub aws: Option<(AwsClients, String, String)>,
+}
+
+/// Options for [`Harness::start`].
+#[derive(Clone)]
+pub struct Options {
+    pub backend: Backend,
+    pub sandbox: SandboxConfig,
+    pub psa_callback_url: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            backend: Backend::Memory,
+            sandbox: SandboxConfig::default(),
+            psa_callback_url: None,
+        }
+    }
+}
+
+/// The app secret matching the sandbox's seeded app.
+pub fn app_secret(sandbox: &Sandbox) -> AppSecret {
+    AppSecret {
+        exact_client_id: sandbox.client_id(),
+        exact_client_secret: SecretString::from(sandbox.client_secret()),
+        exact_webhook_secret: SecretString::from(sandbox.webhook_secret()),
+        psa_api_key: SecretString::from(PSA_KEY),
+        psa_callback_secret: SecretString::from(PSA_CALLBACK_SECRET),
+    }
+}
+
+impl Harness {
+    pub async fn memory() -> Harness {
+        Harness::start(Options::default()).await
+    }
+
+    pub async fn moto() -> Harness {
+        Harness::start(Options {
+            backend: Backend::Moto,
+            ..Options::default()
+        })
+        .await
+    }
+
+    pub async fn start(opts: Options) -> Harness {
+        let sandbox = Sandbox::start_with(opts.sandbox.clone()).await;
+        let secret = app_secret(&sandbox);
+        let clock = Arc::new(SandboxTime(sandbox.clock()));
+        let sandbox_url = url::Url::parse(&sandbox.base_url()).expect("sandbox URL");
+        let callback = opts
+            .psa_callback_url
+            .as_deref()
+            .map(|u| url::Url::parse(u).expect("callback URL"));
+        let (state, tokens, aws): (Arc<dyn store::StateStore>, Arc<dyn store::TokenStore>, _) =
+            match opts.backend {
+                Backend::Memory => (
+                    Arc::new(MemoryStore::new()),
+                    Arc::new(MemoryTokenStore::new()),
+                    None,
+                ),
+                Backend::Moto => {
+                    let moto = testkit::MotoServer::shared().await;
+                    let clients = AwsClients::for_endpoint(&moto.endpoint(), "eu-west-1").await;
+                    let table = testkit::unique("e2e");
+                    store::create_table(clients.dynamodb(), &table)
+                        .await
+                        .expect("create table on moto");
+                    let prefix = format!("{}/", testkit::unique("tokens"));
+                    (
+                        Arc::new(clients.dynamo_store(&table)),
+                        Arc::new(clients.token_store(&prefix)),
+                        Some((clients, table, prefix)),
+                    )
+                }
+            };
+        let (api, app) = psa_exact_local::serve("127.0.0.1:0", |base| async move {
+            App::new(AppParts {
+                state,
+                tokens,
+                secret,
+                public_base_url: Some(base),
+                exact_base_url: Some(sandbox_url),
+                psa_callback_url: callback,
+                clock,
+            })
+        })
+        .await
+        .expect("bind the local API");
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("reqwest client");
+        Harness {
+            sandbox,
+            api,
+            app,
+            http,
+            backend: opts.backend,
+            aws,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.api.base_url(), path)
+    }
+
+    /// A request with the PSA key; answers status, headers and the JSON body (`Null` when empty or not JSON).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut rb = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(PSA_KEY);
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        let resp = rb.send().await.expect("local API answers");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body");
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, headers, json)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let (s, _, b) = self.call(reqwest::Method::GET, path, None).await;
+        (s, b)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let (s, _, b) = self.call(reqwest::Method::POST, path, Some(body)).await;
+        (s, b)
+    }
+
+    /// Starts connecting: the authorize URL for `country`.
+    pub async fn authorize(&self, conn: &str, country: &str) -> String {
+        let (status, body) = self
+            .post(
+                &format!("/connections/{conn}/exact/authorize"),
+                &serde_json::json!({"country": country, "return_url": "https://psa.example/settings"}),
+            )
+            .await;
+        assert_eq!(status, 200, "authorize: {body}");
+        body["authorize_url"]
+            .as_str()
+            .expect("authorize_url")
+            .to_owned()
+    }
+
+    /// Follows a callback URL (as the browser would after Exact) and answers status and `Location`.
+    pub async fn follow_callback(&self, callback_url: &str) -> (u16, Option<String>) {
+        // The sandbox redirects to the app's redirect URI, which is this local API.
+        let resp = self
+            .http
+            .get(callback_url)
+            .send()
+            .await
+            .expect("callback answers");
+        let loc = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (resp.status().as_u16(), loc)
+    }
+
+    /// The whole connect flow for `login`; answers the final redirect (`https://psa.example/settings?exact=…`).
+    pub async fn connect(&self, conn: &str, login: &str, country: &str) -> String {
+        let url = self.authorize(conn, country).await;
+        let back = self.sandbox.consent(&url, login).await.expect("consent");
+        let (status, loc) = self.follow_callback(&back).await;
+        assert_eq!(status, 302, "callback status");
+        loc.expect("callback redirects")
+    }
+}

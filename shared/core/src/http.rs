@@ -248,6 +248,70 @@ pub fn public_base_url(configured: Option<&str>, req: &Request) -> Option<String
     }
 }
 
+/// Matches a request path against a route pattern such as `/connections/{}/exact/authorize` by its trailing
+/// segments (a custom domain's base path may come before it) and returns the wildcard segments, percent-decoded.
+pub fn match_path(path: &str, pattern: &str) -> Option<Vec<String>> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let pat: Vec<&str> = pattern.trim_matches('/').split('/').collect();
+    if segs.len() < pat.len() {
+        return None;
+    }
+    let tail = &segs[segs.len() - pat.len()..];
+    let mut out = Vec::new();
+    for (s, p) in tail.iter().zip(&pat) {
+        if *p == "{}" {
+            let decoded = percent_encoding::percent_decode_str(s).decode_utf8().ok()?;
+            out.push(decoded.into_owned());
+        } else if s != p {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// The validated connection id from a matched path segment.
+pub fn parse_connection_id(raw: &str) -> Result<ConnectionId, ApiError> {
+    ConnectionId::parse(raw)
+        .map_err(|e| ApiError::bad_field("connection_id", "invalid_connection_id", e.to_string()))
+}
+
+/// 404 for a path no route matches, 405 for a known path with another method.
+pub fn no_route(req: &Request) -> ApiError {
+    ApiError::not_found(
+        "no_route",
+        format!("no route {} {}", req.method(), req.uri().path()),
+    )
+}
+
+/// The request body as a JSON object, or a 400 saying what is wrong with it.
+pub fn json_body(req: &Request) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    let bytes = body_bytes(req);
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_field(
+            "body",
+            "missing_body",
+            "the request body is empty; send a JSON object",
+        ));
+    }
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::bad_field(
+            "body",
+            "malformed_body",
+            "the request body must be a JSON object",
+        )),
+        Err(e) => Err(ApiError::bad_field(
+            "body",
+            "malformed_body",
+            format!(
+                "the request body is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +322,32 @@ mod tests {
             b = b.header("authorization", v);
         }
         b.body(Body::Empty).unwrap()
+    }
+
+    #[test]
+    fn paths_match_by_trailing_segments() {
+        assert_eq!(
+            match_path(
+                "/connections/bu_1/exact/authorize",
+                "/connections/{}/exact/authorize"
+            ),
+            Some(vec!["bu_1".to_string()])
+        );
+        assert_eq!(
+            match_path(
+                "/prod/connections/bu%201/invoices/a%2Fb",
+                "/connections/{}/invoices/{}"
+            ),
+            Some(vec!["bu 1".to_string(), "a/b".to_string()])
+        );
+        assert_eq!(
+            match_path("/connections/bu_1/exact", "/connections/{}/exact/test"),
+            None
+        );
+        assert_eq!(
+            match_path("/connections/bu_1/other", "/connections/{}/exact"),
+            None
+        );
     }
 
     #[test]

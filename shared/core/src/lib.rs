@@ -1,3 +1,15 @@
 //! The connector's use cases over narrow ports, and the HTTP glue of the four functions.
 
+pub mod app;
+pub mod connect;
+pub mod errors;
 pub mod http;
+pub mod lambda;
+pub mod paid;
+pub mod push;
+pub mod routes;
+pub mod test_connection;
+pub mod tokens;
+
+pub use app::{App, AppParts, Config, ConfigError};
+pub use http::ApiError;

@@ -4,7 +4,7 @@
 //! refresh could burn the one that a lost answer already replaced.
 
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mapping::Country;
@@ -226,11 +226,11 @@ impl ExactAuth {
 fn finish(
     op: &'static str,
     started: Instant,
-    sender: TokenSender<'_>,
+    sender: TokenSender,
     result: Result<ExactTokenResponse, RequestTokenError<reqwest::Error, BasicErrorResponse>>,
 ) -> Result<TokenSet, RefreshFailure> {
     let elapsed_ms = started.elapsed().as_millis() as u64;
-    let raw = sender.captured.into_inner().ok().flatten();
+    let raw = sender.captured.lock().ok().and_then(|mut c| c.take());
     debug!(
         operation = op,
         status = raw.as_ref().map(|r| r.status),
@@ -281,34 +281,32 @@ fn finish(
 }
 
 /// oauth2's HTTP client: the project's reqwest 0.13, an explicit timeout, and a copy of the answer.
-struct TokenSender<'a> {
-    http: &'a reqwest::Client,
+/// Owns what it uses (reqwest's client is a cheap handle), so the future it hands to oauth2 is `Send` for any
+/// lifetime: callers can hold it across `.await` inside `Send` futures (Lambda handlers, async-trait methods).
+struct TokenSender {
+    http: reqwest::Client,
     timeout: Duration,
-    captured: Mutex<Option<RawAnswer>>,
+    captured: Arc<Mutex<Option<RawAnswer>>>,
 }
 
-impl<'a> TokenSender<'a> {
-    fn new(http: &'a reqwest::Client, timeout: Duration) -> Self {
+impl TokenSender {
+    fn new(http: &reqwest::Client, timeout: Duration) -> Self {
         Self {
-            http,
+            http: http.clone(),
             timeout,
-            captured: Mutex::new(None),
+            captured: Arc::new(Mutex::new(None)),
         }
     }
 }
 
-impl<'c, 'a: 'c> oauth2::AsyncHttpClient<'c> for TokenSender<'a> {
+impl<'c> oauth2::AsyncHttpClient<'c> for TokenSender {
     type Error = reqwest::Error;
     type Future =
         Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, reqwest::Error>> + Send + 'c>>;
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
-        Box::pin(send_token_request(
-            self.http,
-            self.timeout,
-            request,
-            &self.captured,
-        ))
+        let (http, timeout, captured) = (self.http.clone(), self.timeout, self.captured.clone());
+        Box::pin(async move { send_token_request(&http, timeout, request, &captured).await })
     }
 }
 

@@ -80,6 +80,7 @@
 //! refresh, deleted on disconnect with the minimum 7-day recovery window (restored by a reconnect within it).
 //! A missing (or deletion-scheduled) secret reads as `None`: "not connected".
 
+mod app_secret;
 mod clients;
 mod dynamo;
 mod error;
@@ -90,6 +91,7 @@ pub mod model;
 pub mod ports;
 mod secrets;
 
+pub use app_secret::AppSecret;
 pub use clients::AwsClients;
 pub use dynamo::{DynamoStore, create_table};
 pub use error::{BoxError, StoreError, StoreResult};

@@ -1,0 +1,160 @@
+//! The local shape of the deployment: one HTTP server that routes like API Gateway to the four functions' handlers,
+//! over a chosen [`connector::App`]. Used by `cargo run` and by the end-to-end tests.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use connector::App;
+use connector::http::match_path;
+use connector::lambda::Function;
+use connector::routes::{OAuthCallback, PushInvoice, TestConnection, WebhookPaid};
+use lambda_http::RequestExt;
+use lambda_http::http::Method;
+
+/// Which function a request goes to, as the template's routes say.
+pub fn function_for(method: &Method, path: &str) -> Option<&'static dyn Function> {
+    static OAUTH: OAuthCallback = OAuthCallback;
+    static TEST: TestConnection = TestConnection;
+    static PUSH: PushInvoice = PushInvoice;
+    static PAID: WebhookPaid = WebhookPaid;
+    let m = |p: &str| match_path(path, p).is_some();
+    if m("/exact/oauth/callback")
+        || m("/connections/{}/exact/authorize")
+        || m("/connections/{}/exact")
+    {
+        return Some(&OAUTH);
+    }
+    if m("/connections/{}/exact/test") {
+        return Some(&TEST);
+    }
+    if m("/connections/{}/invoices") || m("/connections/{}/invoices/{}") {
+        return Some(&PUSH);
+    }
+    if m("/exact/webhooks") && *method == Method::POST {
+        return Some(&PAID);
+    }
+    None
+}
+
+/// Runs the scheduled job `name` on the function that owns it (`keep-alive`, `reconcile`).
+pub async fn run_job(app: &App, name: &str) -> Result<serde_json::Value, connector::ApiError> {
+    match name {
+        "keep-alive" => OAuthCallback.job(app, name).await,
+        _ => WebhookPaid.job(app, name).await,
+    }
+}
+
+async fn handle(
+    State(app): State<Arc<App>>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    let (parts, body) = req.into_parts();
+    let bytes: Bytes = match axum::body::to_bytes(body, 6 * 1024 * 1024).await {
+        Ok(b) => b,
+        Err(_) => {
+            return (axum::http::StatusCode::PAYLOAD_TOO_LARGE, "body too large").into_response();
+        }
+    };
+    let Some(f) = function_for(&parts.method, parts.uri.path()) else {
+        let e = connector::ApiError::not_found(
+            "no_route",
+            format!("no route {} {}", parts.method, parts.uri.path()),
+        );
+        return to_axum(e.to_response());
+    };
+    let body = if bytes.is_empty() {
+        lambda_http::Body::Empty
+    } else {
+        match String::from_utf8(bytes.to_vec()) {
+            Ok(s) => lambda_http::Body::Text(s),
+            Err(e) => lambda_http::Body::Binary(e.into_bytes()),
+        }
+    };
+    let query: HashMap<String, Vec<String>> = parts
+        .uri
+        .query()
+        .map(|q| {
+            let mut m: HashMap<String, Vec<String>> = HashMap::new();
+            for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+                m.entry(k.into_owned()).or_default().push(v.into_owned());
+            }
+            m
+        })
+        .unwrap_or_default();
+    let req =
+        lambda_http::http::Request::from_parts(parts, body).with_query_string_parameters(query);
+    to_axum(f.http(&app, req).await)
+}
+
+fn to_axum(resp: lambda_http::Response<lambda_http::Body>) -> axum::response::Response {
+    let (parts, body) = resp.into_parts();
+    let bytes: Vec<u8> = match body {
+        lambda_http::Body::Empty => Vec::new(),
+        lambda_http::Body::Text(t) => t.into_bytes(),
+        lambda_http::Body::Binary(b) => b,
+        _ => Vec::new(),
+    };
+    axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+/// The router: every path goes to [`function_for`].
+pub fn router(app: Arc<App>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(app)
+}
+
+/// A running local API.
+pub struct LocalApi {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LocalApi {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for LocalApi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Binds `addr` (port 0 = any free port) and serves `app` there until dropped. The app is built by `make_app` with
+/// the bound base URL, so its `PUBLIC_BASE_URL` (redirect URI, webhook URL) is right.
+pub async fn serve<F, Fut>(addr: &str, make_app: F) -> std::io::Result<(LocalApi, Arc<App>)>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = App>,
+{
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = Arc::new(make_app(format!("http://{bound}")).await);
+    let router = router(app.clone());
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "local API stopped");
+        }
+    });
+    Ok((LocalApi { addr: bound, task }, app))
+}
+
+/// The sandbox's clock as the connector's clock, so tests can move time for both at once.
+#[derive(Clone, Debug)]
+pub struct SandboxTime(pub exact_sandbox::SandboxClock);
+
+impl exact::Clock for SandboxTime {
+    fn now_ms(&self) -> i64 {
+        self.0.now_ms()
+    }
+    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(tokio::time::sleep(d))
+    }
+}

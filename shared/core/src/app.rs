@@ -1,0 +1,202 @@
+//! Everything a handler needs, built once per execution environment: configuration, the app secret, the stores,
+//! one HTTP client for Exact, the rate-limit view and the clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use exact::{CallStats, Clock, ExactAuth, ExactClient, ExactConfig, RateLimiter, SystemClock};
+use mapping::{Country, Division};
+use secrecy::SecretString;
+use store::{AppSecret, AwsClients, StateStore, TokenStore};
+use url::Url;
+
+/// How long one request may spend waiting for Exact (rate-limit windows, back-off). The functions time out at
+/// 29 s (API Gateway gives up at 30 s), so this leaves room to write the outcome down and answer.
+pub const DEFAULT_EXACT_BUDGET: Duration = Duration::from_secs(20);
+
+/// Settings from the environment (see the README's configuration table).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub table_name: String,
+    pub app_secret_arn: String,
+    pub token_secret_prefix: String,
+    /// `PUBLIC_BASE_URL`, without a trailing slash. `None`: derived from the request's host.
+    pub public_base_url: Option<String>,
+    /// `EXACT_BASE_URL`: one Exact host for every country (the sandbox).
+    pub exact_base_url: Option<Url>,
+    /// `PSA_CALLBACK_URL`: where paid notifications go.
+    pub psa_callback_url: Option<Url>,
+}
+
+/// A configuration problem: the function cannot start.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+fn env_opt(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn parse_url(name: &str, v: Option<String>) -> Result<Option<Url>, ConfigError> {
+    v.map(|v| Url::parse(&v).map_err(|e| ConfigError(format!("{name} is not a URL: {e}"))))
+        .transpose()
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let need = |n: &str| env_opt(n).ok_or_else(|| ConfigError(format!("{n} is not set")));
+        let public = env_opt("PUBLIC_BASE_URL").map(|u| u.trim_end_matches('/').to_owned());
+        if let Some(p) = &public {
+            parse_url("PUBLIC_BASE_URL", Some(p.clone()))?;
+        }
+        Ok(Config {
+            table_name: need("TABLE_NAME")?,
+            app_secret_arn: need("APP_SECRET_ARN")?,
+            token_secret_prefix: env_opt("TOKEN_SECRET_PREFIX")
+                .unwrap_or_else(|| "psa-exact/tokens/".into()),
+            public_base_url: public,
+            exact_base_url: parse_url("EXACT_BASE_URL", env_opt("EXACT_BASE_URL"))?,
+            psa_callback_url: parse_url("PSA_CALLBACK_URL", env_opt("PSA_CALLBACK_URL"))?,
+        })
+    }
+}
+
+/// The application context shared by every request of an execution environment.
+#[derive(Clone)]
+pub struct App {
+    pub state: Arc<dyn StateStore>,
+    pub tokens: Arc<dyn TokenStore>,
+    pub secret: Arc<AppSecret>,
+    pub http: reqwest::Client,
+    pub public_base_url: Option<String>,
+    pub exact_base_url: Option<Url>,
+    pub psa_callback_url: Option<Url>,
+    pub clock: Arc<dyn Clock>,
+    pub limiter: RateLimiter,
+    /// How long a request may wait for Exact.
+    pub exact_budget: Duration,
+    /// Per-request timeout of Exact calls.
+    pub exact_timeout: Duration,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("public_base_url", &self.public_base_url)
+            .field("exact_base_url", &self.exact_base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The parts an [`App`] is made of (tests and the local run build it from these).
+pub struct AppParts {
+    pub state: Arc<dyn StateStore>,
+    pub tokens: Arc<dyn TokenStore>,
+    pub secret: AppSecret,
+    pub public_base_url: Option<String>,
+    pub exact_base_url: Option<Url>,
+    pub psa_callback_url: Option<Url>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl App {
+    pub fn new(p: AppParts) -> App {
+        let timeout = exact::DEFAULT_REQUEST_TIMEOUT;
+        App {
+            state: p.state,
+            tokens: p.tokens,
+            secret: Arc::new(p.secret),
+            http: exact::http_client(timeout),
+            public_base_url: p.public_base_url,
+            exact_base_url: p.exact_base_url,
+            psa_callback_url: p.psa_callback_url,
+            clock: p.clock,
+            limiter: RateLimiter::new(),
+            exact_budget: DEFAULT_EXACT_BUDGET,
+            exact_timeout: timeout,
+        }
+    }
+
+    /// The deployed shape: DynamoDB, Secrets Manager, the app secret read once.
+    pub async fn from_env() -> Result<App, ConfigError> {
+        let cfg = Config::from_env()?;
+        let aws = AwsClients::from_env()
+            .await
+            .map_err(|e| ConfigError(e.to_string()))?;
+        let secret = AppSecret::load(aws.secrets(), &cfg.app_secret_arn)
+            .await
+            .map_err(|e| ConfigError(format!("reading the app secret: {e}")))?;
+        let missing = secret.missing_fields();
+        if !missing.is_empty() {
+            // Not fatal: the functions answer, and say what to fill in, instead of crashing in a loop.
+            tracing::error!(fields = ?missing, "the app secret has empty fields; fill them in Secrets Manager");
+        }
+        Ok(App::new(AppParts {
+            state: Arc::new(aws.dynamo_store(&cfg.table_name)),
+            tokens: Arc::new(aws.token_store(&cfg.token_secret_prefix)),
+            secret,
+            public_base_url: cfg.public_base_url,
+            exact_base_url: cfg.exact_base_url,
+            psa_callback_url: cfg.psa_callback_url,
+            clock: Arc::new(SystemClock),
+        }))
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.clock.now_ms()).unwrap_or_else(Utc::now)
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Exact's host for a country (or the override).
+    pub fn exact_host(&self, country: Country) -> Url {
+        self.exact_base_url
+            .clone()
+            .unwrap_or_else(|| exact::base_url(country))
+    }
+
+    /// OAuth against Exact with the redirect URI `{base}/exact/oauth/callback`.
+    pub fn auth(&self, public_base: &str, stats: &CallStats) -> ExactAuth {
+        let redirect = Url::parse(&format!(
+            "{}/exact/oauth/callback",
+            public_base.trim_end_matches('/')
+        ))
+        .unwrap_or_else(|_| Url::parse("http://localhost/exact/oauth/callback").expect("valid"));
+        let mut cfg = ExactConfig::new(
+            self.secret.exact_client_id.clone(),
+            self.secret.exact_client_secret.clone(),
+            redirect,
+        );
+        cfg.base_url_override = self.exact_base_url.clone();
+        cfg.request_timeout = self.exact_timeout;
+        ExactAuth::new(self.http.clone(), cfg, stats.clone())
+    }
+
+    /// An Exact client for one division with `token`, waiting at most the request budget.
+    pub fn exact_client(
+        &self,
+        country: Country,
+        division: Division,
+        token: SecretString,
+        stats: &CallStats,
+    ) -> ExactClient {
+        let budget_ms = i64::try_from(self.exact_budget.as_millis()).unwrap_or(20_000);
+        ExactClient::new(
+            self.http.clone(),
+            self.exact_host(country),
+            division,
+            token,
+            self.limiter.clone(),
+            stats.clone(),
+            self.clock.clone(),
+        )
+        .with_request_timeout(self.exact_timeout)
+        .with_deadline(self.now_ms() + budget_ms)
+    }
+}

@@ -1,0 +1,546 @@
+//! Connecting a business unit to an Exact administration: authorize, the OAuth callback, status, disconnect, and
+//! the daily token keep-alive.
+
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use exact::CallStats;
+use mapping::{ConnectionId, Country, Division};
+use serde_json::{Value, json};
+use store::{
+    ConnectionRecord, ConnectionState, OAuthState, SettingsRecord, TokenRecord,
+    WebhookSubscriptionRecord,
+};
+use url::Url;
+
+use crate::app::App;
+use crate::errors::{from_exact, from_store, unknown_connection};
+use crate::http::ApiError;
+use crate::tokens::{Want, ensure_tokens};
+
+/// How long an OAuth `state` is valid.
+pub const STATE_TTL: Duration = Duration::from_secs(600);
+/// The keep-alive refreshes connections whose last refresh is older than this (Exact's refresh tokens die after
+/// 30 days unused).
+pub const KEEP_ALIVE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The webhook topics subscribed per division: invoice processing, and every entry type a payment or its
+/// matching can be booked as (`exact-online-api.md` §6.5).
+pub const WEBHOOK_TOPICS: &[&str] = &[
+    "SalesInvoices",
+    "BankEntries",
+    "CashEntries",
+    "GeneralJournalEntries",
+    "SalesEntries",
+];
+
+fn td(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+/// `return_url`: https, or http on a loopback host (development).
+pub fn validate_return_url(raw: &str) -> Result<Url, ApiError> {
+    let bad = |m: &str| ApiError::bad_field("return_url", "invalid_return_url", m.to_owned());
+    let url = Url::parse(raw.trim()).map_err(|_| bad("return_url must be an absolute URL"))?;
+    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => return Err(bad("return_url must use https (http only on localhost)")),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("return_url must name a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("return_url must not carry credentials"));
+    }
+    Ok(url)
+}
+
+fn new_state() -> String {
+    // Two v4 UUIDs: 244 random bits from the OS generator, URL-safe.
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// `POST /connections/{id}/exact/authorize`.
+pub async fn authorize(
+    app: &App,
+    conn: &ConnectionId,
+    body: &serde_json::Map<String, Value>,
+    public_base: &str,
+) -> Result<Value, ApiError> {
+    let country = match body.get("country") {
+        Some(Value::String(s)) => s.trim().to_lowercase().parse::<Country>().map_err(|_| {
+            ApiError::bad_field(
+                "country",
+                "invalid_country",
+                "country must be one of nl, be, de, uk, us, es, fr",
+            )
+        })?,
+        Some(_) => {
+            return Err(ApiError::bad_field(
+                "country",
+                "invalid_country",
+                "country must be a string: one of nl, be, de, uk, us, es, fr",
+            ));
+        }
+        None => {
+            return Err(ApiError::bad_field(
+                "country",
+                "missing_field",
+                "country is required: one of nl, be, de, uk, us, es, fr",
+            ));
+        }
+    };
+    let return_url = match body.get("return_url") {
+        Some(Value::String(s)) => validate_return_url(s)?,
+        Some(_) => {
+            return Err(ApiError::bad_field(
+                "return_url",
+                "invalid_return_url",
+                "return_url must be a string",
+            ));
+        }
+        None => {
+            return Err(ApiError::bad_field(
+                "return_url",
+                "missing_field",
+                "return_url is required: where the user comes back after Exact",
+            ));
+        }
+    };
+    let secret_missing = app.secret.missing_fields();
+    if secret_missing.contains(&"exact_client_id")
+        || secret_missing.contains(&"exact_client_secret")
+    {
+        return Err(ApiError::new(
+            503,
+            "app_not_configured",
+            "the app secret has no Exact client id/secret yet; fill it in Secrets Manager",
+        ));
+    }
+    let state = new_state();
+    let value = OAuthState {
+        connection_id: conn.clone(),
+        country,
+        return_url: return_url.to_string(),
+        expires_at: app.now() + td(STATE_TTL),
+    };
+    app.state
+        .put_state(&state, &value)
+        .await
+        .map_err(from_store)?;
+    let url = app
+        .auth(public_base, &CallStats::new())
+        .authorize_url(country, &state);
+    Ok(json!({
+        "authorize_url": url.as_str(),
+        "expires_in": STATE_TTL.as_secs(),
+    }))
+}
+
+/// What the callback decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallbackOutcome {
+    /// 302 to this URL (the return URL with `exact=…`).
+    Redirect(String),
+    /// A 400 page: the state is missing, unknown, expired or used. Nothing was stored.
+    BadState(&'static str),
+}
+
+fn with_query(mut url: Url, pairs: &[(&str, &str)]) -> String {
+    {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in pairs {
+            q.append_pair(k, v);
+        }
+    }
+    url.to_string()
+}
+
+fn back(return_url: &Url, exact: &str, reason: Option<&str>) -> CallbackOutcome {
+    let mut pairs = vec![("exact", exact)];
+    if let Some(r) = reason {
+        pairs.push(("reason", r));
+    }
+    CallbackOutcome::Redirect(with_query(return_url.clone(), &pairs))
+}
+
+/// `GET /exact/oauth/callback?code&state` (or `?error=access_denied&state`).
+pub async fn callback(
+    app: &App,
+    code: Option<&str>,
+    state: Option<&str>,
+    error: Option<&str>,
+    public_base: &str,
+) -> CallbackOutcome {
+    let Some(state) = state
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && s.len() <= 128)
+    else {
+        return CallbackOutcome::BadState(
+            "The sign-in answer from Exact has no state. Start connecting again from the PSA.",
+        );
+    };
+    let bound = match app.state.take_state(state, app.now()).await {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            return CallbackOutcome::BadState(
+                "This sign-in link has expired or was already used. Start connecting again from the PSA.",
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reading the OAuth state failed");
+            return CallbackOutcome::BadState(
+                "The connector could not check this sign-in (storage unavailable). Start connecting again in a minute.",
+            );
+        }
+    };
+    let Ok(return_url) = Url::parse(&bound.return_url) else {
+        return CallbackOutcome::BadState(
+            "The stored return address is invalid. Start connecting again.",
+        );
+    };
+    if let Some(err) = error {
+        tracing::info!(connection_id = %bound.connection_id, exact_error = err, "Exact consent not given");
+        return if err == "access_denied" {
+            back(&return_url, "denied", None)
+        } else {
+            back(&return_url, "error", Some("exact_refused_consent"))
+        };
+    }
+    let Some(code) = code.map(str::trim).filter(|c| !c.is_empty()) else {
+        return back(&return_url, "error", Some("missing_code"));
+    };
+    match complete_connect(app, &bound, code, public_base).await {
+        Ok(division) => CallbackOutcome::Redirect(with_query(
+            return_url,
+            &[
+                ("exact", "connected"),
+                ("division", &division.get().to_string()),
+            ],
+        )),
+        Err(reason) => back(&return_url, "error", Some(reason)),
+    }
+}
+
+/// Exchange, read the division, store tokens and connection, subscribe webhooks. Errors are a reason code for the
+/// return URL.
+async fn complete_connect(
+    app: &App,
+    bound: &OAuthState,
+    code: &str,
+    public_base: &str,
+) -> Result<Division, &'static str> {
+    let conn = &bound.connection_id;
+    let stats = CallStats::new();
+    let auth = app.auth(public_base, &stats);
+    let set = auth.exchange_code(bound.country, code).await.map_err(|e| {
+        tracing::warn!(connection_id = %conn, error = %e, "code exchange failed");
+        "code_exchange_failed"
+    })?;
+    let now = app.now();
+    // `current/Me` once: the division the user had selected in Exact. The client's division is only used for URLs
+    // below `/api/v1/{division}`, which Me is not.
+    let probe = app.exact_client(
+        bound.country,
+        placeholder_division(),
+        set.access_token.clone(),
+        &stats,
+    );
+    let me = probe.me().await.map_err(|e| {
+        tracing::warn!(connection_id = %conn, error = %e, "reading current/Me failed");
+        "exact_unavailable"
+    })?;
+    let division = me.current_division;
+    let client = app.exact_client(bound.country, division, set.access_token.clone(), &stats);
+    let division_name = match client.division_info(division).await {
+        Ok(Some(d)) => d.description.unwrap_or_default(),
+        Ok(None) => String::new(),
+        Err(e) => {
+            tracing::warn!(connection_id = %conn, error = %e, "reading the division name failed");
+            String::new()
+        }
+    };
+    let previous = app.state.get_connection(conn).await.map_err(|e| {
+        tracing::error!(error = %e, "reading the connection failed");
+        "storage_unavailable"
+    })?;
+    let tokens = TokenRecord {
+        access_token: set.access_token.clone(),
+        refresh_token: set.refresh_token,
+        access_expires_at: now + td(set.expires_in),
+        last_refresh_at: now,
+        country: bound.country,
+        division,
+    };
+    app.tokens.put(conn, &tokens).await.map_err(|e| {
+        tracing::error!(error = %e, "storing the tokens failed");
+        "storage_unavailable"
+    })?;
+
+    // A reconnect to another administration: the old division's subscriptions and link go.
+    if let Some(prev) = &previous
+        && prev.division != division
+    {
+        let old = app.exact_client(
+            bound.country,
+            prev.division,
+            set.access_token.clone(),
+            &stats,
+        );
+        for s in &prev.webhook_subscriptions {
+            if let Err(e) = old.delete_webhook_subscription(s.id).await {
+                tracing::warn!(error = %e, topic = %s.topic, "removing an old subscription failed (left alone)");
+            }
+        }
+        if let Err(e) = app.state.unlink_division(prev.division, conn).await {
+            tracing::warn!(error = %e, "unlinking the old division failed");
+        }
+    }
+
+    let subscriptions = subscribe(&client, public_base).await;
+    let record = ConnectionRecord {
+        connection_id: conn.clone(),
+        state: ConnectionState::Connected,
+        country: bound.country,
+        base_url: app.exact_base_url.as_ref().map(|u| u.to_string()),
+        division,
+        division_name,
+        connected_user_email: me.email.unwrap_or_default(),
+        connected_user_name: me.full_name.unwrap_or_default(),
+        connected_at: now,
+        updated_at: now,
+        needs_reconnect_reason: None,
+        webhook_subscriptions: subscriptions,
+        last_token_refresh_at: Some(now),
+    };
+    app.state.link_division(division, conn).await.map_err(|e| {
+        tracing::error!(error = %e, "linking the division failed");
+        "storage_unavailable"
+    })?;
+    app.state.put_connection(&record).await.map_err(|e| {
+        tracing::error!(error = %e, "storing the connection failed");
+        "storage_unavailable"
+    })?;
+    tracing::info!(
+        connection_id = %conn,
+        division = division.get(),
+        exact_calls = stats.total(),
+        "connected"
+    );
+    Ok(division)
+}
+
+/// `current/Me` lives outside `/api/v1/{division}`; any division value will do for that client.
+fn placeholder_division() -> Division {
+    Division::new(1).unwrap_or_else(|_| unreachable!("1 is a valid division"))
+}
+
+/// Subscribes every topic (an existing subscription counts as done), then lists them once for their IDs.
+/// A topic that fails is logged and left out: the scheduled reconciliation still finds payments.
+async fn subscribe(
+    client: &exact::ExactClient,
+    public_base: &str,
+) -> Vec<WebhookSubscriptionRecord> {
+    let callback = format!("{}/exact/webhooks", public_base.trim_end_matches('/'));
+    for topic in WEBHOOK_TOPICS {
+        if let Err(e) = client.create_webhook_subscription(topic, &callback).await {
+            tracing::warn!(topic, error = %e, "webhook subscription failed; reconciliation will cover it");
+        }
+    }
+    match client.list_webhook_subscriptions().await {
+        Ok(list) => list
+            .into_iter()
+            .filter(|s| s.callback_url == callback)
+            .map(|s| WebhookSubscriptionRecord {
+                id: s.id,
+                topic: s.topic,
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "listing webhook subscriptions failed");
+            Vec::new()
+        }
+    }
+}
+
+fn settings_json(s: &SettingsRecord, division: Division) -> Value {
+    json!({
+        "item_code": s.item_code,
+        "journal_code": s.journal_code,
+        "tax_code": s.tax_code,
+        "tax_categories": s.tax_categories.iter().map(|t| json!({
+            "category": t.category,
+            "exact_vat_code": t.exact_vat_code,
+        })).collect::<Vec<_>>(),
+        "send_invoice_to_customer": s.send_invoice_to_customer,
+        "delivery": s.delivery.as_str(),
+        "saved_at": s.saved_at,
+        // Saved for another administration (a reconnect changed it): test the connection again.
+        "stale": s.division != division,
+    })
+}
+
+/// `GET /connections/{id}/exact`: what the settings screen shows. Never a token.
+pub async fn status(app: &App, conn: &ConnectionId) -> Result<Value, ApiError> {
+    let Some(c) = app.state.get_connection(conn).await.map_err(from_store)? else {
+        return Ok(json!({
+            "connection_id": conn.as_str(),
+            "state": "not_connected",
+            "connected": false,
+            "needs_reconnect": false,
+            "settings": null,
+        }));
+    };
+    let settings = app.state.get_settings(conn).await.map_err(from_store)?;
+    Ok(status_json(&c, settings.as_ref()))
+}
+
+pub fn status_json(c: &ConnectionRecord, settings: Option<&SettingsRecord>) -> Value {
+    let live = c.state != ConnectionState::Disconnected;
+    json!({
+        "connection_id": c.connection_id.as_str(),
+        "state": c.state.as_str(),
+        "connected": c.state == ConnectionState::Connected,
+        "needs_reconnect": c.state == ConnectionState::NeedsReconnect,
+        "needs_reconnect_reason": c.needs_reconnect_reason,
+        "country": c.country,
+        "division": live.then_some(c.division.get()),
+        "division_name": live.then_some(&c.division_name),
+        "connected_user": live.then(|| json!({"name": c.connected_user_name, "email": c.connected_user_email})),
+        "connected_at": live.then_some(c.connected_at),
+        "updated_at": c.updated_at,
+        "webhook_topics": c.webhook_subscriptions.iter().map(|s| s.topic.as_str()).collect::<Vec<_>>(),
+        "settings": settings.map(|s| settings_json(s, c.division)),
+    })
+}
+
+/// `DELETE /connections/{id}/exact`: subscriptions removed (best effort), tokens deleted, marked disconnected.
+/// Idempotent: every step is safe to repeat, so a retry after a partial failure finishes the job.
+pub async fn disconnect(app: &App, conn: &ConnectionId) -> Result<Value, ApiError> {
+    let Some(mut c) = app.state.get_connection(conn).await.map_err(from_store)? else {
+        return Err(unknown_connection());
+    };
+    if !c.webhook_subscriptions.is_empty() {
+        let stats = CallStats::new();
+        match ensure_tokens(app, &c, Want::Usable, &stats).await {
+            Ok(t) => {
+                let client = app.exact_client(c.country, c.division, t.access_token, &stats);
+                for s in &c.webhook_subscriptions {
+                    if let Err(e) = client.delete_webhook_subscription(s.id).await {
+                        tracing::warn!(topic = %s.topic, error = %e, "removing a webhook subscription failed (best effort)");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no usable token to remove webhook subscriptions (best effort)");
+            }
+        }
+    }
+    app.tokens.delete(conn).await.map_err(from_store)?;
+    let now = app.now();
+    c.state = ConnectionState::Disconnected;
+    c.webhook_subscriptions.clear();
+    c.needs_reconnect_reason = None;
+    c.updated_at = now;
+    app.state.put_connection(&c).await.map_err(from_store)?;
+    app.state
+        .unlink_division(c.division, conn)
+        .await
+        .map_err(from_store)?;
+    tracing::info!(connection_id = %conn, "disconnected");
+    Ok(status_json(&c, None))
+}
+
+/// The daily keep-alive: refresh every connected connection whose last refresh is older than 7 days.
+pub async fn keep_alive(app: &App) -> Result<Value, ApiError> {
+    let now = app.now();
+    let cutoff = now - td(KEEP_ALIVE_AFTER);
+    let all = app.state.list_connections().await.map_err(from_store)?;
+    let (mut refreshed, mut fresh, mut failed, mut needs_reconnect) =
+        (Vec::new(), 0usize, Vec::new(), Vec::new());
+    for c in &all {
+        match c.state {
+            ConnectionState::Disconnected => continue,
+            ConnectionState::NeedsReconnect => {
+                needs_reconnect.push(c.connection_id.as_str().to_owned());
+                continue;
+            }
+            ConnectionState::Connected => {}
+        }
+        if c.last_token_refresh_at.is_some_and(|t| t > cutoff) {
+            fresh += 1;
+            continue;
+        }
+        let stats = CallStats::new();
+        match ensure_tokens(app, c, Want::RefreshedSince(cutoff), &stats).await {
+            Ok(_) => refreshed.push(c.connection_id.as_str().to_owned()),
+            Err(e) => {
+                tracing::warn!(connection_id = %c.connection_id, error = %e, "keep-alive refresh failed");
+                failed.push(json!({
+                    "connection_id": c.connection_id.as_str(),
+                    "code": e.code,
+                    "message": e.message,
+                }));
+            }
+        }
+    }
+    let report = json!({
+        "job": "keep-alive",
+        "connections": all.len(),
+        "refreshed": refreshed,
+        "fresh": fresh,
+        "failed": failed,
+        "needs_reconnect": needs_reconnect,
+    });
+    tracing::info!(report = %report, "keep-alive done");
+    Ok(report)
+}
+
+/// Exact's refusal in the callback flow, for callers that want an [`ApiError`].
+pub fn exact_to_api(app: &App, e: &exact::ExactError) -> ApiError {
+    from_exact(e, app.now_ms())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_urls() {
+        assert!(validate_return_url("https://psa.example/settings?x=1").is_ok());
+        assert!(validate_return_url("http://localhost:3000/cb").is_ok());
+        assert!(validate_return_url("http://127.0.0.1/cb").is_ok());
+        for bad in [
+            "http://psa.example/cb",
+            "javascript:alert(1)",
+            "ftp://x/y",
+            "/relative",
+            "https://user:pw@psa.example/",
+            "",
+        ] {
+            let e = validate_return_url(bad).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("return_url"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn redirect_keeps_the_return_urls_query() {
+        let u = Url::parse("https://psa.example/s?tab=exact").unwrap();
+        assert_eq!(
+            with_query(u, &[("exact", "connected"), ("division", "1002")]),
+            "https://psa.example/s?tab=exact&exact=connected&division=1002"
+        );
+    }
+
+    #[test]
+    fn states_are_long_and_distinct() {
+        let (a, b) = (new_state(), new_state());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+    }
+}

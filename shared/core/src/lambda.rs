@@ -1,0 +1,86 @@
+//! The Lambda entry: one event loop per function that takes API Gateway HTTP API (payload 2.0) events and the
+//! scheduled events (`{"job":"keep-alive"}`, `{"job":"reconcile"}`) of the template.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use lambda_http::request::LambdaRequest;
+use lambda_http::{Body, Request, Response};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+
+use crate::app::App;
+use crate::http::ApiError;
+
+/// One function: its HTTP routes and its scheduled jobs.
+#[async_trait]
+pub trait Function: Send + Sync + 'static {
+    /// The function's name (logs).
+    fn name(&self) -> &'static str;
+    /// Answers an HTTP request. Every failure is already an error envelope.
+    async fn http(&self, app: &App, req: Request) -> Response<Body>;
+    /// Runs a scheduled job and reports what it did.
+    async fn job(&self, _app: &App, name: &str) -> Result<Value, ApiError> {
+        Err(ApiError::new(
+            400,
+            "unknown_job",
+            format!("{} has no scheduled job `{name}`", self.name()),
+        ))
+    }
+}
+
+/// Runs `f` as a Lambda: configuration from the environment, then the event loop.
+pub async fn run<F: Function>(f: F) -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let app = App::from_env().await.map_err(|e| {
+        tracing::error!(error = %e, "cannot start");
+        Error::from(e.to_string())
+    })?;
+    let f = Arc::new(f);
+    let app = Arc::new(app);
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
+        let (f, app) = (f.clone(), app.clone());
+        async move { dispatch(f.as_ref(), &app, ev.payload).await }
+    }))
+    .await
+}
+
+/// Handles one raw Lambda event: an HTTP API event → its answer as API Gateway expects it; a scheduled job → the
+/// job's report. Public so tests can feed the files of `events/` exactly as Lambda would.
+pub async fn dispatch<F: Function + ?Sized>(
+    f: &F,
+    app: &App,
+    event: Value,
+) -> Result<Value, Error> {
+    if event.get("requestContext").is_some() {
+        let ev: ApiGatewayV2httpRequest = serde_json::from_value(event)
+            .map_err(|e| Error::from(format!("not an HTTP API (2.0) event: {e}")))?;
+        let req: Request = LambdaRequest::ApiGatewayV2(ev).into();
+        let resp = f.http(app, req).await;
+        return Ok(serde_json::to_value(to_apigw(resp))?);
+    }
+    if let Some(job) = event.get("job").and_then(Value::as_str) {
+        tracing::info!(function = f.name(), job, "scheduled job");
+        return match f.job(app, job).await {
+            Ok(report) => Ok(report),
+            Err(e) => Err(Error::from(e.to_string())),
+        };
+    }
+    Err(Error::from(
+        "unknown event: expected an API Gateway HTTP API event or {\"job\": …}",
+    ))
+}
+
+fn to_apigw(resp: Response<Body>) -> ApiGatewayV2httpResponse {
+    let (parts, body) = resp.into_parts();
+    let mut out = ApiGatewayV2httpResponse::default();
+    out.status_code = i64::from(parts.status.as_u16());
+    out.headers = parts.headers;
+    out.is_base64_encoded = matches!(body, Body::Binary(_));
+    out.body = match body {
+        Body::Empty => None,
+        b => Some(b),
+    };
+    out
+}

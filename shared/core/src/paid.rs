@@ -1,0 +1,1 @@
+//! Invoice paid: Exact webhooks, the receivable check, the scheduled reconciliation and the PSA notification.

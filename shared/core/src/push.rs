@@ -1,0 +1,1 @@
+//! Push invoice: a finished PSA invoice becomes exactly one Exact sales invoice.

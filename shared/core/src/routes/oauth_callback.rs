@@ -1,0 +1,99 @@
+//! oauth-callback: authorize, the OAuth callback, status, disconnect; the daily keep-alive.
+
+use async_trait::async_trait;
+use lambda_http::http::Method;
+use lambda_http::{Body, Request, Response};
+use serde_json::Value;
+
+use crate::app::App;
+use crate::connect::{self, CallbackOutcome};
+use crate::http::{
+    self, ApiError, check_psa_key, json, json_body, match_path, parse_connection_id, query_param,
+};
+use crate::lambda::Function;
+
+pub struct OAuthCallback;
+
+fn public_base(app: &App, req: &Request) -> Result<String, ApiError> {
+    http::public_base_url(app.public_base_url.as_deref(), req).ok_or_else(|| {
+        ApiError::new(
+            500,
+            "public_base_url_unknown",
+            "PUBLIC_BASE_URL is not set and the request carries no host",
+        )
+    })
+}
+
+async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    if method == Method::GET && match_path(&path, "/exact/oauth/callback").is_some() {
+        let base = public_base(app, &req)?;
+        let outcome = connect::callback(
+            app,
+            query_param(&req, "code").as_deref(),
+            query_param(&req, "state").as_deref(),
+            query_param(&req, "error").as_deref(),
+            &base,
+        )
+        .await;
+        return Ok(match outcome {
+            CallbackOutcome::Redirect(to) => http::redirect(&to),
+            CallbackOutcome::BadState(text) => {
+                http::html(400, "Connecting to Exact Online failed", text)
+            }
+        });
+    }
+    if let Some(ids) = match_path(&path, "/connections/{}/exact/authorize") {
+        if method != Method::POST {
+            return Err(method_not_allowed());
+        }
+        check_psa_key(&req, &app.secret.psa_api_key)?;
+        let conn = parse_connection_id(&ids[0])?;
+        let body = json_body(&req)?;
+        let base = public_base(app, &req)?;
+        let v = connect::authorize(app, &conn, &body, &base).await?;
+        return Ok(json(200, &v));
+    }
+    if let Some(ids) = match_path(&path, "/connections/{}/exact") {
+        check_psa_key(&req, &app.secret.psa_api_key)?;
+        let conn = parse_connection_id(&ids[0])?;
+        let v: Value = match method {
+            Method::GET => connect::status(app, &conn).await?,
+            Method::DELETE => connect::disconnect(app, &conn).await?,
+            _ => return Err(method_not_allowed()),
+        };
+        return Ok(json(200, &v));
+    }
+    Err(http::no_route(&req))
+}
+
+fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        405,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
+#[async_trait]
+impl Function for OAuthCallback {
+    fn name(&self) -> &'static str {
+        "oauth-callback"
+    }
+
+    async fn http(&self, app: &App, req: Request) -> Response<Body> {
+        route(app, req).await.unwrap_or_else(|e| e.to_response())
+    }
+
+    async fn job(&self, app: &App, name: &str) -> Result<Value, ApiError> {
+        match name {
+            "keep-alive" => connect::keep_alive(app).await,
+            other => Err(ApiError::new(
+                400,
+                "unknown_job",
+                format!("oauth-callback has no scheduled job `{other}`"),
+            )),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Test connection: check the settings against the administration, process a test invoice, save the settings.
