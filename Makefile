@@ -5,18 +5,21 @@ export PATH := $(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= eu-west-1
 
-.PHONY: help setup test fmt lint clippy cfn unit run demo package clean
+.PHONY: help setup test fmt lint clippy cfn unit run demo bench hostile package clean
 
 help:
 	@echo "make setup    install test/packaging tools (.venv: moto, cfn-lint, SAM CLI, cargo-lambda, zig; arm64 target)"
 	@echo "make test     everything CI checks: fmt, clippy, template lint, all tests (moto started by the tests)"
 	@echo "make run      cargo run: the connector locally on the Exact sandbox and in-memory stores"
-	@echo "make package sam build (arm64 Lambda binaries via cargo-lambda + zig)"
+	@echo "make demo     cargo run -- demo: the whole story (connect, test, push, pay, webhook, notify) with Exact call counts"
+	@echo "make bench    figures: Exact calls per operation, cold start, binary sizes, handler overhead, month-end batch"
+	@echo "make hostile  reliability under hostile conditions (crashes, concurrency, faults, hostile input, log scan)"
+	@echo "make package  sam build (arm64 Lambda binaries via cargo-lambda + zig)"
 
 setup:
 	@bash scripts/setup.sh
 
-test: setup fmt clippy cfn unit
+test: setup fmt clippy cfn unit demo
 
 fmt:
 	cargo fmt --all --check
@@ -34,6 +37,15 @@ unit:
 
 run:
 	cargo run
+
+demo:
+	cargo run --locked -q -- demo
+
+bench: setup
+	cargo run --locked --release -p psa-exact-bench --bin bench
+
+hostile: setup
+	cargo run --locked -p psa-exact-bench --bin hostile
 
 package: setup
 	sam build

@@ -1,1 +1,368 @@
-fn main() {}
+//! `cargo run`: the whole connector on this machine — the Exact sandbox, the four functions behind a local router
+//! (like API Gateway), a PSA callback receiver, and in-memory stores (or DynamoDB/Secrets Manager when `TABLE_NAME`
+//! is set, e.g. with `AWS_ENDPOINT_URL` pointing at moto).
+//!
+//! `cargo run` serves on 127.0.0.1 and prints the URLs and a curl line per route.
+//! `cargo run -- demo` walks the whole story and prints each step with the Exact calls it took.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use connector::{App, AppParts};
+use exact_sandbox::{Sandbox, SandboxConfig};
+use hmac::{Hmac, Mac};
+use psa_exact_local::{SandboxTime, serve};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use store::{AppSecret, AwsClients, MemoryStore, MemoryTokenStore, StateStore, TokenStore};
+
+const PSA_KEY: &str = "local-psa-key";
+const PSA_CALLBACK_SECRET: &str = "local-psa-callback-secret";
+
+type Received = Arc<Mutex<Vec<(Value, bool)>>>;
+
+/// The PSA side of the paid notification: records each call and whether its signature was right.
+async fn psa_callback(State(rx): State<Received>, headers: HeaderMap, body: Bytes) -> &'static str {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(PSA_CALLBACK_SECRET.as_bytes()).expect("any key length");
+    mac.update(&body);
+    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let given = headers
+        .get("x-signature-256")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let ok = given == expected;
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    println!(
+        "  [psa] received {} for invoice {} (signature {})",
+        v["type"].as_str().unwrap_or("?"),
+        v["invoice_id"].as_str().unwrap_or("?"),
+        if ok { "valid" } else { "INVALID" }
+    );
+    if let Ok(mut r) = rx.lock() {
+        r.push((v, ok));
+    }
+    "ok"
+}
+
+async fn start_psa_receiver() -> std::io::Result<(String, Received)> {
+    let rx: Received = Arc::default();
+    let router = axum::Router::new()
+        .route("/psa/callback", axum::routing::post(psa_callback))
+        .with_state(rx.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok((format!("http://{addr}/psa/callback"), rx))
+}
+
+/// In memory, unless `TABLE_NAME` is set: then DynamoDB and Secrets Manager from the standard AWS configuration
+/// (`AWS_ENDPOINT_URL` for moto).
+async fn stores() -> Result<(Arc<dyn StateStore>, Arc<dyn TokenStore>, &'static str), String> {
+    match std::env::var("TABLE_NAME").ok().filter(|t| !t.is_empty()) {
+        None => Ok((
+            Arc::new(MemoryStore::new()),
+            Arc::new(MemoryTokenStore::new()),
+            "in memory",
+        )),
+        Some(table) => {
+            let aws = AwsClients::from_env().await.map_err(|e| e.to_string())?;
+            let prefix = std::env::var("TOKEN_SECRET_PREFIX")
+                .unwrap_or_else(|_| "psa-exact/tokens/".into());
+            Ok((
+                Arc::new(aws.dynamo_store(&table)),
+                Arc::new(aws.token_store(&prefix)),
+                "DynamoDB + Secrets Manager",
+            ))
+        }
+    }
+}
+
+struct Local {
+    sandbox: Sandbox,
+    api: psa_exact_local::LocalApi,
+    received: Received,
+    stores: &'static str,
+}
+
+async fn start(api_addr: &str) -> Result<Local, String> {
+    let sandbox = Sandbox::start_on("127.0.0.1:0", SandboxConfig::default())
+        .await
+        .map_err(|e| format!("starting the Exact sandbox: {e}"))?;
+    let (callback_url, received) = start_psa_receiver()
+        .await
+        .map_err(|e| format!("starting the PSA receiver: {e}"))?;
+    let (state, tokens, stores) = stores().await?;
+    let secret = AppSecret {
+        exact_client_id: sandbox.client_id(),
+        exact_client_secret: SecretString::from(sandbox.client_secret()),
+        exact_webhook_secret: SecretString::from(sandbox.webhook_secret()),
+        psa_api_key: SecretString::from(PSA_KEY),
+        psa_callback_secret: SecretString::from(PSA_CALLBACK_SECRET),
+    };
+    let sandbox_url = url::Url::parse(&sandbox.base_url()).map_err(|e| e.to_string())?;
+    let callback = url::Url::parse(&callback_url).map_err(|e| e.to_string())?;
+    let clock = Arc::new(SandboxTime(sandbox.clock()));
+    let (api, _app) = serve(api_addr, |base| async move {
+        App::new(AppParts {
+            state,
+            tokens,
+            secret,
+            public_base_url: Some(base),
+            exact_base_url: Some(sandbox_url),
+            psa_callback_url: Some(callback),
+            clock,
+        })
+    })
+    .await
+    .map_err(|e| format!("binding {api_addr}: {e}"))?;
+    Ok(Local {
+        sandbox,
+        api,
+        received,
+        stores,
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        None | Some("serve") => run_server().await,
+        Some("demo") => demo().await,
+        Some(other) => Err(format!(
+            "unknown command `{other}`: use `cargo run` (serve) or `cargo run -- demo`"
+        )),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run_server() -> Result<(), String> {
+    let addr = std::env::var("LISTEN").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let l = start(&addr).await?;
+    let b = l.api.base_url();
+    println!("psa-exact, running locally ({} stores)", l.stores);
+    println!("  API (the four functions):  {b}");
+    println!("  Exact sandbox:             {}", l.sandbox.base_url());
+    println!("  PSA API key:               {PSA_KEY}");
+    println!("  sandbox logins:            jan@jansen.example (nl), claire@dupont.example (be), tom@smith.example (uk)");
+    println!();
+    let auth = format!("-H 'Authorization: Bearer {PSA_KEY}'");
+    let js = "-H 'Content-Type: application/json'";
+    println!("Routes:");
+    println!(
+        "  curl -s {auth} {js} -d '{{\"country\":\"nl\",\"return_url\":\"http://localhost/done\"}}' {b}/connections/bu_1/exact/authorize"
+    );
+    println!(
+        "    then open the authorize_url with &sandbox_login=jan@jansen.example appended; it redirects to {b}/exact/oauth/callback"
+    );
+    println!("  curl -s {auth} {b}/connections/bu_1/exact");
+    println!(
+        "  curl -s {auth} {js} -d '{{\"item_code\":\"CONSULT\",\"journal_code\":\"72\",\"tax_code\":\"2\",\"tax_categories\":[],\"send_invoice_to_customer\":false,\"delivery\":\"psa\"}}' {b}/connections/bu_1/exact/test"
+    );
+    println!("  curl -s {auth} {js} -d @events/invoice.json {b}/connections/bu_1/invoices");
+    println!("  curl -s {auth} {b}/connections/bu_1/invoices/inv_8f2c");
+    println!("  curl -s -X POST {b}/exact/webhooks   (Exact's empty validation POST; signed deliveries come from the sandbox)");
+    println!("  curl -s -X DELETE {auth} {b}/connections/bu_1/exact");
+    println!();
+    println!("Ctrl-C stops.");
+    // Serve until the process is stopped (Ctrl-C ends it; nothing needs flushing: the stores are in memory or AWS).
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+struct Demo {
+    l: Local,
+    http: reqwest::Client,
+}
+
+impl Demo {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<(u16, Value), String> {
+        let mut rb = self
+            .http
+            .request(method, format!("{}{path}", self.l.api.base_url()))
+            .bearer_auth(PSA_KEY);
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let resp = rb.send().await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    fn calls(&self, division: u32) -> usize {
+        self.l.sandbox.api_calls(division) + self.l.sandbox.token_calls()
+    }
+}
+
+fn expect(step: &str, status: u16, want: &[u16], body: &Value) -> Result<(), String> {
+    if want.contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("{step}: HTTP {status}: {body}"))
+    }
+}
+
+fn invoice(id: &str, reference: &str, amount: &str) -> Value {
+    json!({
+        "id": id,
+        "reference": reference,
+        "name": "September 2025 - Website relaunch",
+        "credit": false,
+        "invoice_date": "2025-10-01",
+        "period": {"from": "2025-09-01", "until": "2025-09-30"},
+        "project": {"number": "P-1001", "name": "Website relaunch"},
+        "company": {"id": "cmp_17", "name": "Acme B.V.", "address": "Stationsplein 1", "city": "Utrecht"},
+        "contact": {"first_name": "Jane", "last_name": "Doe", "email": "jane@acme.example"},
+        "lines": [
+            {"number": 1, "name": "Consultancy", "description": "80 hours senior consultant",
+             "amount": amount, "item_code": null, "tax_category": null}
+        ]
+    })
+}
+
+async fn demo() -> Result<(), String> {
+    let l = start("127.0.0.1:0").await?;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let d = Demo { l, http };
+    let division = 1001u32;
+    // Jan had "Jansen Consultancy B.V." (1001) open in Exact when he connected.
+    if let Some(u) = d
+        .l
+        .sandbox
+        .world()
+        .users
+        .iter_mut()
+        .find(|u| u.login == "jan@jansen.example")
+    {
+        u.current_division = division;
+    }
+    println!("psa-exact demo: local API {}, Exact sandbox {}, {} stores\n", d.l.api.base_url(), d.l.sandbox.base_url(), d.l.stores);
+
+    // 1. Connect.
+    let before = d.calls(division);
+    let (s, b) = d
+        .call(
+            reqwest::Method::POST,
+            "/connections/bu_demo/exact/authorize",
+            Some(json!({"country": "nl", "return_url": "https://psa.example/settings"})),
+        )
+        .await?;
+    expect("authorize", s, &[200], &b)?;
+    let url = b["authorize_url"].as_str().unwrap_or_default().to_owned();
+    let back = d.l.sandbox.consent(&url, "jan@jansen.example").await?;
+    let resp = d.http.get(&back).send().await.map_err(|e| e.to_string())?;
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    if !location.contains("exact=connected") {
+        return Err(format!("connect: the callback answered {} → {location}", resp.status()));
+    }
+    let (_, st) = d.call(reqwest::Method::GET, "/connections/bu_demo/exact", None).await?;
+    println!(
+        "1. connect (nl): jan@jansen.example consented → {location}\n   administration {} \"{}\", webhooks {} — {} Exact calls",
+        st["division"], st["division_name"].as_str().unwrap_or(""), st["webhook_topics"], d.calls(division) - before
+    );
+
+    // 2. Test connection.
+    let before = d.calls(division);
+    let (s, b) = d
+        .call(
+            reqwest::Method::POST,
+            "/connections/bu_demo/exact/test",
+            Some(json!({
+                "item_code": "CONSULT", "journal_code": "70", "tax_code": "",
+                "tax_categories": [{"category": "low", "exact_vat_code": "1"}],
+                "send_invoice_to_customer": true, "delivery": "psa"
+            })),
+        )
+        .await?;
+    expect("test connection", s, &[200], &b)?;
+    let checks: Vec<String> = b["checks"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| format!("{} {}", c["name"].as_str().unwrap_or("?"), if c["ok"] == true { "ok" } else { "FAILED" }))
+                .collect()
+        })
+        .unwrap_or_default();
+    println!(
+        "2. test connection: {} — test invoice {} — {} Exact calls",
+        checks.join(", "), b["test_invoice"]["exact_invoice_number"], d.calls(division) - before
+    );
+
+    // 3 + 4. Push two invoices: a new customer, then a known one.
+    let mut first = Value::Null;
+    for (n, (id, r, amount, label)) in [
+        ("inv_demo_1", "INV-2025-0042", "8000.00", "new customer"),
+        ("inv_demo_2", "INV-2025-0043", "1250.50", "known customer"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let before = d.calls(division);
+        let (s, b) = d
+            .call(reqwest::Method::POST, "/connections/bu_demo/invoices", Some(invoice(id, r, amount)))
+            .await?;
+        expect("push invoice", s, &[201], &b)?;
+        println!(
+            "{}. push {id} ({label}): Exact invoice {} status {} — {} Exact calls",
+            n + 3, b["exact_invoice_number"], b["status"], d.calls(division) - before
+        );
+        if n == 0 {
+            first = b;
+        }
+    }
+
+    // 5. Paid in Exact → webhook → paid, PSA told.
+    let exact_id = first["exact_invoice_id"].as_str().unwrap_or_default().to_owned();
+    d.l.sandbox.pay_invoice(division, &exact_id, 9680.0)?;
+    let before = d.calls(division);
+    let delivered = d.l.sandbox.deliver_webhooks().await;
+    let (s, b) = d
+        .call(reqwest::Method::GET, "/connections/bu_demo/invoices/inv_demo_1", None)
+        .await?;
+    expect("get invoice", s, &[200], &b)?;
+    println!(
+        "5. paid in Exact (bank entry) → {} signed webhook(s) delivered → invoice state {} (paid_at {}) — {} Exact calls",
+        delivered.len(), b["state"], b["paid_at"], d.calls(division) - before
+    );
+    // The notification goes out right after the webhook's check; give it a moment.
+    for _ in 0..50 {
+        if d.l.received.lock().map(|r| !r.is_empty()).unwrap_or(false) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = d.l.received.lock().map(|r| r.clone()).unwrap_or_default();
+    let ok = got.iter().filter(|(_, valid)| *valid).count();
+    println!("6. PSA notified: {} notification(s), {} with a valid signature", got.len(), ok);
+    if b["state"] != "paid" || ok == 0 {
+        return Err("the invoice did not reach the paid state with a notification".into());
+    }
+    println!("\ndemo complete.");
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! Shared pieces of the benchmark and the hostile-conditions suite.
