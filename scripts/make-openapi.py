@@ -8,7 +8,7 @@ err = {"$ref": "#/components/responses/Error"}
 conn_param = {"name": "connection_id", "in": "path", "required": True,
               "description": "One PSA business unit.", "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}
 inv_param = {"name": "invoice_id", "in": "path", "required": True, "description": "The PSA invoice id.",
-             "schema": {"type": "string", "maxLength": 64}}
+             "schema": {"type": "string", "maxLength": 128}}
 secured = [{"psaKey": []}]
 
 
@@ -160,9 +160,13 @@ doc = {
                                "invoice_id": {"type": "string"}, "exact_invoice_id": {"type": "string"},
                                "exact_invoice_number": {"type": "integer", "nullable": True},
                                "status": {"type": "string", "enum": ["created", "sent"]},
-                               "account_id": {"type": "string"}, "contact_id": {"type": "string"}}},
+                               "account_id": {"type": "string"}, "contact_id": {"type": "string"},
+                               "exact_warning": {"type": "string", "description": "Exact processed the invoice but "
+                                                 "reported a problem (e.g. the e-mail failed), verbatim."}}},
             "InvoiceState": {"type": "object", "required": ["invoice_id", "state"], "properties": {
                 "invoice_id": {"type": "string"}, "state": {"type": "string", "enum": ["pending", "created", "sent", "paid"]},
+                "status": {"type": "string", "description": "Same as `state` (the name the push answer uses)."},
+                "reference": {"type": "string", "nullable": True}, "division": {"type": "integer", "nullable": True},
                 "exact_invoice_id": {"type": "string", "nullable": True},
                 "exact_invoice_number": {"type": "integer", "nullable": True},
                 "account_id": {"type": "string", "nullable": True}, "contact_id": {"type": "string", "nullable": True},

@@ -73,8 +73,8 @@ async fn stores() -> Result<(Arc<dyn StateStore>, Arc<dyn TokenStore>, &'static 
         )),
         Some(table) => {
             let aws = AwsClients::from_env().await.map_err(|e| e.to_string())?;
-            let prefix = std::env::var("TOKEN_SECRET_PREFIX")
-                .unwrap_or_else(|_| "psa-exact/tokens/".into());
+            let prefix =
+                std::env::var("TOKEN_SECRET_PREFIX").unwrap_or_else(|_| "psa-exact/tokens/".into());
             Ok((
                 Arc::new(aws.dynamo_store(&table)),
                 Arc::new(aws.token_store(&prefix)),
@@ -134,8 +134,7 @@ async fn start(api_addr: &str) -> Result<Local, String> {
 async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -161,16 +160,18 @@ async fn run_server() -> Result<(), String> {
     println!("  API (the four functions):  {b}");
     println!("  Exact sandbox:             {}", l.sandbox.base_url());
     println!("  PSA API key:               {PSA_KEY}");
-    println!("  sandbox logins:            jan@jansen.example (nl), claire@dupont.example (be), tom@smith.example (uk)");
+    println!(
+        "  sandbox logins:            jan@jansen.example (nl), claire@dupont.example (be), tom@smith.example (uk)"
+    );
     println!();
     let auth = format!("-H 'Authorization: Bearer {PSA_KEY}'");
     let js = "-H 'Content-Type: application/json'";
     println!("Routes:");
     println!(
-        "  curl -s {auth} {js} -d '{{\"country\":\"nl\",\"return_url\":\"http://localhost/done\"}}' {b}/connections/bu_1/exact/authorize"
+        "  curl -s {auth} {js} -d '{{\"country\":\"be\",\"return_url\":\"http://localhost/done\"}}' {b}/connections/bu_1/exact/authorize"
     );
     println!(
-        "    then open the authorize_url with &sandbox_login=jan@jansen.example appended; it redirects to {b}/exact/oauth/callback"
+        "    then open the authorize_url with &sandbox_login=claire@dupont.example appended; it redirects to {b}/exact/oauth/callback"
     );
     println!("  curl -s {auth} {b}/connections/bu_1/exact");
     println!(
@@ -178,7 +179,9 @@ async fn run_server() -> Result<(), String> {
     );
     println!("  curl -s {auth} {js} -d @events/invoice.json {b}/connections/bu_1/invoices");
     println!("  curl -s {auth} {b}/connections/bu_1/invoices/inv_8f2c");
-    println!("  curl -s -X POST {b}/exact/webhooks   (Exact's empty validation POST; signed deliveries come from the sandbox)");
+    println!(
+        "  curl -s -X POST {b}/exact/webhooks   (Exact's empty validation POST; signed deliveries come from the sandbox)"
+    );
     println!("  curl -s -X DELETE {auth} {b}/connections/bu_1/exact");
     println!();
     println!("Ctrl-C stops.");
@@ -193,7 +196,12 @@ struct Demo {
 }
 
 impl Demo {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<(u16, Value), String> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), String> {
         let mut rb = self
             .http
             .request(method, format!("{}{path}", self.l.api.base_url()))
@@ -247,17 +255,21 @@ async fn demo() -> Result<(), String> {
     let d = Demo { l, http };
     let division = 1001u32;
     // Jan had "Jansen Consultancy B.V." (1001) open in Exact when he connected.
-    if let Some(u) = d
-        .l
-        .sandbox
-        .world()
-        .users
-        .iter_mut()
-        .find(|u| u.login == "jan@jansen.example")
+    if let Some(u) =
+        d.l.sandbox
+            .world()
+            .users
+            .iter_mut()
+            .find(|u| u.login == "jan@jansen.example")
     {
         u.current_division = division;
     }
-    println!("psa-exact demo: local API {}, Exact sandbox {}, {} stores\n", d.l.api.base_url(), d.l.sandbox.base_url(), d.l.stores);
+    println!(
+        "psa-exact demo: local API {}, Exact sandbox {}, {} stores\n",
+        d.l.api.base_url(),
+        d.l.sandbox.base_url(),
+        d.l.stores
+    );
 
     // 1. Connect.
     let before = d.calls(division);
@@ -279,12 +291,20 @@ async fn demo() -> Result<(), String> {
         .unwrap_or_default()
         .to_owned();
     if !location.contains("exact=connected") {
-        return Err(format!("connect: the callback answered {} → {location}", resp.status()));
+        return Err(format!(
+            "connect: the callback answered {} → {location}",
+            resp.status()
+        ));
     }
-    let (_, st) = d.call(reqwest::Method::GET, "/connections/bu_demo/exact", None).await?;
+    let (_, st) = d
+        .call(reqwest::Method::GET, "/connections/bu_demo/exact", None)
+        .await?;
     println!(
         "1. connect (nl): jan@jansen.example consented → {location}\n   administration {} \"{}\", webhooks {} — {} Exact calls",
-        st["division"], st["division_name"].as_str().unwrap_or(""), st["webhook_topics"], d.calls(division) - before
+        st["division"],
+        st["division_name"].as_str().unwrap_or(""),
+        st["webhook_topics"],
+        d.calls(division) - before
     );
 
     // 2. Test connection.
@@ -294,7 +314,7 @@ async fn demo() -> Result<(), String> {
             reqwest::Method::POST,
             "/connections/bu_demo/exact/test",
             Some(json!({
-                "item_code": "CONSULT", "journal_code": "70", "tax_code": "",
+                "item_code": "CONSULT", "journal_code": "72", "tax_code": "",
                 "tax_categories": [{"category": "low", "exact_vat_code": "1"}],
                 "send_invoice_to_customer": true, "delivery": "psa"
             })),
@@ -305,13 +325,21 @@ async fn demo() -> Result<(), String> {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|c| format!("{} {}", c["name"].as_str().unwrap_or("?"), if c["ok"] == true { "ok" } else { "FAILED" }))
+                .map(|c| {
+                    format!(
+                        "{} {}",
+                        c["name"].as_str().unwrap_or("?"),
+                        if c["ok"] == true { "ok" } else { "FAILED" }
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
     println!(
         "2. test connection: {} — test invoice {} — {} Exact calls",
-        checks.join(", "), b["test_invoice"]["exact_invoice_number"], d.calls(division) - before
+        checks.join(", "),
+        b["test_invoice"]["exact_invoice_number"],
+        d.calls(division) - before
     );
 
     // 3 + 4. Push two invoices: a new customer, then a known one.
@@ -325,12 +353,19 @@ async fn demo() -> Result<(), String> {
     {
         let before = d.calls(division);
         let (s, b) = d
-            .call(reqwest::Method::POST, "/connections/bu_demo/invoices", Some(invoice(id, r, amount)))
+            .call(
+                reqwest::Method::POST,
+                "/connections/bu_demo/invoices",
+                Some(invoice(id, r, amount)),
+            )
             .await?;
         expect("push invoice", s, &[201], &b)?;
         println!(
             "{}. push {id} ({label}): Exact invoice {} status {} — {} Exact calls",
-            n + 3, b["exact_invoice_number"], b["status"], d.calls(division) - before
+            n + 3,
+            b["exact_invoice_number"],
+            b["status"],
+            d.calls(division) - before
         );
         if n == 0 {
             first = b;
@@ -338,17 +373,27 @@ async fn demo() -> Result<(), String> {
     }
 
     // 5. Paid in Exact → webhook → paid, PSA told.
-    let exact_id = first["exact_invoice_id"].as_str().unwrap_or_default().to_owned();
+    let exact_id = first["exact_invoice_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     d.l.sandbox.pay_invoice(division, &exact_id, 9680.0)?;
     let before = d.calls(division);
     let delivered = d.l.sandbox.deliver_webhooks().await;
     let (s, b) = d
-        .call(reqwest::Method::GET, "/connections/bu_demo/invoices/inv_demo_1", None)
+        .call(
+            reqwest::Method::GET,
+            "/connections/bu_demo/invoices/inv_demo_1",
+            None,
+        )
         .await?;
     expect("get invoice", s, &[200], &b)?;
     println!(
         "5. paid in Exact (bank entry) → {} signed webhook(s) delivered → invoice state {} (paid_at {}) — {} Exact calls",
-        delivered.len(), b["state"], b["paid_at"], d.calls(division) - before
+        delivered.len(),
+        b["state"],
+        b["paid_at"],
+        d.calls(division) - before
     );
     // The notification goes out right after the webhook's check; give it a moment.
     for _ in 0..50 {
@@ -359,7 +404,11 @@ async fn demo() -> Result<(), String> {
     }
     let got = d.l.received.lock().map(|r| r.clone()).unwrap_or_default();
     let ok = got.iter().filter(|(_, valid)| *valid).count();
-    println!("6. PSA notified: {} notification(s), {} with a valid signature", got.len(), ok);
+    println!(
+        "6. PSA notified: {} notification(s), {} with a valid signature",
+        got.len(),
+        ok
+    );
     if b["state"] != "paid" || ok == 0 {
         return Err("the invoice did not reach the paid state with a notification".into());
     }

@@ -94,7 +94,11 @@ fn replace_state(url: &str, state: &str) -> String {
     let pairs: Vec<(String, String)> = u
         .query_pairs()
         .map(|(k, v)| {
-            let v = if k == "state" { state.to_owned() } else { v.into_owned() };
+            let v = if k == "state" {
+                state.to_owned()
+            } else {
+                v.into_owned()
+            };
             (k.into_owned(), v)
         })
         .collect();
@@ -106,7 +110,10 @@ async fn nothing_stored(h: &Harness, c: &str) {
     let (status, body) = h.get(&format!("/connections/{c}/exact")).await;
     assert_eq!(status, 200);
     assert_eq!(body["state"], "not_connected", "{body}");
-    assert!(h.app.tokens.get(&conn(c)).await.unwrap().is_none(), "no tokens for {c}");
+    assert!(
+        h.app.tokens.get(&conn(c)).await.unwrap().is_none(),
+        "no tokens for {c}"
+    );
 }
 
 #[tokio::test]
@@ -114,7 +121,9 @@ async fn bad_states_are_refused_and_nothing_is_stored() {
     let h = Harness::moto().await;
 
     // Missing state.
-    let (status, _) = h.follow_callback(&h.url("/exact/oauth/callback?code=abc")).await;
+    let (status, _) = h
+        .follow_callback(&h.url("/exact/oauth/callback?code=abc"))
+        .await;
     assert_eq!(status, 400);
 
     // Tampered state (one character changed): unknown.
@@ -135,12 +144,20 @@ async fn bad_states_are_refused_and_nothing_is_stored() {
     let calls_before = h.sandbox.token_calls();
     let (status, _) = h.follow_callback(&back).await;
     assert_eq!(status, 400, "a used state is refused");
-    assert_eq!(h.sandbox.token_calls(), calls_before, "no code exchange on a replay");
+    assert_eq!(
+        h.sandbox.token_calls(),
+        calls_before,
+        "no code exchange on a replay"
+    );
 
     // A state belongs to one connection: consuming bu_a's state never touches bu_b.
     let url_a = h.authorize("bu_a", "nl").await;
     let _url_b = h.authorize("bu_b", "nl").await;
-    let back_a = h.sandbox.consent(&url_a, "jan@jansen.example").await.unwrap();
+    let back_a = h
+        .sandbox
+        .consent(&url_a, "jan@jansen.example")
+        .await
+        .unwrap();
     let (status, _) = h.follow_callback(&back_a).await;
     assert_eq!(status, 302);
     nothing_stored(&h, "bu_b").await;
@@ -148,7 +165,9 @@ async fn bad_states_are_refused_and_nothing_is_stored() {
     // Expired: 10 minutes is the limit.
     let url = h.authorize("bu_e", "nl").await;
     let back = h.sandbox.consent(&url, "jan@jansen.example").await.unwrap();
-    h.sandbox.clock().advance(std::time::Duration::from_secs(601));
+    h.sandbox
+        .clock()
+        .advance(std::time::Duration::from_secs(601));
     let (status, _) = h.follow_callback(&back).await;
     assert_eq!(status, 400);
     nothing_stored(&h, "bu_e").await;
@@ -160,10 +179,15 @@ async fn denied_consent_redirects_with_denied() {
     let url = h.authorize("bu_d", "nl").await;
     let st = state_of(&url);
     let (status, loc) = h
-        .follow_callback(&h.url(&format!("/exact/oauth/callback?error=access_denied&state={st}")))
+        .follow_callback(&h.url(&format!(
+            "/exact/oauth/callback?error=access_denied&state={st}"
+        )))
         .await;
     assert_eq!(status, 302);
-    assert_eq!(loc.as_deref(), Some("https://psa.example/settings?exact=denied"));
+    assert_eq!(
+        loc.as_deref(),
+        Some("https://psa.example/settings?exact=denied")
+    );
     nothing_stored(&h, "bu_d").await;
 }
 
@@ -171,11 +195,20 @@ async fn denied_consent_redirects_with_denied() {
 async fn authorize_validates_its_input() {
     let h = Harness::memory().await;
     let cases = [
-        (json!({"country": "gb", "return_url": "https://psa.example/"}), "country"),
+        (
+            json!({"country": "gb", "return_url": "https://psa.example/"}),
+            "country",
+        ),
         (json!({"return_url": "https://psa.example/"}), "country"),
-        (json!({"country": "nl", "return_url": "http://psa.example/"}), "return_url"),
+        (
+            json!({"country": "nl", "return_url": "http://psa.example/"}),
+            "return_url",
+        ),
         (json!({"country": "nl"}), "return_url"),
-        (json!({"country": 7, "return_url": "https://psa.example/"}), "country"),
+        (
+            json!({"country": 7, "return_url": "https://psa.example/"}),
+            "country",
+        ),
     ];
     for (body, field) in cases {
         let (status, b) = h.post("/connections/bu_1/exact/authorize", &body).await;
@@ -183,9 +216,15 @@ async fn authorize_validates_its_input() {
         assert_eq!(b["error"]["field"], field, "{b}");
     }
     let (status, b) = h
-        .post("/connections/bad%20id/exact/authorize", &json!({"country": "nl", "return_url": "https://x.example/"}))
+        .post(
+            "/connections/bad%20id/exact/authorize",
+            &json!({"country": "nl", "return_url": "https://x.example/"}),
+        )
         .await;
-    assert_eq!((status, b["error"]["field"].clone()), (400, json!("connection_id")));
+    assert_eq!(
+        (status, b["error"]["field"].clone()),
+        (400, json!("connection_id"))
+    );
     // The authorize URL is the country's host with the app's parameters.
     let url = h.authorize("bu_1", "be").await;
     let u = url::Url::parse(&url).unwrap();
@@ -209,7 +248,9 @@ async fn authorize_validates_its_input() {
 /// Sixteen requests on an expired token: one refresh, sixteen working tokens, still connected.
 async fn sixteen_on_an_expired_token(h: Harness) {
     h.connect("bu_1", "jan@jansen.example", "nl").await;
-    h.sandbox.clock().advance(std::time::Duration::from_secs(700));
+    h.sandbox
+        .clock()
+        .advance(std::time::Duration::from_secs(700));
     let before = h.sandbox.token_calls();
     let c = conn("bu_1");
     let tasks: Vec<_> = (0..16)
@@ -218,7 +259,10 @@ async fn sixteen_on_an_expired_token(h: Harness) {
             let c = c.clone();
             tokio::spawn(async move {
                 let s = connector::tokens::session(&app, &c).await.expect("session");
-                s.exact.division_info(s.exact.division()).await.map(|d| d.is_some())
+                s.exact
+                    .division_info(s.exact.division())
+                    .await
+                    .map(|d| d.is_some())
             })
         })
         .collect();
@@ -246,18 +290,28 @@ async fn a_refused_refresh_marks_needs_reconnect() {
     h.connect("bu_1", "jan@jansen.example", "nl").await;
     // Someone else used our refresh token (single use): the stored one is now dead at Exact.
     let stored = h.app.tokens.get(&conn("bu_1")).await.unwrap().unwrap();
-    h.sandbox.clock().advance(std::time::Duration::from_secs(700));
+    h.sandbox
+        .clock()
+        .advance(std::time::Duration::from_secs(700));
     let auth = h.app.auth(&h.api.base_url(), &exact::CallStats::new());
-    auth.refresh(mapping::Country::Nl, &stored.refresh_token).await.expect("stolen refresh");
+    auth.refresh(mapping::Country::Nl, &stored.refresh_token)
+        .await
+        .expect("stolen refresh");
 
-    let err = connector::tokens::session(&h.app, &conn("bu_1")).await.err().unwrap();
+    let err = connector::tokens::session(&h.app, &conn("bu_1"))
+        .await
+        .err()
+        .unwrap();
     assert_eq!((err.status, err.code), (409, "needs_reconnect"));
     let before = h.sandbox.token_calls();
     let (_, body) = h.get("/connections/bu_1/exact").await;
     assert_eq!(body["state"], "needs_reconnect");
     assert_eq!(body["needs_reconnect"], true);
     // Not retried: the next request answers 409 without calling Exact.
-    let err = connector::tokens::session(&h.app, &conn("bu_1")).await.err().unwrap();
+    let err = connector::tokens::session(&h.app, &conn("bu_1"))
+        .await
+        .err()
+        .unwrap();
     assert_eq!(err.code, "needs_reconnect");
     assert_eq!(h.sandbox.token_calls(), before);
     // Reconnecting heals it.
@@ -271,13 +325,17 @@ async fn a_refused_refresh_marks_needs_reconnect() {
 async fn keep_alive_refreshes_idle_connections_only() {
     let h = Harness::moto().await;
     h.connect("bu_idle", "jan@jansen.example", "nl").await;
-    h.sandbox.clock().advance(std::time::Duration::from_secs(8 * 24 * 3600));
+    h.sandbox
+        .clock()
+        .advance(std::time::Duration::from_secs(8 * 24 * 3600));
     h.connect("bu_fresh", "claire@dupont.example", "be").await;
     let idle_before = h.app.tokens.get(&conn("bu_idle")).await.unwrap().unwrap();
     let fresh_before = h.app.tokens.get(&conn("bu_fresh")).await.unwrap().unwrap();
     let calls = h.sandbox.token_calls();
 
-    let report = psa_exact_local::run_job(&h.app, "keep-alive").await.unwrap();
+    let report = psa_exact_local::run_job(&h.app, "keep-alive")
+        .await
+        .unwrap();
     assert_eq!(report["refreshed"], json!(["bu_idle"]), "{report}");
     assert_eq!(report["fresh"], 1);
     assert_eq!(report["failed"], json!([]));
@@ -287,10 +345,20 @@ async fn keep_alive_refreshes_idle_connections_only() {
     assert!(idle_after.last_refresh_at > idle_before.last_refresh_at);
     assert_eq!(fresh_after.last_refresh_at, fresh_before.last_refresh_at);
     // The refreshed pair works.
-    let s = connector::tokens::session(&h.app, &conn("bu_idle")).await.unwrap();
-    assert!(s.exact.division_info(s.exact.division()).await.unwrap().is_some());
+    let s = connector::tokens::session(&h.app, &conn("bu_idle"))
+        .await
+        .unwrap();
+    assert!(
+        s.exact
+            .division_info(s.exact.division())
+            .await
+            .unwrap()
+            .is_some()
+    );
     // Run again right away: nothing to do.
-    let report = psa_exact_local::run_job(&h.app, "keep-alive").await.unwrap();
+    let report = psa_exact_local::run_job(&h.app, "keep-alive")
+        .await
+        .unwrap();
     assert_eq!(report["refreshed"], json!([]));
 }
 
@@ -298,18 +366,31 @@ async fn keep_alive_refreshes_idle_connections_only() {
 async fn disconnect_removes_subscriptions_and_tokens_and_is_idempotent() {
     let h = Harness::moto().await;
     h.connect("bu_1", "jan@jansen.example", "nl").await;
-    let subs = |d: u32| h.sandbox.world().division(d).map(|x| x.webhook_subscriptions.len()).unwrap_or(0);
+    let subs = |d: u32| {
+        h.sandbox
+            .world()
+            .division(d)
+            .map(|x| x.webhook_subscriptions.len())
+            .unwrap_or(0)
+    };
     assert_eq!(subs(1002), 5);
     for _ in 0..2 {
-        let (status, _, body) = h.call(reqwest::Method::DELETE, "/connections/bu_1/exact", None).await;
+        let (status, _, body) = h
+            .call(reqwest::Method::DELETE, "/connections/bu_1/exact", None)
+            .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["state"], "disconnected");
     }
     assert_eq!(subs(1002), 0);
     assert!(h.app.tokens.get(&conn("bu_1")).await.unwrap().is_none());
-    let err = connector::tokens::session(&h.app, &conn("bu_1")).await.err().unwrap();
+    let err = connector::tokens::session(&h.app, &conn("bu_1"))
+        .await
+        .err()
+        .unwrap();
     assert_eq!((err.status, err.code), (409, "not_connected"));
-    let (status, _, _) = h.call(reqwest::Method::DELETE, "/connections/nobody/exact", None).await;
+    let (status, _, _) = h
+        .call(reqwest::Method::DELETE, "/connections/nobody/exact", None)
+        .await;
     assert_eq!(status, 404);
     // Reconnect after a disconnect (the secret is restored from its recovery window).
     let loc = h.connect("bu_1", "jan@jansen.example", "nl").await;
@@ -331,12 +412,28 @@ async fn reconnect_to_another_division_moves_everything() {
         .current_division = 1001;
     let loc = h.connect("bu_1", "jan@jansen.example", "nl").await;
     assert!(loc.ends_with("division=1001"), "{loc}");
-    let subs = |d: u32| h.sandbox.world().division(d).map(|x| x.webhook_subscriptions.len()).unwrap_or(0);
+    let subs = |d: u32| {
+        h.sandbox
+            .world()
+            .division(d)
+            .map(|x| x.webhook_subscriptions.len())
+            .unwrap_or(0)
+    };
     assert_eq!((subs(1001), subs(1002)), (5, 0));
     let t = h.app.tokens.get(&conn("bu_1")).await.unwrap().unwrap();
     assert_eq!(t.division.get(), 1001);
     let d1001 = mapping::Division::new(1001).unwrap();
     let d1002 = mapping::Division::new(1002).unwrap();
-    assert_eq!(h.app.state.connections_for_division(d1001).await.unwrap(), vec![conn("bu_1")]);
-    assert!(h.app.state.connections_for_division(d1002).await.unwrap().is_empty());
+    assert_eq!(
+        h.app.state.connections_for_division(d1001).await.unwrap(),
+        vec![conn("bu_1")]
+    );
+    assert!(
+        h.app
+            .state
+            .connections_for_division(d1002)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

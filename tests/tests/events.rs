@@ -15,7 +15,9 @@ fn event(name: &str) -> Value {
 async fn http(f: &dyn Function, h: &Harness, name: &str) -> (i64, Value) {
     let out = dispatch(f, &h.app, event(name)).await.unwrap();
     let status = out["statusCode"].as_i64().unwrap();
-    let body = out["body"].as_str().map(|b| serde_json::from_str(b).unwrap_or(Value::String(b.into())));
+    let body = out["body"]
+        .as_str()
+        .map(|b| serde_json::from_str(b).unwrap_or(Value::String(b.into())));
     (status, body.unwrap_or(Value::Null))
 }
 
@@ -48,21 +50,35 @@ async fn every_event_is_accepted_by_its_handler() {
     let (s, b) = http(&PushInvoice, &h, "push-invoice.json").await;
     assert_eq!(s, 200, "the same event again is a replay: {b}");
     let (s, b) = http(&PushInvoice, &h, "get-invoice.json").await;
-    assert_eq!((s, b["invoice_id"].as_str()), (200, Some("inv_8f2c")), "{b}");
+    assert_eq!(
+        (s, b["invoice_id"].as_str()),
+        (200, Some("inv_8f2c")),
+        "{b}"
+    );
 
     let (s, _) = http(&WebhookPaid, &h, "webhook-validation.json").await;
     assert_eq!(s, 200);
     let (s, b) = http(&WebhookPaid, &h, "webhook-signed.json").await;
     assert_eq!(s, 200, "signed with the sandbox's webhook secret: {b}");
     let mut forged = event("webhook-signed.json");
-    let body = forged["body"].as_str().unwrap().replace("\"Division\":1001", "\"Division\":1002");
+    let body = forged["body"]
+        .as_str()
+        .unwrap()
+        .replace("\"Division\":1001", "\"Division\":1002");
     forged["body"] = Value::String(body);
     let out = dispatch(&WebhookPaid, &h.app, forged).await.unwrap();
-    assert_eq!(out["statusCode"], 401, "a changed Content no longer matches its HashCode");
+    assert_eq!(
+        out["statusCode"], 401,
+        "a changed Content no longer matches its HashCode"
+    );
 
-    let report = dispatch(&OAuthCallback, &h.app, event("schedule-keep-alive.json")).await.unwrap();
+    let report = dispatch(&OAuthCallback, &h.app, event("schedule-keep-alive.json"))
+        .await
+        .unwrap();
     assert_eq!(report["job"], "keep-alive", "{report}");
-    let report = dispatch(&WebhookPaid, &h.app, event("schedule-reconcile.json")).await.unwrap();
+    let report = dispatch(&WebhookPaid, &h.app, event("schedule-reconcile.json"))
+        .await
+        .unwrap();
     assert!(report.is_object(), "{report}");
 
     let (s, b) = http(&OAuthCallback, &h, "disconnect.json").await;
@@ -72,6 +88,18 @@ async fn every_event_is_accepted_by_its_handler() {
 #[tokio::test]
 async fn unknown_events_are_errors_not_panics() {
     let h = Harness::memory().await;
-    assert!(dispatch(&OAuthCallback, &h.app, serde_json::json!({"hello": 1})).await.is_err());
-    assert!(dispatch(&OAuthCallback, &h.app, serde_json::json!({"job": "reconcile"})).await.is_err());
+    assert!(
+        dispatch(&OAuthCallback, &h.app, serde_json::json!({"hello": 1}))
+            .await
+            .is_err()
+    );
+    assert!(
+        dispatch(
+            &OAuthCallback,
+            &h.app,
+            serde_json::json!({"job": "reconcile"})
+        )
+        .await
+        .is_err()
+    );
 }

@@ -30,12 +30,20 @@ fn documented(doc: &Value) -> BTreeSet<(String, String)> {
 fn template_routes() -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
     for line in root("template.yaml").lines() {
-        let (Some(m), Some(p)) = (line.find("Method: "), line.find("Path: ")) else { continue };
-        let method: String = line[m + 8..].chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+        let (Some(m), Some(p)) = (line.find("Method: "), line.find("Path: ")) else {
+            continue;
+        };
+        let method: String = line[m + 8..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .collect();
         let rest = &line[p + 6..];
         let path: String = match rest.strip_prefix('"') {
             Some(quoted) => quoted.chars().take_while(|c| *c != '"').collect(),
-            None => rest.chars().take_while(|c| !matches!(c, ' ' | '}' | ',')).collect(),
+            None => rest
+                .chars()
+                .take_while(|c| !matches!(c, ' ' | '}' | ','))
+                .collect(),
         };
         out.insert((method, path));
     }
@@ -46,7 +54,10 @@ fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
     match v.get("$ref").and_then(Value::as_str) {
         Some(r) => {
             let ptr = r.trim_start_matches('#');
-            resolve(doc, doc.pointer(ptr).unwrap_or_else(|| panic!("dangling {r}")))
+            resolve(
+                doc,
+                doc.pointer(ptr).unwrap_or_else(|| panic!("dangling {r}")),
+            )
         }
         None => v,
     }
@@ -57,9 +68,14 @@ fn documents_exactly_the_templates_routes_and_each_has_a_function() {
     let doc = doc();
     assert_eq!(documented(&doc), template_routes());
     for (method, path) in documented(&doc) {
-        let concrete = path.replace("{connection_id}", "bu_1").replace("{invoice_id}", "inv_1");
+        let concrete = path
+            .replace("{connection_id}", "bu_1")
+            .replace("{invoice_id}", "inv_1");
         let m = lambda_http::http::Method::from_bytes(method.as_bytes()).unwrap();
-        assert!(psa_exact_local::function_for(&m, &concrete).is_some(), "{method} {path} has no function");
+        assert!(
+            psa_exact_local::function_for(&m, &concrete).is_some(),
+            "{method} {path} has no function"
+        );
     }
 }
 
@@ -88,7 +104,9 @@ async fn every_example_is_answered_as_documented() {
         let op = &doc["paths"][path][method];
         assert!(op.is_object(), "{method} {path} documented");
         let example = op.pointer("/requestBody/content/application~1json/example");
-        let concrete = path.replace("{connection_id}", "bu_1").replace("{invoice_id}", "inv_8f2c");
+        let concrete = path
+            .replace("{connection_id}", "bu_1")
+            .replace("{invoice_id}", "inv_8f2c");
         let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let (status, _, body) = h.call(m, &concrete, example).await;
         let responses = op["responses"].as_object().unwrap();
@@ -102,7 +120,10 @@ async fn every_example_is_answered_as_documented() {
         if let Some(required) = schema.and_then(|s| s["required"].as_array()) {
             for field in required {
                 let f = field.as_str().unwrap();
-                assert!(body.get(f).is_some(), "{method} {path} {status}: `{f}` missing in {body}");
+                assert!(
+                    body.get(f).is_some(),
+                    "{method} {path} {status}: `{f}` missing in {body}"
+                );
             }
         }
         assert!(status < 500, "{method} {path}: {status} {body}");

@@ -1,1 +1,812 @@
 //! Push invoice: a finished PSA invoice becomes exactly one Exact sales invoice.
+//!
+//! The order of a push, and why:
+//!
+//! 1. Parse and validate the body (400 naming the field, 422 for a rule) — before anything is stored.
+//! 2. The connection must be connected (404/409) and have settings saved by a connection test *in its current
+//!    administration* (409 `not_configured`).
+//! 3. Claim the idempotency record for (connection, PSA invoice id) with the body's hash. A finished push with the
+//!    same body answers its saved response (200) without touching Exact; another body is a 409; a push that is
+//!    still running is waited for briefly (so concurrent retries get the same answer), else 409 + `Retry-After`.
+//!    Only then is the Exact token fetched: a replay needs nothing from Exact.
+//! 4. Account (cache → find by name → create) and contact (cache → find by e-mail on this account → create); an
+//!    account created by this push has no contacts, so its contact is created without a search.
+//! 5. The Exact invoice: the one already recorded, else — when an earlier holder may have created it (a claim taken
+//!    over, or one that records a create attempt) — the one Exact has with our `YourRef` on the account, else a
+//!    new one: one POST with the lines inline. A create attempt is written down first (and that write checks we
+//!    still hold the claim); the Exact ID is written as soon as Exact returns it. A create whose answer was lost
+//!    (timeout, dropped connection) is never repeated: it is looked up by `YourRef` at once.
+//! 6. Delivery `psa`: process it (`PrintedSalesInvoices`) and return its number (read back only when neither the
+//!    create answer nor the record has it: journals numbering at processing). When Exact answers the processing
+//!    with an `*Error` text (e.g. the e-mail failed), the invoice is read back: processed → success, with Exact's
+//!    text in `exact_warning`; not processed → 422. Delivery `exact`: leave it open (`status: created`).
+//! 7. Complete the record with the saved response (201).
+//!
+//! Failures: nothing can have been created in Exact → the claim is released, so a corrected push can run at once.
+//! An Exact invoice exists or may exist → the claim is kept (it holds the ID or the create attempt) and expires
+//! after [`CLAIM_LEASE`]; the next push takes it over and continues from what exists. Exact calls per push: a known
+//! customer with warm caches 2 (create + process) on a journal numbering at entry, 3 on one numbering at processing
+//! (the answer of `PrintedSalesInvoices` carries no number), 1 with delivery `exact`; a new customer 5 or 6.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use exact::{ErrorKind, ExactClient, ExactError, INVOICE_STATUS_PROCESSED, SalesInvoice};
+use mapping::{
+    ConnectionId, Division, ExactGuid, InvalidInvoice, Invoice, InvoiceRefs, MAX_INVOICE_ID_LEN,
+    Settings, TaxCategoryMapping, account_payload, contact_payload, printed_invoice_payload,
+    sales_invoice_payload,
+};
+use serde_json::{Value, json};
+use store::{
+    Claim, ConnectionState, InvoiceDone, InvoicePhase, InvoiceProgress, InvoiceRecord,
+    InvoiceState, MappingKey, OpenState, SavedResponse, SettingsRecord, StoreError,
+};
+
+use crate::app::App;
+use crate::errors::{
+    from_exact, from_store, needs_reconnect, not_connected, seconds_until, unknown_connection,
+};
+use crate::http::ApiError;
+use crate::tokens::session;
+
+/// How long a claim is held. Longer than the function's timeout (29 s), so a claim never expires under a push that
+/// is still running; a push whose holder died is taken over after this.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(60);
+/// How long a push waits for another push of the same invoice to finish before answering 409.
+pub const WAIT_FOR_RUNNING_PUSH: Duration = Duration::from_secs(5);
+/// Poll intervals while waiting (grows to the last value).
+const POLLS_MS: &[u64] = &[50, 100, 200, 300, 500];
+
+/// A push's answer: 201 the first time, 200 when a finished push is replayed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushAnswer {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// `POST /connections/{connection_id}/invoices`.
+pub async fn push(app: &App, conn: &ConnectionId, raw: &[u8]) -> Result<PushAnswer, ApiError> {
+    let inv = Invoice::parse_json(raw).map_err(invalid)?;
+    let division = connected_division(app, conn).await?;
+    let settings = app
+        .state
+        .get_settings(conn)
+        .await
+        .map_err(from_store)?
+        .filter(|s| s.division == division)
+        .ok_or_else(not_configured)?;
+
+    let owner = uuid::Uuid::new_v4().to_string();
+    let hash = store::body_hash(raw);
+    let (record, taken_over) = match claim_or_wait(app, conn, &inv.id, &hash, &owner).await? {
+        Claimed::Work { record, taken_over } => (record, taken_over),
+        Claimed::Answer(answer) => return Ok(answer),
+    };
+    let claim = HeldClaim {
+        app,
+        conn,
+        invoice_id: &inv.id,
+        owner: &owner,
+        expires_at_ms: match &record.phase {
+            InvoicePhase::InProgress { expires_at, .. } => expires_at.timestamp_millis(),
+            InvoicePhase::Done => app.now_ms(),
+        },
+    };
+
+    // An earlier holder may have created the invoice (its ID is recorded, it recorded a create attempt, or it
+    // died holding the claim): until Exact has been asked, failing must not release the claim, which is what
+    // makes the next push look before creating.
+    let unsure = record.exact_invoice_id.is_some() || record.reference.is_some() || taken_over;
+    let session = match session(app, conn).await {
+        Ok(s) => s,
+        Err(e) => return Err(claim.fail(Failure::release(e).keep_if(unsure)).await),
+    };
+    let job = Push {
+        app,
+        conn,
+        owner: &owner,
+        inv: &inv,
+        settings: &settings,
+        mapping_settings: mapping_settings(&settings),
+        exact: &session.exact,
+        division,
+    };
+    let result = job.run(&record, unsure).await;
+    tracing::info!(
+        connection_id = %conn,
+        invoice_id = %inv.id,
+        exact_calls = session.stats.total(),
+        ok = result.is_ok(),
+        "push finished"
+    );
+    match result {
+        Ok(answer) => Ok(answer),
+        Err(failure) => Err(claim.fail(failure).await),
+    }
+}
+
+/// `GET /connections/{connection_id}/invoices/{invoice_id}`: the stored state.
+pub async fn invoice_state(
+    app: &App,
+    conn: &ConnectionId,
+    invoice_id: &str,
+) -> Result<Value, ApiError> {
+    app.state
+        .get_connection(conn)
+        .await
+        .map_err(from_store)?
+        .ok_or_else(unknown_connection)?;
+    let unknown = || {
+        ApiError::not_found(
+            "unknown_invoice",
+            "no invoice with this id was pushed to this connection",
+        )
+    };
+    if invoice_id.is_empty() || invoice_id.chars().count() > MAX_INVOICE_ID_LEN {
+        return Err(unknown());
+    }
+    let r = app
+        .state
+        .get_invoice(conn, invoice_id)
+        .await
+        .map_err(from_store)?
+        .ok_or_else(unknown)?;
+    Ok(state_json(&r))
+}
+
+/// `state` is the documented field (`docs/openapi.json`); `status` repeats it in the push answer's vocabulary.
+fn state_json(r: &InvoiceRecord) -> Value {
+    json!({
+        "invoice_id": r.invoice_id,
+        "state": r.state.as_str(),
+        "status": r.state.as_str(),
+        "reference": r.reference,
+        "division": r.division,
+        "exact_invoice_id": r.exact_invoice_id,
+        "exact_invoice_number": r.exact_invoice_number,
+        "account_id": r.exact_account_id,
+        "contact_id": r.exact_contact_id,
+        "paid_at": r.paid_at,
+        "created_at": r.created_at,
+        "updated_at": r.updated_at,
+    })
+}
+
+fn invalid(e: InvalidInvoice) -> ApiError {
+    match e {
+        InvalidInvoice::Malformed(f) => ApiError::bad_field(f.field, f.code, f.message),
+        InvalidInvoice::Rule(f) => ApiError::unprocessable(f.code, f.message).with_field(f.field),
+    }
+}
+
+fn not_configured() -> ApiError {
+    ApiError::conflict(
+        "not_configured",
+        "this connection has no settings for its Exact administration; test the connection first \
+         (POST /connections/{connection_id}/exact/test)",
+    )
+}
+
+fn push_in_progress(retry_after: Duration, message: &str) -> ApiError {
+    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    ApiError::conflict("push_in_progress", message).with_retry_after(secs)
+}
+
+const RUNNING: &str =
+    "another push of this invoice is running; try again after Retry-After seconds";
+
+fn claim_lost() -> ApiError {
+    push_in_progress(
+        Duration::from_secs(1),
+        "this push's claim on the invoice expired and another push took it over; push again to get its result",
+    )
+}
+
+/// The connection's division, when it is connected.
+async fn connected_division(app: &App, conn: &ConnectionId) -> Result<Division, ApiError> {
+    let c = app
+        .state
+        .get_connection(conn)
+        .await
+        .map_err(from_store)?
+        .ok_or_else(unknown_connection)?;
+    match c.state {
+        ConnectionState::Connected => Ok(c.division),
+        ConnectionState::NeedsReconnect => Err(needs_reconnect()),
+        ConnectionState::Disconnected => Err(not_connected()),
+    }
+}
+
+/// The stored settings as the mapping crate's payload builders take them.
+fn mapping_settings(s: &SettingsRecord) -> Settings {
+    Settings {
+        item_code: s.item_code.clone(),
+        journal_code: s.journal_code.clone(),
+        tax_code: s.tax_code.clone(),
+        tax_categories: s
+            .tax_categories
+            .iter()
+            .map(|t| TaxCategoryMapping {
+                category: t.category.clone(),
+                exact_vat_code: t.exact_vat_code.clone(),
+            })
+            .collect(),
+        send_invoice_to_customer: s.send_invoice_to_customer,
+        delivery: match s.delivery {
+            store::Delivery::Psa => mapping::Delivery::Psa,
+            store::Delivery::Exact => mapping::Delivery::Exact,
+        },
+    }
+}
+
+// ---- Idempotency claim -----------------------------------------------------------------------
+
+enum Claimed {
+    Work {
+        record: Box<InvoiceRecord>,
+        taken_over: bool,
+    },
+    Answer(PushAnswer),
+}
+
+/// Claims the push, replays a finished one, or waits a little for a running one.
+async fn claim_or_wait(
+    app: &App,
+    conn: &ConnectionId,
+    invoice_id: &str,
+    hash: &str,
+    owner: &str,
+) -> Result<Claimed, ApiError> {
+    let mut waited = Duration::ZERO;
+    let mut polls = POLLS_MS.iter().copied();
+    loop {
+        let claim = app
+            .state
+            .claim(conn, invoice_id, hash, owner, app.now(), CLAIM_LEASE)
+            .await
+            .map_err(from_store)?;
+        let mut retry_after = match claim {
+            Claim::Claimed { record, taken_over } => {
+                return Ok(Claimed::Work { record, taken_over });
+            }
+            Claim::Replay { response } => {
+                return Ok(Claimed::Answer(PushAnswer {
+                    status: 200,
+                    body: response.body,
+                }));
+            }
+            Claim::DifferentBody => {
+                return Err(ApiError::conflict(
+                    "invoice_conflict",
+                    "this invoice id was already pushed with a different body; a pushed invoice cannot be \
+                     changed — send a credit note and a new invoice (with a new id) instead",
+                ));
+            }
+            Claim::InProgress { retry_after } => retry_after,
+        };
+        // Another push holds it: wait (reading, not claiming) until it finishes or our patience ends.
+        loop {
+            if waited >= WAIT_FOR_RUNNING_PUSH {
+                return Err(push_in_progress(retry_after, RUNNING));
+            }
+            let step = Duration::from_millis(polls.next().unwrap_or(500));
+            app.clock.sleep(step).await;
+            waited += step;
+            match app
+                .state
+                .get_invoice(conn, invoice_id)
+                .await
+                .map_err(from_store)?
+            {
+                Some(r) => match r.phase {
+                    InvoicePhase::Done => break,
+                    InvoicePhase::InProgress { expires_at, .. } => {
+                        let left = expires_at.timestamp_millis() - app.now_ms();
+                        if left <= 0 {
+                            break; // the holder died: take it over
+                        }
+                        retry_after = Duration::from_millis(left.unsigned_abs());
+                    }
+                },
+                // The running push failed and released its claim. Not retried from here: a burst of identical
+                // pushes would repeat Exact's refusal (and Exact blocks a key after 10 errors an hour).
+                None => {
+                    return Err(push_in_progress(
+                        Duration::from_secs(1),
+                        "another push of this invoice was running and ended without finishing; push again",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// What went wrong, and whether the claim must be kept because an Exact invoice exists or may exist.
+struct Failure {
+    error: ApiError,
+    keep_claim: bool,
+}
+
+impl Failure {
+    fn release(error: ApiError) -> Self {
+        Self {
+            error,
+            keep_claim: false,
+        }
+    }
+    fn keep(error: ApiError) -> Self {
+        Self {
+            error,
+            keep_claim: true,
+        }
+    }
+    fn keep_if(mut self, keep: bool) -> Self {
+        self.keep_claim |= keep;
+        self
+    }
+}
+
+struct HeldClaim<'a> {
+    app: &'a App,
+    conn: &'a ConnectionId,
+    invoice_id: &'a str,
+    owner: &'a str,
+    expires_at_ms: i64,
+}
+
+impl HeldClaim<'_> {
+    /// Releases or keeps the claim and answers the error. A kept claim blocks pushes until it expires, so the
+    /// answer's `Retry-After` is at least that long.
+    async fn fail(&self, f: Failure) -> ApiError {
+        let Failure {
+            mut error,
+            keep_claim,
+        } = f;
+        if keep_claim {
+            let secs = seconds_until(self.expires_at_ms, self.app.now_ms());
+            error.retry_after = Some(error.retry_after.unwrap_or(0).max(secs));
+            return error;
+        }
+        if let Err(e) = self
+            .app
+            .state
+            .release_claim(self.conn, self.invoice_id, self.owner)
+            .await
+        {
+            // The claim then expires on its own; the next push takes it over.
+            tracing::warn!(error = %e, "releasing the invoice claim failed");
+        }
+        error
+    }
+}
+
+// ---- The push itself -------------------------------------------------------------------------
+
+struct Push<'a> {
+    app: &'a App,
+    conn: &'a ConnectionId,
+    owner: &'a str,
+    inv: &'a Invoice,
+    settings: &'a SettingsRecord,
+    mapping_settings: Settings,
+    exact: &'a ExactClient,
+    division: Division,
+}
+
+fn exact_error(app: &App, keep_claim: bool) -> impl Fn(ExactError) -> Failure + '_ {
+    move |e| Failure {
+        error: from_exact(&e, app.now_ms()),
+        keep_claim,
+    }
+}
+
+impl Push<'_> {
+    /// `unsure`: an earlier holder may have created the invoice (see [`push`]).
+    async fn run(&self, record: &InvoiceRecord, unsure: bool) -> Result<PushAnswer, Failure> {
+        let (account, new_account) = match record.exact_account_id {
+            Some(a) => (a, false),
+            None => self.account().await.map_err(|f| f.keep_if(unsure))?,
+        };
+        let contact = match record.exact_contact_id {
+            Some(c) => c,
+            None => self
+                .contact(account, new_account)
+                .await
+                .map_err(|f| f.keep_if(unsure))?,
+        };
+
+        // Look in Exact before creating when an earlier holder may have created it; an account created just now
+        // has no invoices.
+        let existing = match record.exact_invoice_id {
+            Some(id) => self
+                .exact
+                .get_sales_invoice(id)
+                .await
+                .map_err(exact_error(self.app, true))?,
+            None if unsure && !new_account => self
+                .find_by_reference(account)
+                .await
+                .map_err(exact_error(self.app, true))?,
+            None => None,
+        };
+
+        let invoice = match existing {
+            Some(found) => {
+                if record.exact_invoice_id != Some(found.invoice_id) {
+                    self.save(InvoiceProgress {
+                        exact_account_id: Some(account),
+                        exact_contact_id: Some(contact),
+                        exact_invoice_id: Some(found.invoice_id),
+                        exact_invoice_number: found.invoice_number,
+                        ..self.base_progress()
+                    })
+                    .await
+                    .map_err(Failure::keep)?;
+                }
+                found
+            }
+            None => self.create(account, contact).await?,
+        };
+
+        let (state, number, warning) = self.deliver(&invoice).await?;
+        let mut body = json!({
+            "invoice_id": self.inv.id,
+            "exact_invoice_id": invoice.invoice_id,
+            "exact_invoice_number": number,
+            "status": InvoiceState::from(state).as_str(),
+            "account_id": account,
+            "contact_id": contact,
+        });
+        if let Some(w) = warning {
+            body["exact_warning"] = Value::String(w);
+        }
+        let done = InvoiceDone {
+            state,
+            response: SavedResponse {
+                status: 201,
+                body: body.clone(),
+            },
+            progress: InvoiceProgress {
+                exact_account_id: Some(account),
+                exact_contact_id: Some(contact),
+                exact_invoice_id: Some(invoice.invoice_id),
+                exact_invoice_number: number,
+                ..self.base_progress()
+            },
+        };
+        self.app
+            .state
+            .complete(self.conn, &self.inv.id, self.owner, &done, self.app.now())
+            .await
+            .map_err(|e| Failure::keep(store_error(e)))?;
+        Ok(PushAnswer { status: 201, body })
+    }
+
+    fn base_progress(&self) -> InvoiceProgress {
+        InvoiceProgress {
+            reference: Some(self.inv.reference.clone()),
+            division: Some(self.division),
+            journal_code: Some(self.settings.journal_code.clone()),
+            ..InvoiceProgress::default()
+        }
+    }
+
+    async fn save(&self, progress: InvoiceProgress) -> Result<(), ApiError> {
+        self.app
+            .state
+            .save_progress(
+                self.conn,
+                &self.inv.id,
+                self.owner,
+                &progress,
+                self.app.now(),
+            )
+            .await
+            .map(|_| ())
+            .map_err(store_error)
+    }
+
+    /// Writes the create attempt down (checking we still hold the claim), creates the invoice with its lines in one
+    /// POST, and records its ID at once. A lost answer is looked up by `YourRef` right away; if Exact does not show
+    /// it (yet), the claim keeps the attempt and the next push looks again before creating anything.
+    async fn create(
+        &self,
+        account: ExactGuid,
+        contact: ExactGuid,
+    ) -> Result<SalesInvoice, Failure> {
+        let items = self.line_items().await.map_err(Failure::release)?;
+        let refs = InvoiceRefs {
+            account,
+            contact,
+            journal_code: &self.settings.journal_code,
+            line_items: &items,
+        };
+        let payload = sales_invoice_payload(self.inv, &self.mapping_settings, &refs);
+        let attempt = InvoiceProgress {
+            exact_account_id: Some(account),
+            exact_contact_id: Some(contact),
+            ..self.base_progress()
+        };
+        // Nothing is created yet: a failure here may release the claim.
+        self.save(attempt).await.map_err(Failure::release)?;
+
+        let created = match self.exact.create_sales_invoice(&payload).await {
+            Ok(si) => si,
+            Err(e) if e.kind == ErrorKind::OutcomeUnknown => {
+                match self.find_by_reference(account).await {
+                    Ok(Some(si)) => si,
+                    Ok(None) | Err(_) => return Err(exact_error(self.app, true)(e)),
+                }
+            }
+            // Exact refused or never received it: nothing exists.
+            Err(e) => return Err(exact_error(self.app, false)(e)),
+        };
+        self.save(InvoiceProgress {
+            exact_invoice_id: Some(created.invoice_id),
+            exact_invoice_number: created.invoice_number,
+            ..InvoiceProgress::default()
+        })
+        .await
+        .map_err(Failure::keep)?;
+        Ok(created)
+    }
+
+    /// Delivery `psa`: process (unless processed already) and get the number. Delivery `exact`: leave it open.
+    async fn deliver(
+        &self,
+        invoice: &SalesInvoice,
+    ) -> Result<(OpenState, Option<i64>, Option<String>), Failure> {
+        let processed = invoice.status == Some(INVOICE_STATUS_PROCESSED);
+        let mut number = invoice.invoice_number;
+        if self.settings.delivery == store::Delivery::Exact {
+            let state = if processed {
+                OpenState::Sent
+            } else {
+                OpenState::Created
+            };
+            return Ok((state, number, None));
+        }
+        let kept = exact_error(self.app, true);
+        let mut warning = None;
+        if !processed {
+            let body = printed_invoice_payload(
+                invoice.invoice_id,
+                self.settings.send_invoice_to_customer,
+                self.inv.invoice_date,
+            );
+            match self.exact.print_sales_invoice(&body).await {
+                Ok(result) if result.errors().is_empty() => {}
+                Ok(result) => {
+                    // Exact answered 2xx but reports a failure (e.g. the e-mail): is the invoice processed?
+                    let text = result.errors().join("\r\n");
+                    let now = self.reread(invoice.invoice_id).await.map_err(&kept)?;
+                    if now.status != Some(INVOICE_STATUS_PROCESSED) {
+                        return Err(Failure::keep(
+                            ApiError::unprocessable(
+                                "exact_refused",
+                                "Exact did not process the invoice; see exact_message for Exact's reason. The \
+                                 invoice is open in Exact: fix the cause and push again to process it",
+                            )
+                            .with_exact_message(Some(text)),
+                        ));
+                    }
+                    number = now.invoice_number.or(number);
+                    warning = Some(text);
+                }
+                Err(e) if e.kind == ErrorKind::OutcomeUnknown => {
+                    let now = self.reread(invoice.invoice_id).await.map_err(&kept)?;
+                    if now.status != Some(INVOICE_STATUS_PROCESSED) {
+                        return Err(kept(e));
+                    }
+                    number = now.invoice_number.or(number);
+                }
+                Err(e) => return Err(kept(e)),
+            }
+        }
+        if number.is_none() {
+            // The journal numbers at processing and the processing answer carries no number.
+            number = self
+                .reread(invoice.invoice_id)
+                .await
+                .map_err(&kept)?
+                .invoice_number;
+        }
+        Ok((OpenState::Sent, number, warning))
+    }
+
+    async fn reread(&self, id: ExactGuid) -> Result<SalesInvoice, ExactError> {
+        self.exact.get_sales_invoice(id).await?.ok_or_else(|| {
+            ExactError::new(ErrorKind::NotFound, "get_sales_invoice")
+                .with_message("the invoice is no longer in Exact")
+        })
+    }
+
+    /// The invoice Exact holds with our reference on this account (a processed one first, should there be several).
+    async fn find_by_reference(
+        &self,
+        account: ExactGuid,
+    ) -> Result<Option<SalesInvoice>, ExactError> {
+        let mut rows = self
+            .exact
+            .find_sales_invoices_by_your_ref(&self.inv.reference, Some(account))
+            .await?;
+        if rows.len() > 1 {
+            tracing::warn!(
+                invoice_id = %self.inv.id,
+                count = rows.len(),
+                "several Exact invoices carry this invoice's reference; continuing with one"
+            );
+        }
+        rows.sort_by_key(|r| (r.status != Some(INVOICE_STATUS_PROCESSED), r.invoice_id));
+        Ok(rows.into_iter().next())
+    }
+
+    /// Account: cached ID for the PSA company, else the account with this name, else a new one. Answers whether
+    /// it was created now.
+    async fn account(&self) -> Result<(ExactGuid, bool), Failure> {
+        let key = MappingKey::Account {
+            psa_company_id: self.inv.company.id.clone(),
+        };
+        if let Some(id) = self.cached(&key).await? {
+            return Ok((id, false));
+        }
+        let release = exact_error(self.app, false);
+        let company = &self.inv.company;
+        let mut found = self
+            .exact
+            .find_accounts_by_name(&company.name)
+            .await
+            .map_err(&release)?;
+        // Names are not unique: the exact spelling first, then the oldest (lowest code).
+        found.sort_by_key(|a| {
+            (
+                a.name.as_deref().map(str::trim) != Some(company.name.as_str()),
+                a.code
+                    .as_deref()
+                    .and_then(|c| c.parse::<u64>().ok())
+                    .unwrap_or(u64::MAX),
+                a.id,
+            )
+        });
+        let (id, created) = match found.first() {
+            Some(a) => (a.id, false),
+            None => (
+                self.exact
+                    .create_account(&account_payload(company))
+                    .await
+                    .map_err(&release)?,
+                true,
+            ),
+        };
+        self.remember(&key, id).await;
+        Ok((id, created))
+    }
+
+    /// Contact: cached ID for (account, e-mail), else one with this e-mail on this account, else a new one on it.
+    async fn contact(&self, account: ExactGuid, new_account: bool) -> Result<ExactGuid, Failure> {
+        let email = self.inv.contact.email.as_str();
+        let key = MappingKey::Contact {
+            account_id: account,
+            email: email.to_owned(),
+        };
+        if let Some(id) = self.cached(&key).await? {
+            return Ok(id);
+        }
+        let release = exact_error(self.app, false);
+        let on_account = if new_account {
+            None
+        } else {
+            self.exact
+                .find_contacts_by_email(email)
+                .await
+                .map_err(&release)?
+                .into_iter()
+                .filter(|c| c.account == Some(account))
+                .map(|c| c.id)
+                .min()
+        };
+        let id = match on_account {
+            Some(id) => id,
+            None => self
+                .exact
+                .create_contact(&contact_payload(&self.inv.contact, account))
+                .await
+                .map_err(&release)?,
+        };
+        self.remember(&key, id).await;
+        Ok(id)
+    }
+
+    /// The item GUID of every line: the default item from the settings, or the line's own code resolved (cached).
+    async fn line_items(&self) -> Result<Vec<ExactGuid>, ApiError> {
+        let default = self.settings.item_code.trim();
+        let mut resolved: HashMap<&str, ExactGuid> = HashMap::new();
+        let mut out = Vec::with_capacity(self.inv.lines.len());
+        for (i, line) in self.inv.lines.iter().enumerate() {
+            let code = line
+                .item_code
+                .as_deref()
+                .map(str::trim)
+                .filter(|c| !c.is_empty() && *c != default);
+            let id = match code {
+                None => self.settings.item_id,
+                Some(c) => match resolved.get(c) {
+                    Some(id) => *id,
+                    None => {
+                        let id = self.item(c, i).await?;
+                        resolved.insert(c, id);
+                        id
+                    }
+                },
+            };
+            out.push(id);
+        }
+        Ok(out)
+    }
+
+    async fn item(&self, code: &str, line: usize) -> Result<ExactGuid, ApiError> {
+        let key = MappingKey::Item {
+            code: code.to_owned(),
+        };
+        if let Some(id) = self.cached(&key).await.map_err(|f| f.error)? {
+            return Ok(id);
+        }
+        let field = format!("lines[{line}].item_code");
+        let refuse = |code: &'static str, what: &str| {
+            ApiError::unprocessable(code, format!("{field}: {what}")).with_field(field.clone())
+        };
+        let item = self
+            .exact
+            .find_item(code)
+            .await
+            .map_err(|e| from_exact(&e, self.app.now_ms()))?;
+        match item {
+            None => Err(refuse(
+                "unknown_item",
+                "no item with this code exists in the Exact administration; use an existing item code or leave \
+                 it empty for the default item",
+            )),
+            Some(it) if !it.is_sales_item => Err(refuse(
+                "item_not_for_sale",
+                "this item is not a sales item in Exact; mark it as a sales item there or use another code",
+            )),
+            Some(it) if it.end_date.is_some_and(|end| end <= self.app.now()) => Err(refuse(
+                "item_ended",
+                "this item's end date has passed in Exact; use another item code",
+            )),
+            Some(it) => {
+                self.remember(&key, it.id).await;
+                Ok(it.id)
+            }
+        }
+    }
+
+    async fn cached(&self, key: &MappingKey) -> Result<Option<ExactGuid>, Failure> {
+        self.app
+            .state
+            .get_mapping(self.conn, self.division, key)
+            .await
+            .map_err(|e| Failure::release(from_store(e)))
+    }
+
+    /// Caches an ID; a failed write only costs a lookup next time.
+    async fn remember(&self, key: &MappingKey, id: ExactGuid) {
+        if let Err(e) = self
+            .app
+            .state
+            .put_mapping(self.conn, self.division, key, id)
+            .await
+        {
+            tracing::warn!(error = %e, "caching an Exact ID failed");
+        }
+    }
+}
+
+/// A store failure during a push; a lost claim means another push took this one over.
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::ConditionFailed { .. } => claim_lost(),
+        other => from_store(other),
+    }
+}

@@ -1,13 +1,49 @@
-//! push-invoice (not implemented yet).
+//! push-invoice: push a finished PSA invoice into Exact, and read its stored state.
 
 use async_trait::async_trait;
+use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
 
 use crate::app::App;
-use crate::http::ApiError;
+use crate::http::{
+    self, ApiError, body_bytes, check_psa_key, json, match_path, parse_connection_id,
+};
 use crate::lambda::Function;
+use crate::push;
 
 pub struct PushInvoice;
+
+async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    if let Some(ids) = match_path(&path, "/connections/{}/invoices/{}") {
+        if method != Method::GET {
+            return Err(method_not_allowed());
+        }
+        check_psa_key(&req, &app.secret.psa_api_key)?;
+        let conn = parse_connection_id(&ids[0])?;
+        let v = push::invoice_state(app, &conn, &ids[1]).await?;
+        return Ok(json(200, &v));
+    }
+    if let Some(ids) = match_path(&path, "/connections/{}/invoices") {
+        if method != Method::POST {
+            return Err(method_not_allowed());
+        }
+        check_psa_key(&req, &app.secret.psa_api_key)?;
+        let conn = parse_connection_id(&ids[0])?;
+        let answer = push::push(app, &conn, body_bytes(&req)).await?;
+        return Ok(json(answer.status, &answer.body));
+    }
+    Err(http::no_route(&req))
+}
+
+fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        405,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
 
 #[async_trait]
 impl Function for PushInvoice {
@@ -15,12 +51,7 @@ impl Function for PushInvoice {
         "push-invoice"
     }
 
-    async fn http(&self, _app: &App, _req: Request) -> Response<Body> {
-        ApiError::new(
-            501,
-            "not_implemented",
-            "this function is not implemented yet",
-        )
-        .to_response()
+    async fn http(&self, app: &App, req: Request) -> Response<Body> {
+        route(app, req).await.unwrap_or_else(|e| e.to_response())
     }
 }

@@ -1,13 +1,40 @@
-//! test-connection (not implemented yet).
+//! test-connection: `POST /connections/{connection_id}/exact/test` — check the settings in the administration,
+//! process a test invoice, save the settings.
 
 use async_trait::async_trait;
+use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
 
 use crate::app::App;
-use crate::http::ApiError;
+use crate::http::{
+    self, ApiError, body_bytes, check_psa_key, json, match_path, parse_connection_id,
+};
 use crate::lambda::Function;
+use crate::test_connection;
 
 pub struct TestConnection;
+
+async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().to_owned();
+    if let Some(ids) = match_path(&path, "/connections/{}/exact/test") {
+        if req.method() != Method::POST {
+            return Err(method_not_allowed());
+        }
+        check_psa_key(&req, &app.secret.psa_api_key)?;
+        let conn = parse_connection_id(&ids[0])?;
+        let outcome = test_connection::run(app, &conn, body_bytes(&req)).await?;
+        return Ok(json(outcome.status(), &outcome.body));
+    }
+    Err(http::no_route(&req))
+}
+
+fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        405,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
 
 #[async_trait]
 impl Function for TestConnection {
@@ -15,12 +42,7 @@ impl Function for TestConnection {
         "test-connection"
     }
 
-    async fn http(&self, _app: &App, _req: Request) -> Response<Body> {
-        ApiError::new(
-            501,
-            "not_implemented",
-            "this function is not implemented yet",
-        )
-        .to_response()
+    async fn http(&self, app: &App, req: Request) -> Response<Body> {
+        route(app, req).await.unwrap_or_else(|e| e.to_response())
     }
 }

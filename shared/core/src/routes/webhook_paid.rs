@@ -1,11 +1,14 @@
-//! exact-webhook-paid (not implemented yet).
+//! exact-webhook-paid: `POST /exact/webhooks` (public: verified by the HashCode, not the PSA key) and the
+//! scheduled job `reconcile`. The use cases live in [`crate::paid`].
 
 use async_trait::async_trait;
 use lambda_http::{Body, Request, Response};
+use serde_json::Value;
 
 use crate::app::App;
-use crate::http::ApiError;
+use crate::http::{self, ApiError, json, match_path};
 use crate::lambda::Function;
+use crate::paid;
 
 pub struct WebhookPaid;
 
@@ -15,16 +18,30 @@ impl Function for WebhookPaid {
         "exact-webhook-paid"
     }
 
-    async fn http(&self, _app: &App, req: Request) -> Response<Body> {
-        // Exact's validation call when subscribing: an empty POST, answered 200 at once.
-        if crate::http::body_bytes(&req).is_empty() {
-            return crate::http::json(200, &serde_json::json!({"ok": true}));
+    async fn http(&self, app: &App, req: Request) -> Response<Body> {
+        let body = http::body_bytes(&req);
+        // Exact's validation call when subscribing: an empty POST, answered 200 at once (the connect flow
+        // subscribes while the user waits, and Exact refuses the subscription otherwise).
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return json(200, &serde_json::json!({"ok": true}));
         }
-        ApiError::new(
-            501,
-            "not_implemented",
-            "this function is not implemented yet",
-        )
-        .to_response()
+        if match_path(req.uri().path(), "/exact/webhooks").is_none() {
+            return http::no_route(&req).to_response();
+        }
+        match paid::webhook(app, body).await {
+            Ok(v) => json(200, &v),
+            Err(e) => e.to_response(),
+        }
+    }
+
+    async fn job(&self, app: &App, name: &str) -> Result<Value, ApiError> {
+        match name {
+            "reconcile" => paid::reconcile(app).await,
+            other => Err(ApiError::new(
+                400,
+                "unknown_job",
+                format!("exact-webhook-paid has no scheduled job `{other}`"),
+            )),
+        }
     }
 }
