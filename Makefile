@@ -19,7 +19,7 @@ help:
 setup:
 	@bash scripts/setup.sh
 
-test: setup fmt clippy cfn unit demo
+test: setup fmt clippy cfn unit demo hostile
 
 fmt:
 	cargo fmt --all --check
@@ -44,7 +44,7 @@ demo:
 bench: setup
 	cargo run --locked --release -p psa-exact-bench --bin bench
 
-hostile: setup
+hostile:
 	cargo run --locked -p psa-exact-bench --bin hostile
 
 package: setup

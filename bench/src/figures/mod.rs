@@ -1,0 +1,6 @@
+//! The benchmark (`make bench`): each module measures one group of figures and adds its rows to the table.
+
+pub mod batch;
+pub mod calls;
+pub mod cold_start;
+pub mod overhead;

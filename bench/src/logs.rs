@@ -1,0 +1,142 @@
+//! Captures every log line of the run (tracing events and `log` records, DEBUG and up, as JSON lines) into memory,
+//! so the run can be scanned for the tokens and secrets it used.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use tracing_subscriber::fmt::MakeWriter;
+
+/// The captured output, shared with the subscriber.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+/// One writer per event.
+pub struct CapturedWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for CapturedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = CapturedWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        CapturedWriter(self.0.clone())
+    }
+}
+
+/// What the scan found.
+#[derive(Debug, Default, Clone)]
+pub struct ScanResult {
+    /// Lines scanned.
+    pub lines: usize,
+    /// Lines written by the connector (everything except the Exact sandbox, a test peer).
+    pub product_lines: usize,
+    /// Product lines containing a secret, with the kind of secret found.
+    pub product_hits: Vec<(String, String)>,
+    /// Sandbox lines containing a secret (the emulator's own logs; informational).
+    pub sandbox_hits: usize,
+    /// How many distinct secret values were searched for.
+    pub secrets: usize,
+}
+
+impl Captured {
+    /// Installs the capture as the global subscriber (DEBUG for every target), bridging `log` records too.
+    pub fn install() -> Captured {
+        let cap = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(cap.clone())
+            .finish();
+        // `try_init` also installs the `log` → tracing bridge; failure means a subscriber is already set.
+        use tracing_subscriber::util::SubscriberInitExt;
+        let _ = subscriber.try_init();
+        cap
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+
+    /// Scans every line for every secret (kind, value). Values shorter than 8 characters are skipped (they would
+    /// match ordinary text).
+    pub fn scan(&self, secrets: &Secrets) -> ScanResult {
+        let text = self.text();
+        let mut r = ScanResult {
+            secrets: secrets.values.len(),
+            ..ScanResult::default()
+        };
+        for line in text.lines() {
+            r.lines += 1;
+            let sandbox = serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v["target"].as_str().map(|t| t.starts_with("exact_sandbox")))
+                .unwrap_or(false);
+            if !sandbox {
+                r.product_lines += 1;
+            }
+            for (kind, value) in &secrets.values {
+                if line.contains(value.as_str()) {
+                    if sandbox {
+                        r.sandbox_hits += 1;
+                    } else {
+                        let excerpt: String = line.chars().take(300).collect();
+                        r.product_hits.push((kind.clone(), excerpt));
+                    }
+                }
+            }
+        }
+        r
+    }
+}
+
+/// The secret values a run used: tokens Exact issued, the app's secrets.
+#[derive(Debug, Default, Clone)]
+pub struct Secrets {
+    pub values: BTreeSet<(String, String)>,
+}
+
+impl Secrets {
+    pub fn add(&mut self, kind: &str, value: &str) {
+        if value.len() >= 8 {
+            self.values.insert((kind.to_owned(), value.to_owned()));
+        }
+    }
+
+    /// Every token and code the sandbox issued and the app secret of the harness.
+    pub fn collect(&mut self, h: &e2e::Harness) {
+        use secrecy::ExposeSecret;
+        {
+            let w = h.sandbox.world();
+            for t in w.tokens.access_tokens.keys() {
+                self.add("access_token", t);
+            }
+            for t in w.tokens.refresh_tokens.keys() {
+                self.add("refresh_token", t);
+            }
+            for c in w.tokens.codes.keys() {
+                self.add("authorization_code", c);
+            }
+        }
+        let s = &h.app.secret;
+        self.add("exact_client_secret", s.exact_client_secret.expose_secret());
+        self.add(
+            "exact_webhook_secret",
+            s.exact_webhook_secret.expose_secret(),
+        );
+        self.add("psa_api_key", s.psa_api_key.expose_secret());
+        self.add("psa_callback_secret", s.psa_callback_secret.expose_secret());
+    }
+}
