@@ -44,7 +44,7 @@ demo:
 bench: setup
 	cargo run --locked --release -p psa-exact-bench --bin bench
 
-hostile:
+hostile: setup
 	cargo run --locked -p psa-exact-bench --bin hostile
 
 package: setup
