@@ -140,3 +140,30 @@ impl Secrets {
         self.add("psa_callback_secret", s.psa_callback_secret.expose_secret());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scan_finds_a_secret_in_a_product_line_only() {
+        let cap = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(cap.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(token = "tok-0123456789abcdef", "leaked");
+            tracing::info!("harmless line");
+        });
+        let mut secrets = Secrets::default();
+        secrets.add("access_token", "tok-0123456789abcdef");
+        secrets.add("short", "abc");
+        let r = cap.scan(&secrets);
+        assert_eq!(r.lines, 2);
+        assert_eq!(r.secrets, 1, "values under 8 characters are not searched");
+        assert_eq!(r.product_hits.len(), 1);
+        assert_eq!(r.product_hits[0].0, "access_token");
+    }
+}

@@ -150,3 +150,22 @@ impl Table {
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_rows_fail_when_the_figure_differs() {
+        let mut t = Table::new("t");
+        t.exact("zero", 0, 0, "");
+        t.exact("one", 2, 1, "x");
+        assert_eq!(t.failures().len(), 1);
+        let out = t.render();
+        assert!(out.contains("| zero | 0 | must be 0 | PASS |"), "{out}");
+        assert!(
+            out.contains("**FAIL**") && out.contains("2 where 1 is required"),
+            "{out}"
+        );
+    }
+}

@@ -357,23 +357,32 @@ pub async fn run(table: &mut Table, starts: usize, built: Result<(), String>) {
                 let verdict = if z <= ZIP_BYTES {
                     Verdict::Pass
                 } else {
-                    Verdict::Missed(format!("{:.2} MB zipped > 6 MB", z as f64 / 1e6))
+                    Verdict::Missed(format!(
+                        "{z} B zipped > 6,000,000 B (decimal MB; it is {} 6 MiB = 6,291,456 B). Native x86_64 \
+                         build with the AWS SDK (DynamoDB, Secrets Manager), rustls/aws-lc and reqwest linked in; \
+                         the arm64 Lambda build from `sam build` is a different binary and is not measured here",
+                        if z <= 6_291_456 {
+                            "within"
+                        } else {
+                            "also above"
+                        }
+                    ))
                 };
                 table.row(
                     format!("Size: {name}"),
                     format!(
-                        "binary {:.2} MB, zip {:.2} MB ({note_target})",
+                        "binary {size} B ({:.2} MB), zip {z} B ({:.2} MB) ({note_target})",
                         size as f64 / 1e6,
                         z as f64 / 1e6
                     ),
-                    "zip ≤ 6 MB",
+                    "zip ≤ 6 MB (6,000,000 B)",
                     verdict,
                 );
             }
             Err(e) => table.row(
                 format!("Size: {name}"),
                 format!("binary {:.2} MB, zip: {e}", size as f64 / 1e6),
-                "zip ≤ 6 MB",
+                "zip ≤ 6 MB (6,000,000 B)",
                 Verdict::NotAvailable(e),
             ),
         }

@@ -136,3 +136,24 @@ enum Seg {
     Key(String),
     Index(usize),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn set_path_sets_and_removes_nested_values() {
+        let mut v = json!({"a": {"b": 1}, "lines": [{"amount": "1.00"}]});
+        set_path(&mut v, "a.b", Some(json!(2)));
+        set_path(&mut v, "lines[0].amount", None);
+        set_path(&mut v, "lines[0].name", Some(json!("x")));
+        set_path(&mut v, "c", Some(json!(null)));
+        assert_eq!(
+            v,
+            json!({"a": {"b": 2}, "lines": [{"name": "x"}], "c": null})
+        );
+        set_path(&mut v, "lines", None);
+        assert!(v.get("lines").is_none());
+    }
+}

@@ -417,3 +417,41 @@ pub async fn run(table: &mut Table, secrets: &mut Secrets) {
     }
     secrets.collect(&w.h);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_and_split_are_right() {
+        assert_eq!(base64(b"Man"), "TWFu");
+        assert_eq!(base64(b"Ma"), "TWE=");
+        assert_eq!(base64(b"M"), "TQ==");
+        assert_eq!(hex_bytes("0aFF"), vec![10, 255]);
+        let d = exact_sandbox::webhooks::delivery_body(
+            "s3cret-key",
+            r#"{"Topic":"BankEntries","Division":1}"#,
+        );
+        let (content, hash) = split(&d).unwrap();
+        assert_eq!(content, r#"{"Topic":"BankEntries","Division":1}"#);
+        assert_eq!(
+            hash,
+            exact_sandbox::webhooks::hash_code("s3cret-key", &content)
+        );
+    }
+
+    #[test]
+    fn every_forgery_differs_from_the_genuine_delivery() {
+        let genuine = exact_sandbox::webhooks::delivery_body(
+            "k-secret-1",
+            r#"{"Topic":"BankEntries","Division":2001,"Key":"a"}"#,
+        );
+        let other = exact_sandbox::webhooks::delivery_body(
+            "k-secret-1",
+            r#"{"Topic":"BankEntries","Division":1001,"Key":"b"}"#,
+        );
+        let f = forgeries(&genuine, &other, "k-secret-1");
+        assert!(f.len() >= 20);
+        assert!(f.iter().all(|(_, b)| *b != genuine && *b != other));
+    }
+}
