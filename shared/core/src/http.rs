@@ -60,6 +60,14 @@ impl ApiError {
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(422, code, message)
     }
+    /// 405: a known route, another method.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            405,
+            "method_not_allowed",
+            "this route does not take that method",
+        )
+    }
     pub fn internal() -> Self {
         Self::new(
             500,

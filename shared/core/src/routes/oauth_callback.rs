@@ -46,7 +46,7 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
     }
     if let Some(ids) = match_path(&path, "/connections/{}/exact/authorize") {
         if method != Method::POST {
-            return Err(method_not_allowed());
+            return Err(ApiError::method_not_allowed());
         }
         check_psa_key(&req, &app.secret.psa_api_key)?;
         let conn = parse_connection_id(&ids[0])?;
@@ -61,19 +61,11 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
         let v: Value = match method {
             Method::GET => connect::status(app, &conn).await?,
             Method::DELETE => connect::disconnect(app, &conn).await?,
-            _ => return Err(method_not_allowed()),
+            _ => return Err(ApiError::method_not_allowed()),
         };
         return Ok(json(200, &v));
     }
     Err(http::no_route(&req))
-}
-
-fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        405,
-        "method_not_allowed",
-        "this route does not take that method",
-    )
 }
 
 #[async_trait]

@@ -18,7 +18,7 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
     let method = req.method().clone();
     if let Some(ids) = match_path(&path, "/connections/{}/invoices/{}") {
         if method != Method::GET {
-            return Err(method_not_allowed());
+            return Err(ApiError::method_not_allowed());
         }
         check_psa_key(&req, &app.secret.psa_api_key)?;
         let conn = parse_connection_id(&ids[0])?;
@@ -27,7 +27,7 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
     }
     if let Some(ids) = match_path(&path, "/connections/{}/invoices") {
         if method != Method::POST {
-            return Err(method_not_allowed());
+            return Err(ApiError::method_not_allowed());
         }
         check_psa_key(&req, &app.secret.psa_api_key)?;
         let conn = parse_connection_id(&ids[0])?;
@@ -35,14 +35,6 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
         return Ok(json(answer.status, &answer.body));
     }
     Err(http::no_route(&req))
-}
-
-fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        405,
-        "method_not_allowed",
-        "this route does not take that method",
-    )
 }
 
 #[async_trait]

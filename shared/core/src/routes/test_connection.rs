@@ -18,7 +18,7 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_owned();
     if let Some(ids) = match_path(&path, "/connections/{}/exact/test") {
         if req.method() != Method::POST {
-            return Err(method_not_allowed());
+            return Err(ApiError::method_not_allowed());
         }
         check_psa_key(&req, &app.secret.psa_api_key)?;
         let conn = parse_connection_id(&ids[0])?;
@@ -26,14 +26,6 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
         return Ok(json(outcome.status(), &outcome.body));
     }
     Err(http::no_route(&req))
-}
-
-fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        405,
-        "method_not_allowed",
-        "this route does not take that method",
-    )
 }
 
 #[async_trait]
