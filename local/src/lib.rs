@@ -146,6 +146,23 @@ where
     Ok((LocalApi { addr: bound, task }, app))
 }
 
+/// The app secret matching the sandbox's seeded app (its client id, client secret and webhook secret), with the
+/// given PSA key and callback secret.
+pub fn sandbox_app_secret(
+    sandbox: &exact_sandbox::Sandbox,
+    psa_api_key: &str,
+    psa_callback_secret: &str,
+) -> store::AppSecret {
+    use secrecy::SecretString;
+    store::AppSecret {
+        exact_client_id: sandbox.client_id(),
+        exact_client_secret: SecretString::from(sandbox.client_secret()),
+        exact_webhook_secret: SecretString::from(sandbox.webhook_secret()),
+        psa_api_key: SecretString::from(psa_api_key),
+        psa_callback_secret: SecretString::from(psa_callback_secret),
+    }
+}
+
 /// The sandbox's clock as the connector's clock, so tests can move time for both at once.
 #[derive(Clone, Debug)]
 pub struct SandboxTime(pub exact_sandbox::SandboxClock);

@@ -15,10 +15,9 @@ use connector::{App, AppParts};
 use exact_sandbox::{Sandbox, SandboxConfig};
 use hmac::{Hmac, Mac};
 use psa_exact_local::{SandboxTime, serve};
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use store::{AppSecret, AwsClients, MemoryStore, MemoryTokenStore, StateStore, TokenStore};
+use store::{AwsClients, MemoryStore, MemoryTokenStore, StateStore, TokenStore};
 
 const PSA_KEY: &str = "local-psa-key";
 const PSA_CALLBACK_SECRET: &str = "local-psa-callback-secret";
@@ -99,13 +98,7 @@ async fn start(api_addr: &str) -> Result<Local, String> {
         .await
         .map_err(|e| format!("starting the PSA receiver: {e}"))?;
     let (state, tokens, stores) = stores().await?;
-    let secret = AppSecret {
-        exact_client_id: sandbox.client_id(),
-        exact_client_secret: SecretString::from(sandbox.client_secret()),
-        exact_webhook_secret: SecretString::from(sandbox.webhook_secret()),
-        psa_api_key: SecretString::from(PSA_KEY),
-        psa_callback_secret: SecretString::from(PSA_CALLBACK_SECRET),
-    };
+    let secret = psa_exact_local::sandbox_app_secret(&sandbox, PSA_KEY, PSA_CALLBACK_SECRET);
     let sandbox_url = url::Url::parse(&sandbox.base_url()).map_err(|e| e.to_string())?;
     let callback = url::Url::parse(&callback_url).map_err(|e| e.to_string())?;
     let clock = Arc::new(SandboxTime(sandbox.clock()));
@@ -228,22 +221,14 @@ fn expect(step: &str, status: u16, want: &[u16], body: &Value) -> Result<(), Str
     }
 }
 
+/// The design's sample invoice (`events/invoice.json`) under another id, reference and amount.
 fn invoice(id: &str, reference: &str, amount: &str) -> Value {
-    json!({
-        "id": id,
-        "reference": reference,
-        "name": "September 2025 - Website relaunch",
-        "credit": false,
-        "invoice_date": "2025-10-01",
-        "period": {"from": "2025-09-01", "until": "2025-09-30"},
-        "project": {"number": "P-1001", "name": "Website relaunch"},
-        "company": {"id": "cmp_17", "name": "Acme B.V.", "address": "Stationsplein 1", "city": "Utrecht"},
-        "contact": {"first_name": "Jane", "last_name": "Doe", "email": "jane@acme.example"},
-        "lines": [
-            {"number": 1, "name": "Consultancy", "description": "80 hours senior consultant",
-             "amount": amount, "item_code": null, "tax_category": null}
-        ]
-    })
+    let mut v: Value = serde_json::from_str(include_str!("../../events/invoice.json"))
+        .unwrap_or_else(|e| unreachable!("events/invoice.json is valid JSON: {e}"));
+    v["id"] = json!(id);
+    v["reference"] = json!(reference);
+    v["lines"][0]["amount"] = json!(amount);
+    v
 }
 
 async fn demo() -> Result<(), String> {

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use connector::{App, AppParts};
 use exact_sandbox::{Sandbox, SandboxConfig};
 use psa_exact_local::{LocalApi, SandboxTime};
-use secrecy::SecretString;
 use serde_json::Value;
 use store::{AppSecret, AwsClients, MemoryStore, MemoryTokenStore};
 
@@ -62,13 +61,7 @@ impl Default for Options {
 
 /// The app secret matching the sandbox's seeded app.
 pub fn app_secret(sandbox: &Sandbox) -> AppSecret {
-    AppSecret {
-        exact_client_id: sandbox.client_id(),
-        exact_client_secret: SecretString::from(sandbox.client_secret()),
-        exact_webhook_secret: SecretString::from(sandbox.webhook_secret()),
-        psa_api_key: SecretString::from(PSA_KEY),
-        psa_callback_secret: SecretString::from(PSA_CALLBACK_SECRET),
-    }
+    psa_exact_local::sandbox_app_secret(sandbox, PSA_KEY, PSA_CALLBACK_SECRET)
 }
 
 impl Harness {

@@ -233,10 +233,7 @@ fn mapping_settings(s: &SettingsRecord) -> Settings {
             })
             .collect(),
         send_invoice_to_customer: s.send_invoice_to_customer,
-        delivery: match s.delivery {
-            store::Delivery::Psa => mapping::Delivery::Psa,
-            store::Delivery::Exact => mapping::Delivery::Exact,
-        },
+        delivery: s.delivery,
     }
 }
 

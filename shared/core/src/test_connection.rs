@@ -466,10 +466,7 @@ fn settings_record(
             })
             .collect(),
         send_invoice_to_customer: settings.send_invoice_to_customer,
-        delivery: match settings.delivery {
-            mapping::Delivery::Psa => store::Delivery::Psa,
-            mapping::Delivery::Exact => store::Delivery::Exact,
-        },
+        delivery: settings.delivery,
         saved_at: now,
     }
 }

@@ -59,30 +59,8 @@ pub struct ConnectionRecord {
     pub last_token_refresh_at: Option<DateTime<Utc>>,
 }
 
-/// How an invoice reaches the customer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Delivery {
-    /// The PSA sends its own document; the invoice is processed in Exact right away.
-    Psa,
-    /// The invoice is left open in Exact, to be sent with Exact's own template.
-    Exact,
-}
-
-impl Delivery {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Delivery::Psa => "psa",
-            Delivery::Exact => "exact",
-        }
-    }
-
-    pub(crate) fn parse(s: &str) -> Option<Self> {
-        [Self::Psa, Self::Exact]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-    }
-}
+/// How an invoice reaches the customer: the mapping crate's type, stored as its `as_str()` text.
+pub use mapping::Delivery;
 
 /// A PSA tax category mapped to an Exact VAT code (and that code's ID, once resolved in the administration).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

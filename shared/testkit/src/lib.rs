@@ -88,7 +88,9 @@ impl MotoServer {
 /// own (port taken, broken install), the shell exits and leaves the log for the error message.
 fn spawn_tied_to_this_process(moto: &Path, port: u16, log: &Path) -> Child {
     const WATCHDOG: &str = r#"
-        "$1" -H 127.0.0.1 -p "$2" >"$4" 2>&1 </dev/null &
+        if [ -n "$5" ]; then "$5" "$6" -H 127.0.0.1 -p "$2" >"$4" 2>&1 </dev/null &
+        else "$1" -H 127.0.0.1 -p "$2" >"$4" 2>&1 </dev/null &
+        fi
         m=$!
         trap 'kill "$m" 2>/dev/null; exit 0' TERM
         while kill -0 "$3" 2>/dev/null; do
@@ -106,11 +108,24 @@ fn spawn_tied_to_this_process(moto: &Path, port: u16, log: &Path) -> Child {
         .arg(port.to_string())
         .arg(std::process::id().to_string())
         .arg(log)
+        .args(serial_launcher(moto))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn sh to run moto_server")
+}
+
+/// The Python beside `moto_server` and `scripts/moto_serial.py` (moto handling one request at a time, so its
+/// conditional writes are atomic like DynamoDB's), or nothing when either is missing (plain `moto_server`).
+fn serial_launcher(moto: &Path) -> Vec<PathBuf> {
+    let python = moto.with_file_name("python");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/moto_serial.py");
+    if python.is_file() && script.is_file() {
+        vec![python, script]
+    } else {
+        Vec::new()
+    }
 }
 
 /// Stops a watchdog (and so its moto) that did not come up, and reaps it.

@@ -315,7 +315,7 @@ pub(crate) fn settings_from(item: &Item) -> StoreResult<SettingsRecord> {
             })
         })?,
         send_invoice_to_customer: f.bool("send_invoice_to_customer")?,
-        delivery: f.parse("delivery", Delivery::parse)?,
+        delivery: f.parse("delivery", parse_delivery)?,
         saved_at: f.time("saved_at")?,
     })
 }
@@ -465,6 +465,12 @@ pub(crate) fn invoice_from(item: &Item) -> StoreResult<(StoredInvoice, String)> 
         reopen_as: f.parse_opt("reopen_as", OpenState::parse)?,
     };
     Ok((stored, f.s("ver")?.to_owned()))
+}
+
+fn parse_delivery(s: &str) -> Option<Delivery> {
+    [Delivery::Psa, Delivery::Exact]
+        .into_iter()
+        .find(|v| v.as_str() == s)
 }
 
 #[cfg(test)]
