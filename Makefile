@@ -5,7 +5,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= eu-west-1
 
-.PHONY: help setup test fmt lint clippy cfn unit run demo bench hostile package clean
+.PHONY: help setup test fmt lint clippy cfn unit run demo bench hostile sizes package clean
 
 help:
 	@echo "make setup    install test/packaging tools (.venv: moto, cfn-lint, SAM CLI, cargo-lambda, zig; arm64 target)"
@@ -14,6 +14,7 @@ help:
 	@echo "make demo     cargo run -- demo: the whole story (connect, test, push, pay, webhook, notify) with Exact call counts"
 	@echo "make bench    figures: Exact calls per operation, cold start, binary sizes, handler overhead, month-end batch"
 	@echo "make hostile  reliability under hostile conditions (crashes, concurrency, faults, hostile input, log scan)"
+	@echo "make sizes    zip sizes of the deployed arm64 build (cargo-lambda + zig, release)"
 	@echo "make package  sam build (arm64 Lambda binaries via cargo-lambda + zig)"
 
 setup:
@@ -46,6 +47,9 @@ bench: setup
 
 hostile: setup
 	cargo run --locked -p psa-exact-bench --bin hostile
+
+sizes: setup
+	bash scripts/sizes.sh
 
 package: setup
 	sam build

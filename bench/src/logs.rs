@@ -3,13 +3,34 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tracing_subscriber::fmt::MakeWriter;
 
-/// The captured output, shared with the subscriber.
+use crate::table::Table;
+
+/// The captured output, shared with the subscriber, and a count of the events the subscriber saw (kept apart from
+/// the text, so the scan can prove it read everything the run logged).
 #[derive(Clone, Default)]
-pub struct Captured(Arc<Mutex<Vec<u8>>>);
+pub struct Captured {
+    text: Arc<Mutex<Vec<u8>>>,
+    events: Arc<AtomicUsize>,
+    installed: Arc<AtomicBool>,
+}
+
+/// Counts every event that passes the subscriber's level filter: one captured line is expected per event.
+struct EventCounter(Arc<AtomicUsize>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for EventCounter {
+    fn on_event(
+        &self,
+        _event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// One writer per event.
 pub struct CapturedWriter(Arc<Mutex<Vec<u8>>>);
@@ -30,7 +51,7 @@ impl Write for CapturedWriter {
 impl<'a> MakeWriter<'a> for Captured {
     type Writer = CapturedWriter;
     fn make_writer(&'a self) -> Self::Writer {
-        CapturedWriter(self.0.clone())
+        CapturedWriter(self.text.clone())
     }
 }
 
@@ -47,35 +68,80 @@ pub struct ScanResult {
     pub sandbox_hits: usize,
     /// How many distinct secret values were searched for.
     pub secrets: usize,
+    /// Events the subscriber counted while the run logged (one line each is expected in the capture).
+    pub events: usize,
+    /// Whether the capture was installed as the process's subscriber (otherwise it saw nothing).
+    pub installed: bool,
+}
+
+/// The row that proves the scan read the run's logs: the capture was installed, saw lines, and holds at least one
+/// line per event the subscriber counted. A failed install would otherwise scan 0 lines and find 0 secrets.
+pub fn capture_row(table: &mut Table, scan: &ScanResult) {
+    let missing = if !scan.installed || scan.lines == 0 {
+        scan.events.max(1)
+    } else {
+        scan.events.saturating_sub(scan.lines)
+    };
+    table.exact(
+        "Log events of the run missing from the scanned capture",
+        missing,
+        0,
+        &format!(
+            "{} events counted, {} lines captured{}",
+            scan.events,
+            scan.lines,
+            if scan.installed {
+                ""
+            } else {
+                "; the capture was not installed"
+            }
+        ),
+    );
 }
 
 impl Captured {
     /// Installs the capture as the global subscriber (DEBUG for every target), bridging `log` records too.
     pub fn install() -> Captured {
-        let cap = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
-            .with_max_level(tracing::Level::DEBUG)
-            .with_writer(cap.clone())
-            .finish();
-        // `try_init` also installs the `log` → tracing bridge; failure means a subscriber is already set.
         use tracing_subscriber::util::SubscriberInitExt;
-        let _ = subscriber.try_init();
+        let cap = Captured::default();
+        let subscriber = cap.subscriber();
+        // `try_init` also installs the `log` → tracing bridge; failure means a subscriber is already set, and the
+        // scan's capture row then fails.
+        let installed = subscriber.try_init().is_ok();
+        cap.installed.store(installed, Ordering::Relaxed);
         cap
     }
 
+    /// The subscriber writing JSON lines into this capture and counting events (DEBUG and up).
+    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
+        use tracing_subscriber::layer::SubscriberExt;
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::LevelFilter::DEBUG)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(true)
+                    .with_writer(self.clone()),
+            )
+            .with(EventCounter(self.events.clone()))
+    }
+
     pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+        String::from_utf8_lossy(&self.text.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
     }
 
     /// Scans every line for every secret (kind, value). Values shorter than 8 characters are skipped (they would
     /// match ordinary text).
     pub fn scan(&self, secrets: &Secrets) -> ScanResult {
+        // Events first: the line of an event is written before it is counted, so every counted event's line is in
+        // the text read next, even while background tasks still log.
+        let events = self.events.load(Ordering::Relaxed);
         let text = self.text();
         let mut r = ScanResult {
             secrets: secrets.values.len(),
+            events,
+            installed: self.installed.load(Ordering::Relaxed),
             ..ScanResult::default()
         };
         for line in text.lines() {
@@ -148,12 +214,8 @@ mod tests {
     #[test]
     fn the_scan_finds_a_secret_in_a_product_line_only() {
         let cap = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_writer(cap.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        cap.installed.store(true, Ordering::Relaxed);
+        tracing::subscriber::with_default(cap.subscriber(), || {
             tracing::info!(token = "tok-0123456789abcdef", "leaked");
             tracing::info!("harmless line");
         });
@@ -165,5 +227,30 @@ mod tests {
         assert_eq!(r.secrets, 1, "values under 8 characters are not searched");
         assert_eq!(r.product_hits.len(), 1);
         assert_eq!(r.product_hits[0].0, "access_token");
+        assert_eq!(r.events, 2);
+        let mut t = Table::new("t");
+        capture_row(&mut t, &r);
+        assert!(t.failures().is_empty(), "{}", t.render());
+    }
+
+    #[test]
+    fn an_empty_or_partial_capture_fails_the_row() {
+        // Never installed: nothing captured, nothing counted.
+        let cap = Captured::default();
+        let r = cap.scan(&Secrets::default());
+        assert_eq!(r.lines, 0);
+        let mut t = Table::new("t");
+        capture_row(&mut t, &r);
+        assert_eq!(t.failures().len(), 1, "{}", t.render());
+        // Events counted but lines lost (a writer that dropped output).
+        let partial = ScanResult {
+            lines: 3,
+            events: 5,
+            installed: true,
+            ..ScanResult::default()
+        };
+        let mut t = Table::new("t");
+        capture_row(&mut t, &partial);
+        assert_eq!(t.failures().len(), 1, "{}", t.render());
     }
 }

@@ -11,8 +11,9 @@ pub enum Verdict {
     Fail(String),
     /// A performance target is not met; the reason is printed under the table.
     Missed(String),
-    /// The function the row needs still answers 501 (or another prerequisite is missing).
-    NotAvailable(String),
+    /// Nothing was measured (a prerequisite failed, or the harness produced no measurement). Always a failure:
+    /// a row that measured nothing proves nothing.
+    NotMeasured(String),
     /// A figure without a target.
     Info,
 }
@@ -79,13 +80,13 @@ impl Table {
         self.row(case, measured, target, verdict);
     }
 
-    /// A row the suite could not measure yet.
-    pub fn unavailable(&mut self, case: impl Into<String>, target: impl Into<String>, why: &str) {
+    /// A row the suite could not measure (it fails the run).
+    pub fn not_measured(&mut self, case: impl Into<String>, target: impl Into<String>, why: &str) {
         self.row(
             case,
-            format!("not available yet ({why})"),
+            format!("nothing measured ({why})"),
             target,
-            Verdict::NotAvailable(why.to_owned()),
+            Verdict::NotMeasured(why.to_owned()),
         );
     }
 
@@ -96,7 +97,7 @@ impl Table {
     pub fn failures(&self) -> Vec<&Row> {
         self.rows
             .iter()
-            .filter(|r| matches!(r.verdict, Verdict::Fail(_)))
+            .filter(|r| matches!(r.verdict, Verdict::Fail(_) | Verdict::NotMeasured(_)))
             .collect()
     }
 
@@ -110,7 +111,7 @@ impl Table {
                 Verdict::Pass => "PASS".to_owned(),
                 Verdict::Fail(_) => "**FAIL**".to_owned(),
                 Verdict::Missed(_) => "**MISSED**".to_owned(),
-                Verdict::NotAvailable(why) => format!("not available yet ({why})"),
+                Verdict::NotMeasured(_) => "**FAIL**".to_owned(),
                 Verdict::Info => "—".to_owned(),
             };
             let _ = writeln!(
@@ -127,6 +128,9 @@ impl Table {
             .iter()
             .filter_map(|r| match &r.verdict {
                 Verdict::Fail(why) => Some(format!("- FAIL — {}: {why}", r.case)),
+                Verdict::NotMeasured(why) => {
+                    Some(format!("- FAIL — {}: nothing measured ({why})", r.case))
+                }
                 Verdict::Missed(why) => Some(format!("- MISSED — {}: {why}", r.case)),
                 _ => None,
             })
@@ -165,6 +169,18 @@ mod tests {
         assert!(out.contains("| zero | 0 | must be 0 | PASS |"), "{out}");
         assert!(
             out.contains("**FAIL**") && out.contains("2 where 1 is required"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_row_that_measured_nothing_fails_the_run() {
+        let mut t = Table::new("t");
+        t.not_measured("crash after X", "must be 0", "the push never ran");
+        assert_eq!(t.failures().len(), 1);
+        let out = t.render();
+        assert!(
+            out.contains("**FAIL**") && out.contains("nothing measured"),
             "{out}"
         );
     }

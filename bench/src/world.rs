@@ -212,9 +212,8 @@ impl World {
         assert!(loc.contains("exact=connected"), "connect {conn}: {loc}");
     }
 
-    /// Saves the push settings by running the test-connection route. Falls back to writing the settings record
-    /// directly when that route is not available yet (501), so the push rows can still run.
-    pub async fn configure(&self, conn: &str, journal: &str) -> Result<Configured, String> {
+    /// Saves the push settings by running the test-connection route (the only way a real PSA can).
+    pub async fn configure(&self, conn: &str, journal: &str) -> Result<(), String> {
         let (status, body) = self
             .h
             .post(
@@ -225,60 +224,9 @@ impl World {
             )
             .await;
         match status {
-            200 => Ok(Configured::ByRoute),
-            501 => {
-                self.write_settings(conn, journal).await?;
-                Ok(Configured::Directly)
-            }
+            200 => Ok(()),
             s => Err(format!("test connection answered {s}: {body}")),
         }
-    }
-
-    async fn write_settings(&self, conn: &str, journal: &str) -> Result<(), String> {
-        let c = mapping::ConnectionId::parse(conn).map_err(|e| e.to_string())?;
-        let rec = self
-            .h
-            .app
-            .state
-            .get_connection(&c)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("not connected")?;
-        let (item, vat2, vat1) = {
-            let w = self.h.sandbox.world();
-            let d = w.division(rec.division.get()).ok_or("no division")?;
-            (
-                d.item_by_code("CONSULT").map(|i| i.id.to_string()),
-                d.vat_code("2").map(|v| v.id.to_string()),
-                d.vat_code("1").map(|v| v.id.to_string()),
-            )
-        };
-        let parse = |s: Option<String>| -> Result<mapping::ExactGuid, String> {
-            s.ok_or_else(|| "code missing in the sandbox".to_owned())
-                .and_then(|s| mapping::ExactGuid::parse(&s).map_err(|e| e.to_string()))
-        };
-        let settings = store::SettingsRecord {
-            division: rec.division,
-            item_code: "CONSULT".into(),
-            item_id: parse(item)?,
-            journal_code: journal.into(),
-            tax_code: "2".into(),
-            tax_code_id: Some(parse(vat2)?),
-            tax_categories: vec![store::TaxCategoryRecord {
-                category: "low".into(),
-                exact_vat_code: "1".into(),
-                exact_vat_code_id: Some(parse(vat1)?),
-            }],
-            send_invoice_to_customer: false,
-            delivery: store::Delivery::Psa,
-            saved_at: self.h.app.now(),
-        };
-        self.h
-            .app
-            .state
-            .put_settings(&c, &settings)
-            .await
-            .map_err(|e| e.to_string())
     }
 
     /// `POST /connections/{conn}/invoices`.
@@ -358,14 +306,6 @@ impl World {
             })
             .unwrap_or(0)
     }
-}
-
-/// How the settings were saved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Configured {
-    ByRoute,
-    /// test-connection answered 501: the settings record was written directly.
-    Directly,
 }
 
 /// An HTTP answer from the local API.

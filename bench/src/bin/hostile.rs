@@ -31,6 +31,7 @@ async fn main() -> ExitCode {
     hostile::faults::run(&mut table, &mut secrets).await;
     step("log scan");
     let scan = logs.scan(&secrets);
+    psa_exact_bench::logs::capture_row(&mut table, &scan);
     if let Ok(path) = std::env::var("HOSTILE_LOG_FILE") {
         // Optional: keep the captured log lines for inspection.
         let _ = std::fs::write(path, logs.text());

@@ -29,7 +29,7 @@ pub async fn run(table: &mut Table, f: BatchFigures) {
         f.invoices, f.customers
     );
     if let Err(e) = w.configure(CONN, "72").await {
-        table.unavailable(case, "≥ 95 % of the rate ceiling, 0 lost", &e);
+        table.not_measured(case, "≥ 95 % of the rate ceiling, 0 lost", &e);
         return;
     }
     let clock = w.h.sandbox.clock();
@@ -89,7 +89,7 @@ pub async fn run(table: &mut Table, f: BatchFigures) {
         }
     }
     if not_available {
-        table.unavailable(case, "≥ 95 % of the rate ceiling, 0 lost", "501");
+        table.not_measured(case, "≥ 95 % of the rate ceiling, 0 lost", "501");
         return;
     }
     let t1 = clock.now_ms();

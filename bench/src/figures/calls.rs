@@ -26,7 +26,7 @@ fn row(table: &mut Table, case: &str, r: Result<usize, String>, target: Option<u
     match (r, target) {
         (Err(e), t) => {
             let t = t.map(|n| format!("≤ {n}")).unwrap_or_else(|| "—".into());
-            table.unavailable(case, t, &e);
+            table.not_measured(case, t, &e);
         }
         (Ok(n), None) => table.row(case, with(n, note), "—", Verdict::Info),
         (Ok(n), Some(t)) => {
@@ -141,7 +141,7 @@ pub async fn run(table: &mut Table) {
         }
     }
     if !pushed_ok || open == 0 {
-        table.unavailable(
+        table.not_measured(
             "Exact calls: paid check (reconciliation) per open invoice",
             "—",
             "pushes failed",
@@ -161,12 +161,12 @@ pub async fn run(table: &mut Table) {
             "—",
             Verdict::Info,
         ),
-        Err(e) if e.status == 501 => table.unavailable(
+        Err(e) if e.status == 501 => table.not_measured(
             "Exact calls: paid check (reconciliation) per open invoice",
             "—",
             "501",
         ),
-        Err(e) => table.unavailable(
+        Err(e) => table.not_measured(
             "Exact calls: paid check (reconciliation) per open invoice",
             "—",
             &e.to_string(),

@@ -233,7 +233,7 @@ pub async fn run(table: &mut Table, starts: usize, built: Result<(), String>) {
     let note_target = "native x86_64 release build (not the arm64 Lambda build)";
     if let Err(e) = built {
         for (f, _) in FUNCTIONS {
-            table.unavailable(format!("Cold start: {f}"), "≤ 20 ms median", &e);
+            table.not_measured(format!("Cold start: {f}"), "≤ 20 ms median", &e);
         }
         return;
     }
@@ -241,7 +241,7 @@ pub async fn run(table: &mut Table, starts: usize, built: Result<(), String>) {
         Ok(e) => e,
         Err(e) => {
             for (f, _) in FUNCTIONS {
-                table.unavailable(format!("Cold start: {f}"), "≤ 20 ms median", &e);
+                table.not_measured(format!("Cold start: {f}"), "≤ 20 ms median", &e);
             }
             return;
         }
@@ -249,7 +249,7 @@ pub async fn run(table: &mut Table, starts: usize, built: Result<(), String>) {
     let api = match RuntimeApi::start().await {
         Ok(a) => a,
         Err(e) => {
-            table.unavailable("Cold start", "≤ 20 ms median", &e.to_string());
+            table.not_measured("Cold start", "≤ 20 ms median", &e.to_string());
             return;
         }
     };
@@ -266,7 +266,7 @@ pub async fn run(table: &mut Table, starts: usize, built: Result<(), String>) {
         {
             Ok(e) => e,
             Err(e) => {
-                table.unavailable(
+                table.not_measured(
                     format!("Cold start: {name}"),
                     "≤ 20 ms median",
                     &e.to_string(),
@@ -276,7 +276,7 @@ pub async fn run(table: &mut Table, starts: usize, built: Result<(), String>) {
         };
         let size = std::fs::metadata(&bin).map(|m| m.len());
         let Ok(size) = size else {
-            table.unavailable(
+            table.not_measured(
                 format!("Cold start: {name}"),
                 "≤ 20 ms median",
                 "binary not built",
@@ -383,7 +383,7 @@ pub async fn run(table: &mut Table, starts: usize, built: Result<(), String>) {
                 format!("Size: {name}"),
                 format!("binary {:.2} MB, zip: {e}", size as f64 / 1e6),
                 "zip ≤ 6 MB (6,000,000 B)",
-                Verdict::NotAvailable(e),
+                Verdict::NotMeasured(e),
             ),
         }
     }

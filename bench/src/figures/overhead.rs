@@ -56,7 +56,7 @@ pub async fn run(table: &mut Table, n: usize) {
         ..SandboxConfig::default()
     };
     let Some((sandbox, tid, stop)) = sandbox_thread(cfg.clone()).await else {
-        table.unavailable(case, "—", "could not start the sandbox thread");
+        table.not_measured(case, "—", "could not start the sandbox thread");
         return;
     };
     let w = World::with_sandbox(
@@ -69,7 +69,7 @@ pub async fn run(table: &mut Table, n: usize) {
     .await;
     w.connect(CONN, JAN, 1001).await;
     if let Err(e) = w.configure(CONN, "72").await {
-        table.unavailable(case, "—", &e);
+        table.not_measured(case, "—", &e);
         return;
     }
     let company = Company::new("cpu");
@@ -94,7 +94,7 @@ pub async fn run(table: &mut Table, n: usize) {
     for i in 0..20 {
         let s = push(i).await;
         if s == 501 {
-            table.unavailable(case, "—", "501");
+            table.not_measured(case, "—", "501");
             return;
         }
     }

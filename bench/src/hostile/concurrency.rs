@@ -39,22 +39,19 @@ pub async fn expired_token(table: &mut Table, secrets: &mut Secrets, moto: bool)
             })
         })
         .collect();
-    let mut broken = 0;
-    let mut reasons = Vec::new();
-    for t in tasks {
-        match t.await {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => {
+    let joined = crate::hostile::join_all(tasks).await;
+    let mut broken = joined.lost.len();
+    let mut reasons = joined.lost.clone();
+    for a in &joined.answers {
+        match a {
+            Ok(true) => {}
+            Ok(false) => {
                 broken += 1;
                 reasons.push("division not found".to_owned());
             }
-            Ok(Err(e)) => {
-                broken += 1;
-                reasons.push(e);
-            }
             Err(e) => {
                 broken += 1;
-                reasons.push(e.to_string());
+                reasons.push(e.clone());
             }
         }
     }
@@ -83,6 +80,12 @@ pub async fn expired_token(table: &mut Table, secrets: &mut Secrets, moto: bool)
         0,
         &reasons.first().cloned().unwrap_or_default(),
     );
+    crate::hostile::unanswered_row(
+        table,
+        &format!("16 concurrent token users on an expired token ({store})"),
+        16,
+        &joined,
+    );
     secrets.collect(&w.h);
 }
 
@@ -92,7 +95,7 @@ pub async fn same_invoice(table: &mut Table, secrets: &mut Secrets) {
     w.connect("bu_c", JAN, 1001).await;
     let case = "32 concurrent pushes of one invoice (new customer) → Exact invoices created";
     if let Err(e) = w.configure("bu_c", "72").await {
-        table.unavailable(case, "must be 1", &e);
+        table.not_measured(case, "must be 1", &e);
         return;
     }
     let company = Company::new("conc32");
@@ -104,16 +107,9 @@ pub async fn same_invoice(table: &mut Table, secrets: &mut Secrets) {
             tokio::spawn(async move { w.push("bu_c", &body).await })
         })
         .collect();
-    let mut answers = Vec::new();
-    for t in tasks {
-        if let Ok(a) = t.await {
-            answers.push(a);
-        }
-    }
-    if answers.iter().all(|a| a.status == 501) {
-        table.unavailable(case, "must be 1", "501");
-        return;
-    }
+    let joined = crate::hostile::join_all(tasks).await;
+    crate::hostile::unanswered_row(table, "32 concurrent pushes of one invoice", 32, &joined);
+    let answers = joined.answers;
     // Whoever was told "in progress" retries after Retry-After, as the PSA would.
     let mut finals = Vec::new();
     for a in &answers {

@@ -90,7 +90,7 @@ pub async fn run(table: &mut Table, secrets: &mut Secrets) {
     w.connect(CONN, JAN, DIVISION).await;
     if let Err(e) = w.configure(CONN, "72").await {
         for (_, name) in CASES {
-            table.unavailable(
+            table.not_measured(
                 format!("{name} → outcome"),
                 "Retry-After, then pushed once",
                 &e,
@@ -104,24 +104,20 @@ pub async fn run(table: &mut Table, secrets: &mut Secrets) {
         let r = one(&w, *kind, &tag).await;
         w.h.sandbox.clear_faults();
         w.faulty.clear();
-        if r.not_available {
-            table.unavailable(case, "Retry-After, then pushed once", "501");
-            continue;
-        }
         let measured = format!("{}; {} duplicates", r.answers.join(" → "), r.duplicates);
-        let verdict = if matches!(kind, Kind::TimeoutRefresh) {
-            Verdict::Info
-        } else if r.problems.is_empty() {
-            Verdict::Pass
-        } else {
-            Verdict::Fail(r.problems.join("; "))
-        };
-        table.row(case, measured, "Retry-After, then pushed once", verdict);
+        table.row(
+            case,
+            measured,
+            "Retry-After, then pushed once",
+            judge(*kind, &r),
+        );
         if matches!(kind, Kind::TimeoutRefresh) {
             table.note(
                 "- Token refresh timeout: Exact's refresh tokens are single use, so a refresh whose answer is lost \
-                 leaves the stored refresh token dead; the connector then reports needs_reconnect (no loop, no \
-                 data loss). Shown as information: no client can recover the lost pair."
+                 leaves the stored refresh token dead; the connector then reports needs_reconnect. The outcome is \
+                 shown as information (no client can recover the lost pair), but the row fails on a 5xx without \
+                 Retry-After, a duplicate, a retry loop on the token endpoint, or an invoice that is not pushed \
+                 exactly once after the user reconnects."
                     .to_owned(),
             );
         }
@@ -136,10 +132,27 @@ pub async fn run(table: &mut Table, secrets: &mut Secrets) {
 }
 
 struct Outcome {
+    /// Whether the injected fault fired (the sandbox's or the store decorator's counter moved): a case whose
+    /// fault never fired tested nothing.
+    fired: bool,
     answers: Vec<String>,
     duplicates: usize,
     problems: Vec<String>,
-    not_available: bool,
+}
+
+/// Token-endpoint calls during one case above which the connector is looping on a refresh.
+const MAX_TOKEN_CALLS: usize = 3;
+
+fn judge(kind: Kind, r: &Outcome) -> Verdict {
+    if !r.fired {
+        Verdict::Fail("the injected fault never fired, so nothing was tested".into())
+    } else if !r.problems.is_empty() {
+        Verdict::Fail(r.problems.join("; "))
+    } else if matches!(kind, Kind::TimeoutRefresh) {
+        Verdict::Info
+    } else {
+        Verdict::Pass
+    }
 }
 
 fn label(a: &Answer) -> String {
@@ -158,6 +171,8 @@ async fn one(w: &World, kind: Kind, tag: &str) -> Outcome {
     let company = Company::new(tag);
     let body = invoice(tag, &company);
     let sb = &w.h.sandbox;
+    let fired_before = (sb.faults_fired(), w.faulty.fired().len());
+    let token_calls_before = sb.token_calls();
     let mut first: Vec<Answer> = Vec::new();
     match kind {
         Kind::Exact429Once => {
@@ -215,14 +230,7 @@ async fn one(w: &World, kind: Kind, tag: &str) -> Outcome {
     if first.is_empty() {
         first.push(w.push(CONN, &body).await);
     }
-    if first.iter().any(|a| a.status == 501) {
-        return Outcome {
-            answers: Vec::new(),
-            duplicates: 0,
-            problems: Vec::new(),
-            not_available: true,
-        };
-    }
+    let fired = sb.faults_fired() > fired_before.0 || w.faulty.fired().len() > fired_before.1;
     // A delayed request keeps running in the sandbox: let it finish before pushing again (as Exact would have).
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(5) && sb.requests().iter().any(|r| r.status == 0) {
@@ -246,8 +254,25 @@ async fn one(w: &World, kind: Kind, tag: &str) -> Outcome {
             problems.push(format!("{} without Retry-After", a.status));
         }
     }
-    let final_ok = all.last().is_some_and(|a| (200..300).contains(&a.status));
-    if !final_ok && !matches!(kind, Kind::TimeoutRefresh) {
+    let mut final_ok = all.last().is_some_and(|a| (200..300).contains(&a.status));
+    let mut answers: Vec<String> = all.iter().map(label).collect();
+    if matches!(kind, Kind::TimeoutRefresh) {
+        let token_calls = sb.token_calls() - token_calls_before;
+        if token_calls > MAX_TOKEN_CALLS {
+            problems.push(format!(
+                "{token_calls} token-endpoint calls: a retry loop on a dead refresh token"
+            ));
+        }
+        if !final_ok {
+            // The user reconnects (as the 409 needs_reconnect asks); the invoice must then go through once.
+            w.connect(CONN, JAN, DIVISION).await;
+            let after = w.push_until_done(CONN, &body, 5).await;
+            answers.push("reconnect".into());
+            answers.extend(after.iter().map(label));
+            final_ok = after.last().is_some_and(|a| (200..300).contains(&a.status));
+        }
+    }
+    if !final_ok {
         problems.push("never pushed".into());
     }
     let invoices = w.invoices_with_ref(DIVISION, &format!("REF-{tag}"));
@@ -268,14 +293,66 @@ async fn one(w: &World, kind: Kind, tag: &str) -> Outcome {
     {
         problems.push("the Exact invoice is missing or not processed".into());
     }
-    if matches!(kind, Kind::TimeoutRefresh) {
-        // Heal the connection for the next cases.
-        w.connect(CONN, JAN, DIVISION).await;
-    }
     Outcome {
-        answers: all.iter().map(label).collect(),
+        fired,
+        answers,
         duplicates,
         problems,
-        not_available: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(fired: bool, problems: &[&str]) -> Outcome {
+        Outcome {
+            fired,
+            answers: vec!["201".into()],
+            duplicates: 0,
+            problems: problems.iter().map(|p| (*p).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_fault_that_never_fired_fails_the_row() {
+        assert!(matches!(
+            judge(Kind::Exact503Post, &outcome(false, &[])),
+            Verdict::Fail(_)
+        ));
+        assert!(matches!(
+            judge(Kind::DynamoClaim, &outcome(false, &[])),
+            Verdict::Fail(_)
+        ));
+        assert_eq!(
+            judge(Kind::Exact503Post, &outcome(true, &[])),
+            Verdict::Pass
+        );
+    }
+
+    #[test]
+    fn the_refresh_timeout_row_is_information_only_while_nothing_went_wrong() {
+        assert_eq!(
+            judge(Kind::TimeoutRefresh, &outcome(true, &[])),
+            Verdict::Info
+        );
+        for problem in [
+            "answered 500",
+            "2 invoices, 1 accounts, 1 contacts",
+            "9 token-endpoint calls: a retry loop on a dead refresh token",
+            "never pushed",
+        ] {
+            assert!(
+                matches!(
+                    judge(Kind::TimeoutRefresh, &outcome(true, &[problem])),
+                    Verdict::Fail(_)
+                ),
+                "{problem}"
+            );
+        }
+        assert!(matches!(
+            judge(Kind::TimeoutRefresh, &outcome(false, &[])),
+            Verdict::Fail(_)
+        ));
     }
 }

@@ -34,6 +34,13 @@ enum Group {
 }
 
 impl Group {
+    const ALL: [Group; 4] = [
+        Group::Authorize,
+        Group::Test,
+        Group::Push,
+        Group::PathsAndKeys,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             Group::Authorize => "POST …/exact/authorize",
@@ -1208,8 +1215,8 @@ enum Outcome {
     WronglyAccepted,
     /// Valid hostile-looking data refused, or stored wrongly.
     Mishandled,
+    /// Any 5xx, 501 included: every route exists, so "not implemented" is a server failure like the others.
     Server5xx,
-    NotAvailable,
 }
 
 #[derive(Default)]
@@ -1228,7 +1235,6 @@ impl Tally {
             Outcome::WronglyAccepted => "malformed accepted",
             Outcome::Mishandled => "valid data mishandled",
             Outcome::Server5xx => "5xx",
-            Outcome::NotAvailable => "501",
         };
         *self.counts.entry(k).or_default() += 1;
     }
@@ -1308,13 +1314,30 @@ pub async fn run(table: &mut Table, secrets: &mut Secrets) {
     }
     secrets.collect(&w.h);
 
+    add_rows(table, &tallies);
+    if let Err(e) = configured {
+        table.not_measured(
+            "Inputs → push connection configured through POST …/exact/test",
+            "200",
+            &e,
+        );
+    }
+    for p in problems.iter().take(25) {
+        table.note(format!("- input problem: {p}"));
+    }
+    if problems.len() > 25 {
+        table.note(format!(
+            "- … and {} more input problems",
+            problems.len() - 25
+        ));
+    }
+}
+
+/// The rows of the group: per input group, and the totals. A group with no case, or fewer than 200 inputs in
+/// all, fails: a row that measured nothing proves nothing.
+fn add_rows(table: &mut Table, tallies: &std::collections::BTreeMap<Group, Tally>) {
     let total: usize = tallies.values().map(|t| t.n).sum();
     let sum = |k: &str| tallies.values().map(|t| t.get(k)).sum::<usize>();
-    let unavailable: Vec<&str> = tallies
-        .iter()
-        .filter(|(_, t)| t.get("501") == t.n)
-        .map(|(g, _)| g.label())
-        .collect();
     table.row(
         "Malformed/hostile inputs generated (seeded, deterministic)",
         total.to_string(),
@@ -1325,16 +1348,16 @@ pub async fn run(table: &mut Table, secrets: &mut Secrets) {
             Verdict::Fail("fewer than 200 inputs".into())
         },
     );
-    for (g, t) in &tallies {
-        let case = format!("Inputs → {} ({} cases)", g.label(), t.n);
-        if t.get("501") == t.n {
-            table.unavailable(
-                case,
-                "4xx with code+message(+field), or stored exactly",
-                "501",
+    for g in Group::ALL {
+        let Some(t) = tallies.get(&g).filter(|t| t.n > 0) else {
+            table.not_measured(
+                format!("Inputs → {} (0 cases)", g.label()),
+                "every case right",
+                "no input of this group was sent",
             );
             continue;
-        }
+        };
+        let case = format!("Inputs → {} ({} cases)", g.label(), t.n);
         let mut measured = format!(
             "{} clear 4xx, {} accepted as intended",
             t.get("clear 4xx"),
@@ -1345,7 +1368,6 @@ pub async fn run(table: &mut Table, secrets: &mut Secrets) {
             "malformed accepted",
             "valid data mishandled",
             "5xx",
-            "501",
         ] {
             if t.get(k) > 0 {
                 let _ = write!(measured, ", {} {k}", t.get(k));
@@ -1362,9 +1384,8 @@ pub async fn run(table: &mut Table, secrets: &mut Secrets) {
         };
         table.row(case, measured, "every case right", verdict);
     }
-    let available = total - sum("501");
-    let ctx = format!("of {available} answered");
-    table.exact("Inputs → 5xx answers", sum("5xx"), 0, &ctx);
+    let ctx = format!("of {total} answered");
+    table.exact("Inputs → 5xx answers (501 included)", sum("5xx"), 0, &ctx);
     table.exact(
         "Inputs → 4xx without code/message, or not naming the field at fault",
         sum("unclear 4xx"),
@@ -1383,34 +1404,6 @@ pub async fn run(table: &mut Table, secrets: &mut Secrets) {
         0,
         &ctx,
     );
-    if !unavailable.is_empty() {
-        table.note(format!(
-            "Input groups not available yet (their function answers 501): {}.",
-            unavailable.join("; ")
-        ));
-    }
-    if sum("501") > 0 && unavailable.len() < tallies.len() {
-        table.note(format!(
-            "{} input cases hit a route that still answers 501 and are not counted above.",
-            sum("501")
-        ));
-    }
-    match configured {
-        Ok(crate::world::Configured::Directly) => table.note(
-            "Push inputs ran on settings written directly to the store: test-connection answers 501.".to_owned(),
-        ),
-        Err(e) => table.note(format!("Configuring the push connection failed: {e}")),
-        Ok(_) => {}
-    }
-    for p in problems.iter().take(25) {
-        table.note(format!("- input problem: {p}"));
-    }
-    if problems.len() > 25 {
-        table.note(format!(
-            "- … and {} more input problems",
-            problems.len() - 25
-        ));
-    }
 }
 
 fn classify(
@@ -1420,9 +1413,6 @@ fn classify(
     problems: &mut Vec<String>,
     what: &str,
 ) -> Outcome {
-    if status == 501 {
-        return Outcome::NotAvailable;
-    }
     if status >= 500 {
         problems.push(format!("{what}: {status} {}", short_body(body)));
         return Outcome::Server5xx;
@@ -1507,4 +1497,56 @@ fn verify(w: &World, v: &Verify) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tallies for every group as a handler answering `status` to every case would give.
+    fn tallies_for(status: u16, body: &Value) -> std::collections::BTreeMap<Group, Tally> {
+        let mut problems = Vec::new();
+        let mut tallies: std::collections::BTreeMap<Group, Tally> = Default::default();
+        for c in generate() {
+            let o = classify(status, body, &c.expect, &mut problems, &c.what);
+            tallies.entry(c.group).or_default().add(o);
+        }
+        tallies
+    }
+
+    #[test]
+    fn an_all_501_handler_fails_every_row() {
+        let tallies = tallies_for(501, &Value::Null);
+        let mut t = Table::new("t");
+        add_rows(&mut t, &tallies);
+        let failed: Vec<&str> = t.failures().iter().map(|r| r.case.as_str()).collect();
+        assert!(
+            failed.iter().any(|c| c.starts_with("Inputs → 5xx")),
+            "{}",
+            t.render()
+        );
+        for g in Group::ALL {
+            assert!(
+                failed.iter().any(|c| c.contains(g.label())),
+                "group {} must fail: {}",
+                g.label(),
+                t.render()
+            );
+        }
+    }
+
+    #[test]
+    fn a_group_with_no_case_fails() {
+        let mut tallies = tallies_for(501, &Value::Null);
+        tallies.remove(&Group::Authorize);
+        let mut t = Table::new("t");
+        add_rows(&mut t, &tallies);
+        assert!(
+            t.failures()
+                .iter()
+                .any(|r| r.case.contains(Group::Authorize.label()) && r.case.contains("0 cases")),
+            "{}",
+            t.render()
+        );
+    }
 }

@@ -10,6 +10,54 @@ pub mod webhooks;
 use lambda_http::Body;
 use serde_json::Value;
 
+use crate::table::Table;
+
+/// What a group of concurrent tasks gave back: the answers of those that finished, and why the others did not.
+#[derive(Debug)]
+pub struct Joined<T> {
+    pub answers: Vec<T>,
+    /// One entry per task that panicked or was cancelled: never silently dropped.
+    pub lost: Vec<String>,
+}
+
+/// Awaits every task. A task that panicked is reported in [`Joined::lost`], so an answer list can never be
+/// shorter than the tasks started without the row knowing.
+pub async fn join_all<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Joined<T> {
+    let mut out = Joined {
+        answers: Vec::with_capacity(tasks.len()),
+        lost: Vec::new(),
+    };
+    for t in tasks {
+        match t.await {
+            Ok(a) => out.answers.push(a),
+            Err(e) => out.lost.push(e.to_string()),
+        }
+    }
+    out
+}
+
+/// The row every concurrency case carries: of `started` tasks, how many did not answer (panicked, cancelled,
+/// or missing). Must be 0; otherwise the other rows of the case judged fewer answers than they claim.
+pub fn unanswered_row<T>(table: &mut Table, case: &str, started: usize, joined: &Joined<T>) {
+    let missing = started
+        .saturating_sub(joined.answers.len())
+        .max(joined.lost.len());
+    table.exact(
+        format!("{case} → tasks that panicked or gave no answer"),
+        missing,
+        0,
+        &format!(
+            "{} of {started} answered{}",
+            joined.answers.len(),
+            joined
+                .lost
+                .first()
+                .map(|e| format!("; {e}"))
+                .unwrap_or_default()
+        ),
+    );
+}
+
 /// Sends a request to the local API with full control over body, content type and `Authorization`.
 pub async fn send(
     h: &e2e::Harness,
@@ -155,5 +203,33 @@ mod tests {
         );
         set_path(&mut v, "lines", None);
         assert!(v.get("lines").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_task_is_counted_and_fails_the_row() {
+        let tasks: Vec<tokio::task::JoinHandle<u16>> = vec![
+            tokio::spawn(async { 201 }),
+            tokio::spawn(async { panic!("boom") }),
+            tokio::spawn(async { 200 }),
+        ];
+        let joined = join_all(tasks).await;
+        assert_eq!(joined.answers, vec![201, 200]);
+        assert_eq!(joined.lost.len(), 1);
+        let mut t = Table::new("t");
+        unanswered_row(&mut t, "3 pushes", 3, &joined);
+        assert_eq!(t.failures().len(), 1, "{}", t.render());
+        // All answered: the row passes.
+        let ok = join_all(vec![tokio::spawn(async { 1 })]).await;
+        let mut t = Table::new("t");
+        unanswered_row(&mut t, "1 push", 1, &ok);
+        assert!(t.failures().is_empty());
+        // Nothing ran at all: fails as well.
+        let none: Joined<u16> = Joined {
+            answers: Vec::new(),
+            lost: Vec::new(),
+        };
+        let mut t = Table::new("t");
+        unanswered_row(&mut t, "32 pushes", 32, &none);
+        assert_eq!(t.failures().len(), 1);
     }
 }

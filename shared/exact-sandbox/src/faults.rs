@@ -78,6 +78,9 @@ impl Fault {
 #[derive(Debug, Default)]
 pub(crate) struct Faults {
     armed: Vec<Fault>,
+    /// How many times any fault fired since the sandbox started (kept across `clear`, so a test can prove the
+    /// fault it armed really fired before judging what followed).
+    fired: usize,
 }
 
 impl Faults {
@@ -89,10 +92,15 @@ impl Faults {
         self.armed.clear();
     }
 
+    pub(crate) fn fired(&self) -> usize {
+        self.fired
+    }
+
     /// The kind of the first fault matching this request; counts one use of it.
     pub(crate) fn take(&mut self, method: &str, path: &str) -> Option<FaultKind> {
         let i = self.armed.iter().position(|f| f.matches(method, path))?;
         let kind = self.armed[i].kind.clone();
+        self.fired += 1;
         match self.armed[i].times {
             0 => {}
             1 => {
@@ -144,5 +152,6 @@ mod tests {
         }
         f.clear();
         assert!(f.take("GET", "/x").is_none());
+        assert_eq!(f.fired(), 5, "firings are counted and survive clear");
     }
 }

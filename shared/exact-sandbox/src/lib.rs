@@ -320,6 +320,11 @@ impl Sandbox {
         self.inner.faults().push(fault);
     }
 
+    /// How many requests a fault has fired on since the sandbox started (disarming keeps the count).
+    pub fn faults_fired(&self) -> usize {
+        self.inner.faults().fired()
+    }
+
     /// Disarm all faults.
     pub fn clear_faults(&self) {
         self.inner.faults().clear();
