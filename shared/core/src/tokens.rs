@@ -9,7 +9,6 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use exact::{CallStats, ErrorKind, ExactClient};
 use mapping::ConnectionId;
-use secrecy::SecretString;
 use store::{ConnectionRecord, ConnectionState, StoreError, TokenRecord};
 
 use crate::app::App;

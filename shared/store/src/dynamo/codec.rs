@@ -509,4 +509,33 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn a_connection_item_without_token_slot_is_slot_0_sequence_0() {
+        let mut item = connection_item(&ConnectionRecord {
+            connection_id: ConnectionId::parse("bu_1").unwrap(),
+            state: ConnectionState::Connected,
+            country: Country::Nl,
+            base_url: None,
+            division: Division::new(1002).unwrap(),
+            division_name: "x".into(),
+            connected_user_email: "a@b.example".into(),
+            connected_user_name: "A".into(),
+            connected_at: DateTime::from_timestamp(1_760_000_000, 0).unwrap(),
+            updated_at: DateTime::from_timestamp(1_760_000_000, 0).unwrap(),
+            needs_reconnect_reason: None,
+            webhook_subscriptions: Vec::new(),
+            last_token_refresh_at: None,
+            token_slot: TokenSlot::One,
+            token_seq: 7,
+        });
+        let back = connection_from(&item).unwrap();
+        assert_eq!((back.token_slot, back.token_seq), (TokenSlot::One, 7));
+        item.remove("token_slot");
+        item.remove("token_seq");
+        let old = connection_from(&item).unwrap();
+        assert_eq!((old.token_slot, old.token_seq), (TokenSlot::Zero, 0));
+        item.insert("token_slot".into(), AttributeValue::N("2".into()));
+        assert!(connection_from(&item).is_err());
+    }
 }
