@@ -126,9 +126,7 @@ impl ConnectionStore for FaultyStore {
         at: DateTime<Utc>,
     ) -> StoreResult<bool> {
         self.gate("connection.commit_tokens").await?;
-        self.inner
-            .commit_tokens(conn, expected_seq, slot, at)
-            .await
+        self.inner.commit_tokens(conn, expected_seq, slot, at).await
     }
     async fn get_job_cursor(&self, job: &str) -> StoreResult<Option<String>> {
         self.gate("job.cursor_get").await?;

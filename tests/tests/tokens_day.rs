@@ -136,15 +136,29 @@ async fn a_day_of_pushes_every_610_s_keeps_each_token_secret_under_100_versions(
             .await;
         assert_eq!(status, 201, "push {i}: {body}");
     }
-    assert_eq!(h.sandbox.token_calls() - tokens_before, pushes, "one refresh per push");
+    assert_eq!(
+        h.sandbox.token_calls() - tokens_before,
+        pushes,
+        "one refresh per push"
+    );
     assert_eq!(state_of(&h, "bu_day").await, "connected");
     let (_, _, prefix) = h.aws.as_ref().unwrap();
     let slot0 = versions(&h, &format!("{prefix}bu_day")).await;
     let slot1 = versions(&h, &format!("{prefix}bu_day.1")).await;
     println!("versions after {pushes} pushes in 24 h: slot 0 {slot0}, slot 1 {slot1}");
-    assert_eq!(slot0 + slot1, pushes + 1, "the connect's pair and every refresh");
+    assert_eq!(
+        slot0 + slot1,
+        pushes + 1,
+        "the connect's pair and every refresh"
+    );
     assert!(slot0.max(slot1) <= 100, "slot 0 {slot0}, slot 1 {slot1}");
-    let c = h.app.state.get_connection(&cid("bu_day")).await.unwrap().unwrap();
+    let c = h
+        .app
+        .state
+        .get_connection(&cid("bu_day"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(c.token_seq, pushes as u64 + 1);
 }
 
@@ -154,13 +168,33 @@ async fn refreshes_alternate_slots_and_disconnect_deletes_both() {
     let h = Harness::moto().await;
     ready(&h, "bu_two").await;
     let (_, _, prefix) = h.aws.as_ref().unwrap();
-    let c = h.app.state.get_connection(&cid("bu_two")).await.unwrap().unwrap();
+    let c = h
+        .app
+        .state
+        .get_connection(&cid("bu_two"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((c.token_slot, c.token_seq), (TokenSlot::Zero, 1));
     for (slot, seq) in [(TokenSlot::One, 2), (TokenSlot::Zero, 3)] {
         h.sandbox.clock().advance(CADENCE);
-        let s = connector::tokens::session(&h.app, &cid("bu_two")).await.unwrap();
-        assert!(s.exact.division_info(s.exact.division()).await.unwrap().is_some());
-        let c = h.app.state.get_connection(&cid("bu_two")).await.unwrap().unwrap();
+        let s = connector::tokens::session(&h.app, &cid("bu_two"))
+            .await
+            .unwrap();
+        assert!(
+            s.exact
+                .division_info(s.exact.division())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let c = h
+            .app
+            .state
+            .get_connection(&cid("bu_two"))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((c.token_slot, c.token_seq), (slot, seq));
     }
     assert_eq!(versions(&h, &format!("{prefix}bu_two")).await, 2);
@@ -170,12 +204,21 @@ async fn refreshes_alternate_slots_and_disconnect_deletes_both() {
         .await;
     assert_eq!(status, 200);
     for slot in TokenSlot::BOTH {
-        assert!(h.app.tokens.get(&cid("bu_two"), slot).await.unwrap().is_none());
+        assert!(
+            h.app
+                .tokens
+                .get(&cid("bu_two"), slot)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
     // Reconnect restores a slot; its next refresh restores the other.
     h.connect("bu_two", JAN, "nl").await;
     h.sandbox.clock().advance(CADENCE);
-    connector::tokens::session(&h.app, &cid("bu_two")).await.unwrap();
+    connector::tokens::session(&h.app, &cid("bu_two"))
+        .await
+        .unwrap();
     assert_eq!(state_of(&h, "bu_two").await, "connected");
 }
 
@@ -196,13 +239,21 @@ async fn a_refresh_slower_than_the_old_lease_keeps_the_connection() {
     let before = h.sandbox.token_calls();
     let first = {
         let app = h.app.clone();
-        tokio::spawn(async move { connector::tokens::session(&app, &cid("bu_slow")).await.map(|_| ()) })
+        tokio::spawn(async move {
+            connector::tokens::session(&app, &cid("bu_slow"))
+                .await
+                .map(|_| ())
+        })
     };
     tokio::time::sleep(Duration::from_millis(400)).await;
     clock.advance(Duration::from_secs(25)); // the first refresh has now run 25 s
     let second = {
         let app = h.app.clone();
-        tokio::spawn(async move { connector::tokens::session(&app, &cid("bu_slow")).await.map(|_| ()) })
+        tokio::spawn(async move {
+            connector::tokens::session(&app, &cid("bu_slow"))
+                .await
+                .map(|_| ())
+        })
     };
     let (a, b) = (first.await.unwrap(), second.await.unwrap());
     assert!(a.is_ok(), "first: {:?}", a.err());
@@ -227,7 +278,9 @@ async fn no_refresh_starts_without_time_to_finish() {
     assert!(err.retry_after.is_some());
     assert_eq!(h.sandbox.token_calls(), before);
     // With the time a request has, it refreshes.
-    connector::tokens::session(&h.app, &cid("bu_late")).await.unwrap();
+    connector::tokens::session(&h.app, &cid("bu_late"))
+        .await
+        .unwrap();
     assert_eq!(h.sandbox.token_calls() - before, 1);
 }
 
@@ -271,11 +324,21 @@ async fn the_new_pair_is_stored_despite_two_failed_writes() {
         fail: AtomicUsize::new(2),
     });
     h.sandbox.clock().advance(CADENCE);
-    let s = connector::tokens::session(&app, &cid("bu_flaky")).await.unwrap();
-    assert!(s.exact.division_info(s.exact.division()).await.unwrap().is_some());
+    let s = connector::tokens::session(&app, &cid("bu_flaky"))
+        .await
+        .unwrap();
+    assert!(
+        s.exact
+            .division_info(s.exact.division())
+            .await
+            .unwrap()
+            .is_some()
+    );
     // The stored pair is the new one: the next request uses it without a refresh.
     let before = h.sandbox.token_calls();
-    connector::tokens::session(&h.app, &cid("bu_flaky")).await.unwrap();
+    connector::tokens::session(&h.app, &cid("bu_flaky"))
+        .await
+        .unwrap();
     assert_eq!(h.sandbox.token_calls(), before);
     assert_eq!(state_of(&h, "bu_flaky").await, "connected");
 }
@@ -292,33 +355,62 @@ async fn refusals_that_are_not_the_users_fault_leave_the_connection_connected() 
     let mut secret = e2e::app_secret(&h.sandbox);
     secret.exact_client_secret = SecretString::from("not-the-client-secret");
     wrong.secret = Arc::new(secret);
-    let err = connector::tokens::session(&wrong, &cid("bu_app")).await.err().unwrap();
-    assert_eq!((err.status, err.code), (503, "exact_app_credentials_refused"), "{err:?}");
+    let err = connector::tokens::session(&wrong, &cid("bu_app"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        (err.status, err.code),
+        (503, "exact_app_credentials_refused"),
+        "{err:?}"
+    );
     assert!(err.retry_after.is_some());
     assert_eq!(state_of(&h, "bu_app").await, "connected");
 
     for (fault, what) in [
         (Fault::new("/api/oauth2/token", FaultKind::RateLimit), "429"),
-        (Fault::status("/api/oauth2/token", 500, "Internal error"), "500"),
-        (Fault::status("/api/oauth2/token", 503, "Service unavailable"), "503"),
+        (
+            Fault::status("/api/oauth2/token", 500, "Internal error"),
+            "500",
+        ),
+        (
+            Fault::status("/api/oauth2/token", 503, "Service unavailable"),
+            "503",
+        ),
     ] {
         h.sandbox.inject(fault);
-        let err = connector::tokens::session(&h.app, &cid("bu_app")).await.err().unwrap();
-        assert_eq!((err.status, err.code), (503, "exact_token_endpoint_unavailable"), "{what}: {err:?}");
+        let err = connector::tokens::session(&h.app, &cid("bu_app"))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(
+            (err.status, err.code),
+            (503, "exact_token_endpoint_unavailable"),
+            "{what}: {err:?}"
+        );
         assert!(err.retry_after.is_some(), "{what}");
         assert_eq!(state_of(&h, "bu_app").await, "connected", "{what}");
     }
     // Through the HTTP API: the envelope with the code.
-    h.sandbox.inject(Fault::status("/api/oauth2/token", 502, "Bad gateway"));
+    h.sandbox
+        .inject(Fault::status("/api/oauth2/token", 502, "Bad gateway"));
     let (status, headers, body) = h
-        .call(reqwest::Method::POST, "/connections/bu_app/invoices", Some(&invoice("inv_1")))
+        .call(
+            reqwest::Method::POST,
+            "/connections/bu_app/invoices",
+            Some(&invoice("inv_1")),
+        )
         .await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "exact_token_endpoint_unavailable");
     assert!(headers.get("retry-after").is_some());
     // Exact healthy again: the refresh works (the refresh token was never spent).
     let (status, _, body) = h
-        .call(reqwest::Method::POST, "/connections/bu_app/invoices", Some(&invoice("inv_1")))
+        .call(
+            reqwest::Method::POST,
+            "/connections/bu_app/invoices",
+            Some(&invoice("inv_1")),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(state_of(&h, "bu_app").await, "connected");
@@ -382,7 +474,11 @@ async fn the_keep_alive_stops_before_its_deadline_and_resumes_where_it_stopped()
             country: Country::Nl,
             division: Division::new(1002).unwrap(),
         };
-        h.app.tokens.put(&conn, TokenSlot::Zero, &pair).await.unwrap();
+        h.app
+            .tokens
+            .put(&conn, TokenSlot::Zero, &pair)
+            .await
+            .unwrap();
         h.app
             .state
             .put_connection(&ConnectionRecord {
@@ -450,6 +546,10 @@ async fn the_keep_alive_stops_before_its_deadline_and_resumes_where_it_stopped()
     assert_eq!(distinct.into_iter().cloned().collect::<Vec<_>>(), healthy);
     for id in &healthy {
         let c = h.app.state.get_connection(&cid(id)).await.unwrap().unwrap();
-        assert_eq!((c.state, c.token_seq), (ConnectionState::Connected, 1), "{id}");
+        assert_eq!(
+            (c.state, c.token_seq),
+            (ConnectionState::Connected, 1),
+            "{id}"
+        );
     }
 }

@@ -95,7 +95,12 @@ pub async fn day_of_refreshes(table: &mut Table, secrets: &mut Secrets) {
             } else {
                 crate::table::Verdict::Fail(format!("{max} versions, {} failed", broken.len()))
             };
-            table.row(case, format!("{max} ({detail})"), "≤ 100, 0 failed", verdict);
+            table.row(
+                case,
+                format!("{max} ({detail})"),
+                "≤ 100, 0 failed",
+                verdict,
+            );
         }
         (Err(e), _) | (_, Err(e)) => table.unavailable(case, "≤ 100", &e),
     }
@@ -123,10 +128,10 @@ pub async fn refusals_not_the_users_fault(table: &mut Table, secrets: &mut Secre
                 secret.exact_client_secret = SecretString::from("not-the-client-secret");
                 app.secret = std::sync::Arc::new(secret);
             }
-            "429" => w
-                .h
-                .sandbox
-                .inject(Fault::new("/api/oauth2/token", FaultKind::RateLimit)),
+            "429" => {
+                w.h.sandbox
+                    .inject(Fault::new("/api/oauth2/token", FaultKind::RateLimit))
+            }
             s => w.h.sandbox.inject(Fault::status(
                 "/api/oauth2/token",
                 s.parse().unwrap_or(500),

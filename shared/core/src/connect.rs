@@ -282,10 +282,13 @@ async fn complete_connect(
         Some(p) => (p.token_slot.other(), p.token_seq + 1),
         None => (TokenSlot::Zero, 1),
     };
-    app.tokens.put(conn, token_slot, &tokens).await.map_err(|e| {
-        tracing::error!(error = %e, "storing the tokens failed");
-        "storage_unavailable"
-    })?;
+    app.tokens
+        .put(conn, token_slot, &tokens)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "storing the tokens failed");
+            "storage_unavailable"
+        })?;
 
     // A reconnect to another administration: the old division's subscriptions and link go.
     if let Some(prev) = &previous
@@ -492,10 +495,7 @@ pub async fn keep_alive_until(app: &App, deadline: i64) -> Result<Value, ApiErro
     };
     let start = cursor
         .as_deref()
-        .and_then(|after| {
-            all.iter()
-                .position(|c| c.connection_id.as_str() > after)
-        })
+        .and_then(|after| all.iter().position(|c| c.connection_id.as_str() > after))
         .unwrap_or(0);
     let order: Vec<&ConnectionRecord> = all[start..].iter().chain(all[..start].iter()).collect();
     let (mut refreshed, mut fresh, mut failed, mut needs_reconnect) =

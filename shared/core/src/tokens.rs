@@ -135,10 +135,7 @@ pub async fn current(app: &App, conn: &ConnectionId) -> Result<Option<TokenRecor
     let Some(c) = app.state.get_connection(conn).await.map_err(from_store)? else {
         return Ok(None);
     };
-    app.tokens
-        .get(conn, c.token_slot)
-        .await
-        .map_err(from_store)
+    app.tokens.get(conn, c.token_slot).await.map_err(from_store)
 }
 
 /// Why a refresh was wanted.

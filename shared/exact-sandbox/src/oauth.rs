@@ -334,10 +334,8 @@ fn token_response(inner: &Inner, req: &Req) -> Response {
                     "access_denied",
                     Some("Rate limit exceeded: access_token not expired"),
                 );
-                resp.headers_mut().insert(
-                    "Reason",
-                    HeaderValue::from_static(TOO_EARLY_REASON),
-                );
+                resp.headers_mut()
+                    .insert("Reason", HeaderValue::from_static(TOO_EARLY_REASON));
                 return resp;
             }
             r.used_at_ms = Some(now);

@@ -392,16 +392,17 @@ fn map_token_error(op: &'static str, raw: &RawAnswer) -> RefreshFailure {
             .to_ascii_lowercase()
             .starts_with("tooearlytorefreshtokens")
     }) || (says("not expired") && matches!(raw.status, 400 | 401));
-    let old_token_used = says("old refresh token used");
+    // The grant is dead: used, unknown or revoked, or the refresh token expired (its 30 days passed).
+    let dead_grant = code == Some("invalid_grant")
+        || says("old refresh token used")
+        || (code == Some("invalid_request") && says("expired"));
     let kind = if too_early {
         ErrorKind::TooEarlyToRefresh
     } else if raw.status == 429 {
         ErrorKind::RateLimited
     } else if raw.status >= 500 {
         ErrorKind::OutcomeUnknown
-    } else if code == Some("invalid_grant") || old_token_used {
-        ErrorKind::NeedsReconnect
-    } else if code == Some("invalid_request") && says("expired") {
+    } else if dead_grant {
         ErrorKind::NeedsReconnect
     } else if matches!(
         code,

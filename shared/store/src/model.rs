@@ -68,7 +68,9 @@ pub struct ConnectionRecord {
 
 /// One of a connection's two token secrets. Refreshes write the other slot, then commit (see the crate docs,
 /// "Tokens"), so each secret receives at most half of the connection's refreshes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 pub enum TokenSlot {
     /// `{prefix}{connection_id}`: the name connections always had.
     #[default]

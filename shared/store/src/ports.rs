@@ -227,8 +227,12 @@ pub trait TokenStore: Send + Sync {
     /// Creates or replaces the slot's tokens (a deleted slot is restored: after a disconnect, a reconnect or its
     /// first refresh writes it again). Whether the pair is current is decided by the connection record's commit,
     /// never here.
-    async fn put(&self, conn: &ConnectionId, slot: TokenSlot, tokens: &TokenRecord)
-    -> StoreResult<()>;
+    async fn put(
+        &self,
+        conn: &ConnectionId,
+        slot: TokenSlot,
+        tokens: &TokenRecord,
+    ) -> StoreResult<()>;
     /// Removes the tokens of both slots. Deleting what is not there is fine.
     async fn delete(&self, conn: &ConnectionId) -> StoreResult<()>;
 }

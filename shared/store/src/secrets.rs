@@ -152,7 +152,12 @@ impl TokenStore for SecretsTokenStore {
     /// Creates the slot's secret on its first write, restores it when a disconnect scheduled it for deletion, and
     /// puts a new version (which becomes AWSCURRENT) otherwise.
     #[tracing::instrument(skip_all, fields(connection_id = %conn, slot = slot.index()))]
-    async fn put(&self, conn: &ConnectionId, slot: TokenSlot, tokens: &TokenRecord) -> StoreResult<()> {
+    async fn put(
+        &self,
+        conn: &ConnectionId,
+        slot: TokenSlot,
+        tokens: &TokenRecord,
+    ) -> StoreResult<()> {
         const OP: &str = "tokens.put";
         let name = self.secret_name(conn, slot);
         let value = tokens.to_secret_json();

@@ -419,7 +419,11 @@ async fn secret_reads_use_the_prefixed_name_and_reject_foreign_json() {
     );
     let ts = SecretsTokenStore::new(client, "psa-exact/tokens/");
 
-    let got = ts.get(&conn("bu_1"), TokenSlot::Zero).await.unwrap().unwrap();
+    let got = ts
+        .get(&conn("bu_1"), TokenSlot::Zero)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.refresh_token.expose_secret(), "ref");
     assert_eq!(got.access_expires_at, t(600));
 
