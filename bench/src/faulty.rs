@@ -12,7 +12,7 @@ use mapping::{ConnectionId, Division, ExactGuid};
 use store::{
     Claim, ConnectionRecord, ConnectionStore, InvoiceDone, InvoiceProgress, InvoiceRecord,
     InvoiceStore, LeaseStore, MappingKey, MappingStore, OAuthState, OAuthStateStore,
-    SettingsRecord, StateStore, StoreError, StoreResult, WebhookDedupe,
+    SettingsRecord, StateStore, StoreError, StoreResult, TokenSlot, WebhookDedupe,
 };
 
 /// What happens to the next calls of one operation.
@@ -117,6 +117,24 @@ impl ConnectionStore for FaultyStore {
     ) -> StoreResult<bool> {
         self.gate("connection.record_token_refresh").await?;
         self.inner.record_token_refresh(conn, at).await
+    }
+    async fn commit_tokens(
+        &self,
+        conn: &ConnectionId,
+        expected_seq: u64,
+        slot: TokenSlot,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.gate("connection.commit_tokens").await?;
+        self.inner.commit_tokens(conn, expected_seq, slot, at).await
+    }
+    async fn get_job_cursor(&self, job: &str) -> StoreResult<Option<String>> {
+        self.gate("job.cursor_get").await?;
+        self.inner.get_job_cursor(job).await
+    }
+    async fn put_job_cursor(&self, job: &str, cursor: Option<&str>) -> StoreResult<()> {
+        self.gate("job.cursor_put").await?;
+        self.inner.put_job_cursor(job, cursor).await
     }
     async fn get_settings(&self, conn: &ConnectionId) -> StoreResult<Option<SettingsRecord>> {
         self.gate("settings.get").await?;

@@ -111,7 +111,10 @@ async fn nothing_stored(h: &Harness, c: &str) {
     assert_eq!(status, 200);
     assert_eq!(body["state"], "not_connected", "{body}");
     assert!(
-        h.app.tokens.get(&conn(c)).await.unwrap().is_none(),
+        connector::tokens::current(&h.app, &conn(c))
+            .await
+            .unwrap()
+            .is_none(),
         "no tokens for {c}"
     );
 }
@@ -289,7 +292,10 @@ async fn a_refused_refresh_marks_needs_reconnect() {
     let h = Harness::moto().await;
     h.connect("bu_1", "jan@jansen.example", "nl").await;
     // Someone else used our refresh token (single use): the stored one is now dead at Exact.
-    let stored = h.app.tokens.get(&conn("bu_1")).await.unwrap().unwrap();
+    let stored = connector::tokens::current(&h.app, &conn("bu_1"))
+        .await
+        .unwrap()
+        .unwrap();
     h.sandbox
         .clock()
         .advance(std::time::Duration::from_secs(700));
@@ -329,8 +335,14 @@ async fn keep_alive_refreshes_idle_connections_only() {
         .clock()
         .advance(std::time::Duration::from_secs(8 * 24 * 3600));
     h.connect("bu_fresh", "claire@dupont.example", "be").await;
-    let idle_before = h.app.tokens.get(&conn("bu_idle")).await.unwrap().unwrap();
-    let fresh_before = h.app.tokens.get(&conn("bu_fresh")).await.unwrap().unwrap();
+    let idle_before = connector::tokens::current(&h.app, &conn("bu_idle"))
+        .await
+        .unwrap()
+        .unwrap();
+    let fresh_before = connector::tokens::current(&h.app, &conn("bu_fresh"))
+        .await
+        .unwrap()
+        .unwrap();
     let calls = h.sandbox.token_calls();
 
     let report = psa_exact_local::run_job(&h.app, "keep-alive")
@@ -340,8 +352,14 @@ async fn keep_alive_refreshes_idle_connections_only() {
     assert_eq!(report["fresh"], 1);
     assert_eq!(report["failed"], json!([]));
     assert_eq!(h.sandbox.token_calls() - calls, 1);
-    let idle_after = h.app.tokens.get(&conn("bu_idle")).await.unwrap().unwrap();
-    let fresh_after = h.app.tokens.get(&conn("bu_fresh")).await.unwrap().unwrap();
+    let idle_after = connector::tokens::current(&h.app, &conn("bu_idle"))
+        .await
+        .unwrap()
+        .unwrap();
+    let fresh_after = connector::tokens::current(&h.app, &conn("bu_fresh"))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(idle_after.last_refresh_at > idle_before.last_refresh_at);
     assert_eq!(fresh_after.last_refresh_at, fresh_before.last_refresh_at);
     // The refreshed pair works.
@@ -382,7 +400,12 @@ async fn disconnect_removes_subscriptions_and_tokens_and_is_idempotent() {
         assert_eq!(body["state"], "disconnected");
     }
     assert_eq!(subs(1002), 0);
-    assert!(h.app.tokens.get(&conn("bu_1")).await.unwrap().is_none());
+    assert!(
+        connector::tokens::current(&h.app, &conn("bu_1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
     let err = connector::tokens::session(&h.app, &conn("bu_1"))
         .await
         .err()
@@ -420,7 +443,10 @@ async fn reconnect_to_another_division_moves_everything() {
             .unwrap_or(0)
     };
     assert_eq!((subs(1001), subs(1002)), (5, 0));
-    let t = h.app.tokens.get(&conn("bu_1")).await.unwrap().unwrap();
+    let t = connector::tokens::current(&h.app, &conn("bu_1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(t.division.get(), 1001);
     let d1001 = mapping::Division::new(1001).unwrap();
     let d1002 = mapping::Division::new(1002).unwrap();

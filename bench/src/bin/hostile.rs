@@ -27,6 +27,8 @@ async fn main() -> ExitCode {
     hostile::concurrency::same_invoice(&mut table, &mut secrets).await;
     step("crashes at each step of a push");
     hostile::crashes::run(&mut table, &mut secrets).await;
+    step("tokens over a day: version quota, refusals that are not the user's fault");
+    hostile::tokens::run(&mut table, &mut secrets).await;
     step("Exact 429/503/timeouts, DynamoDB throttling");
     hostile::faults::run(&mut table, &mut secrets).await;
     step("log scan");

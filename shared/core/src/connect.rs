@@ -8,7 +8,7 @@ use exact::CallStats;
 use mapping::{ConnectionId, Country, Division};
 use serde_json::{Value, json};
 use store::{
-    ConnectionRecord, ConnectionState, OAuthState, SettingsRecord, TokenRecord,
+    ConnectionRecord, ConnectionState, OAuthState, SettingsRecord, TokenRecord, TokenSlot,
     WebhookSubscriptionRecord,
 };
 use url::Url;
@@ -16,7 +16,7 @@ use url::Url;
 use crate::app::App;
 use crate::errors::{from_exact, from_store, unknown_connection};
 use crate::http::ApiError;
-use crate::tokens::{Want, ensure_tokens};
+use crate::tokens::{Want, ensure_tokens, request_deadline, time_to_refresh};
 
 /// How long an OAuth `state` is valid.
 pub const STATE_TTL: Duration = Duration::from_secs(600);
@@ -277,10 +277,18 @@ async fn complete_connect(
         country: bound.country,
         division,
     };
-    app.tokens.put(conn, &tokens).await.map_err(|e| {
-        tracing::error!(error = %e, "storing the tokens failed");
-        "storage_unavailable"
-    })?;
+    // A new pair goes to the slot that is not current; the connection record written below makes it current.
+    let (token_slot, token_seq) = match &previous {
+        Some(p) => (p.token_slot.other(), p.token_seq + 1),
+        None => (TokenSlot::Zero, 1),
+    };
+    app.tokens
+        .put(conn, token_slot, &tokens)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "storing the tokens failed");
+            "storage_unavailable"
+        })?;
 
     // A reconnect to another administration: the old division's subscriptions and link go.
     if let Some(prev) = &previous
@@ -317,6 +325,8 @@ async fn complete_connect(
         needs_reconnect_reason: None,
         webhook_subscriptions: subscriptions,
         last_token_refresh_at: Some(now),
+        token_slot,
+        token_seq,
     };
     app.state.link_division(division, conn).await.map_err(|e| {
         tracing::error!(error = %e, "linking the division failed");
@@ -427,7 +437,7 @@ pub async fn disconnect(app: &App, conn: &ConnectionId) -> Result<Value, ApiErro
     };
     if !c.webhook_subscriptions.is_empty() {
         let stats = CallStats::new();
-        match ensure_tokens(app, &c, Want::Usable, &stats).await {
+        match ensure_tokens(app, &c, Want::Usable, &stats, request_deadline(app)).await {
             Ok(t) => {
                 let client = app.exact_client(c.country, c.division, t.access_token, &stats);
                 for s in &c.webhook_subscriptions {
@@ -456,38 +466,83 @@ pub async fn disconnect(app: &App, conn: &ConnectionId) -> Result<Value, ApiErro
     Ok(status_json(&c, None))
 }
 
-/// The daily keep-alive: refresh every connected connection whose last refresh is older than 7 days.
+/// The keep-alive's run time: the function times out at 29 s; the run stops starting refreshes before that.
+pub const KEEP_ALIVE_BUDGET: Duration = Duration::from_secs(25);
+/// The keep-alive's resume point in the table (the last connection id a run reached).
+const KEEP_ALIVE_JOB: &str = "keep-alive";
+
+/// The daily keep-alive: refresh every connected connection whose last refresh is older than 7 days, within
+/// [`KEEP_ALIVE_BUDGET`].
 pub async fn keep_alive(app: &App) -> Result<Value, ApiError> {
+    let deadline = app.now_ms() + i64::try_from(KEEP_ALIVE_BUDGET.as_millis()).unwrap_or(25_000);
+    keep_alive_until(app, deadline).await
+}
+
+/// The keep-alive with a deadline (epoch ms). Connections are walked in id order starting after the cursor the
+/// previous run left, wrapping around; no refresh starts that cannot finish before the deadline. A run that stops
+/// early saves where it stopped, so consecutive runs reach every connection whatever fails or is slow.
+pub async fn keep_alive_until(app: &App, deadline: i64) -> Result<Value, ApiError> {
     let now = app.now();
     let cutoff = now - td(KEEP_ALIVE_AFTER);
-    let all = app.state.list_connections().await.map_err(from_store)?;
+    let mut all = app.state.list_connections().await.map_err(from_store)?;
+    all.sort_by(|a, b| a.connection_id.as_str().cmp(b.connection_id.as_str()));
+    let cursor = match app.state.get_job_cursor(KEEP_ALIVE_JOB).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the keep-alive cursor failed; starting at the first connection");
+            None
+        }
+    };
+    let start = cursor
+        .as_deref()
+        .and_then(|after| all.iter().position(|c| c.connection_id.as_str() > after))
+        .unwrap_or(0);
+    let order: Vec<&ConnectionRecord> = all[start..].iter().chain(all[..start].iter()).collect();
     let (mut refreshed, mut fresh, mut failed, mut needs_reconnect) =
         (Vec::new(), 0usize, Vec::new(), Vec::new());
-    for c in &all {
+    let mut reached: Option<&str> = None;
+    let mut stopped_before: Option<usize> = None;
+    for (i, c) in order.iter().enumerate() {
         match c.state {
-            ConnectionState::Disconnected => continue,
+            ConnectionState::Disconnected => {}
             ConnectionState::NeedsReconnect => {
                 needs_reconnect.push(c.connection_id.as_str().to_owned());
-                continue;
             }
-            ConnectionState::Connected => {}
-        }
-        if c.last_token_refresh_at.is_some_and(|t| t > cutoff) {
-            fresh += 1;
-            continue;
-        }
-        let stats = CallStats::new();
-        match ensure_tokens(app, c, Want::RefreshedSince(cutoff), &stats).await {
-            Ok(_) => refreshed.push(c.connection_id.as_str().to_owned()),
-            Err(e) => {
-                tracing::warn!(connection_id = %c.connection_id, error = %e, "keep-alive refresh failed");
-                failed.push(json!({
-                    "connection_id": c.connection_id.as_str(),
-                    "code": e.code,
-                    "message": e.message,
-                }));
+            ConnectionState::Connected if c.last_token_refresh_at.is_some_and(|t| t > cutoff) => {
+                fresh += 1;
+            }
+            ConnectionState::Connected => {
+                if !time_to_refresh(app, deadline) {
+                    stopped_before = Some(i);
+                    break;
+                }
+                let stats = CallStats::new();
+                match ensure_tokens(app, c, Want::RefreshedSince(cutoff), &stats, deadline).await {
+                    Ok(_) => refreshed.push(c.connection_id.as_str().to_owned()),
+                    Err(e) if e.code == "token_refresh_deferred" => {
+                        stopped_before = Some(i);
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(connection_id = %c.connection_id, error = %e, "keep-alive refresh failed");
+                        failed.push(json!({
+                            "connection_id": c.connection_id.as_str(),
+                            "code": e.code,
+                            "message": e.message,
+                        }));
+                    }
+                }
             }
         }
+        reached = Some(c.connection_id.as_str());
+    }
+    // Where the next run starts: after the last connection reached, or from the beginning after a full pass.
+    let next_cursor = match stopped_before {
+        Some(_) => reached.or(cursor.as_deref()),
+        None => None,
+    };
+    if let Err(e) = app.state.put_job_cursor(KEEP_ALIVE_JOB, next_cursor).await {
+        tracing::warn!(error = %e, "saving the keep-alive cursor failed; the next run starts at the previous one");
     }
     let report = json!({
         "job": "keep-alive",
@@ -496,6 +551,8 @@ pub async fn keep_alive(app: &App) -> Result<Value, ApiError> {
         "fresh": fresh,
         "failed": failed,
         "needs_reconnect": needs_reconnect,
+        "complete": stopped_before.is_none(),
+        "not_reached": stopped_before.map_or(0, |i| order.len() - i),
     });
     tracing::info!(report = %report, "keep-alive done");
     Ok(report)

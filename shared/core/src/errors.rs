@@ -81,6 +81,7 @@ pub fn from_exact(e: &ExactError, now_ms: i64) -> ApiError {
             "Exact does not allow another token refresh yet; try again shortly",
         )
         .with_retry_after(e.retry_at_ms.map(|t| seconds_until(t, now_ms)).unwrap_or(30)),
+        ErrorKind::AppCredentialsRefused => app_credentials_refused().with_exact_message(msg),
         ErrorKind::Unavailable | ErrorKind::OutcomeUnknown => ApiError::new(
             502,
             "exact_unavailable",
@@ -94,6 +95,27 @@ pub fn from_exact(e: &ExactError, now_ms: i64) -> ApiError {
                 .with_exact_message(msg)
         }
     }
+}
+
+/// Exact's token endpoint refused the app's own client id/secret: the operator's problem, not the user's.
+pub fn app_credentials_refused() -> ApiError {
+    ApiError::new(
+        503,
+        "exact_app_credentials_refused",
+        "Exact refused the connector's app credentials (client id/secret); the operator must correct the app \
+         secret. The connection stays connected; try again later",
+    )
+    .with_retry_after(60)
+}
+
+/// Exact's token endpoint is rate limiting or failing: Exact's problem; the connection stays connected.
+pub fn token_endpoint_unavailable(retry_after: u64) -> ApiError {
+    ApiError::new(
+        503,
+        "exact_token_endpoint_unavailable",
+        "Exact's token service is busy or unavailable; the connection stays connected, try again shortly",
+    )
+    .with_retry_after(retry_after)
 }
 
 pub fn needs_reconnect() -> ApiError {

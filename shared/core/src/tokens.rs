@@ -1,30 +1,54 @@
 //! Token access for every function: a valid access token for a connection, refreshing it at most once across
 //! all Lambdas (a DynamoDB lease), never within 570 s of the last refresh, storing the new pair before use.
+//!
+//! A new pair goes to the connection's other token slot, then a conditional write of the connection item makes it
+//! current (the store's crate docs, "Tokens"): a late refresher can never overwrite a newer pair.
 
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use exact::{CallStats, ErrorKind, ExactClient};
 use mapping::ConnectionId;
-use secrecy::SecretString;
-use store::{ConnectionRecord, ConnectionState, TokenRecord};
+use store::{ConnectionRecord, ConnectionState, StoreError, TokenRecord};
 
 use crate::app::App;
-use crate::errors::{from_exact, from_store, needs_reconnect, not_connected, unknown_connection};
+use crate::errors::{
+    app_credentials_refused, from_exact, from_store, needs_reconnect, not_connected,
+    token_endpoint_unavailable, unknown_connection,
+};
 use crate::http::ApiError;
 
 /// An access token is used while more than this remains of it.
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(30);
 /// Exact refuses a refresh within this long of the previous one.
 pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(570);
-/// How long a refresh lease lives (a holder that died is replaced after this).
-pub const LEASE_TTL: Duration = Duration::from_secs(20);
+/// The functions' timeout (template.yaml): Lambda stops an invocation after this.
+pub const FUNCTION_TIMEOUT: Duration = Duration::from_secs(29);
+/// The deadline of a request's token work, from its start: 2 s before the function timeout, to answer.
+pub const REQUEST_BUDGET: Duration = Duration::from_secs(27);
+/// A refresh is never started with less than this left before the deadline: the token call (capped by what is
+/// left minus [`STORE_RESERVE`]) and storing the new pair must both fit.
+pub const MIN_TIME_TO_REFRESH: Duration = Duration::from_secs(15);
+/// Kept after the token call for storing the new pair (secret write, commit, their retries).
+pub const STORE_RESERVE: Duration = Duration::from_secs(6);
+/// How long a refresh lease lives (a holder that died is replaced after this). Longer than a whole invocation
+/// ([`FUNCTION_TIMEOUT`]), which bounds a holder's life: the token call ends at the latest [`STORE_RESERVE`]
+/// before the deadline, and Lambda stops the holder at its timeout whatever it is doing. So a live holder never
+/// loses its lease to a second refresher that would spend the same refresh token.
+pub const LEASE_TTL: Duration = Duration::from_secs(45);
 /// How long a request waits for another Lambda's refresh before answering 503.
 const WAIT_FOR_OTHER: Duration = Duration::from_secs(12);
 const POLL: Duration = Duration::from_millis(150);
+/// Writes of a new pair are retried (throttling, outages) this many times in all, with doubling back-off.
+const STORE_ATTEMPTS: u32 = 4;
+const STORE_BACKOFF: Duration = Duration::from_millis(250);
 
 fn td(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn lease_name(conn: &ConnectionId) -> String {
@@ -35,6 +59,26 @@ fn usable(t: &TokenRecord, now: DateTime<Utc>) -> bool {
     t.access_expires_at - now > td(REFRESH_MARGIN)
 }
 
+/// The deadline (epoch ms) of token work for a request starting now.
+pub fn request_deadline(app: &App) -> i64 {
+    app.now_ms() + ms(REQUEST_BUDGET)
+}
+
+/// Whether a refresh may still start before `deadline_ms`.
+pub fn time_to_refresh(app: &App, deadline_ms: i64) -> bool {
+    deadline_ms - app.now_ms() >= ms(MIN_TIME_TO_REFRESH)
+}
+
+/// 503: too little of the request is left to refresh safely (a refresh that cannot finish would lose the pair).
+pub fn refresh_deferred() -> ApiError {
+    ApiError::new(
+        503,
+        "token_refresh_deferred",
+        "too little of this request's time is left to refresh the Exact token safely; try again",
+    )
+    .with_retry_after(1)
+}
+
 /// A connected connection and an Exact client on its stored division.
 pub struct Session {
     pub connection: ConnectionRecord,
@@ -43,8 +87,36 @@ pub struct Session {
     pub stats: CallStats,
 }
 
-/// Loads the connection, refuses unless connected, and gets a valid token.
+/// Loads the connection, refuses unless connected, and gets a valid token (deadline: [`request_deadline`]).
 pub async fn session(app: &App, conn: &ConnectionId) -> Result<Session, ApiError> {
+    session_until(app, conn, request_deadline(app)).await
+}
+
+/// [`session`] with the caller's deadline (epoch ms): a refresh starts only when it can finish before it, and the
+/// client's Exact calls end by it.
+pub async fn session_until(
+    app: &App,
+    conn: &ConnectionId,
+    deadline_ms: i64,
+) -> Result<Session, ApiError> {
+    let connection = connected(app, conn).await?;
+    let stats = CallStats::new();
+    let token = ensure_tokens(app, &connection, Want::Usable, &stats, deadline_ms)
+        .await?
+        .access_token;
+    let budget = app.now_ms() + ms(app.exact_budget);
+    let exact = app
+        .exact_client(connection.country, connection.division, token, &stats)
+        .with_deadline(budget.min(deadline_ms));
+    Ok(Session {
+        connection,
+        exact,
+        stats,
+    })
+}
+
+/// The connection, refused unless connected.
+async fn connected(app: &App, conn: &ConnectionId) -> Result<ConnectionRecord, ApiError> {
     let connection = app
         .state
         .get_connection(conn)
@@ -52,18 +124,18 @@ pub async fn session(app: &App, conn: &ConnectionId) -> Result<Session, ApiError
         .map_err(from_store)?
         .ok_or_else(unknown_connection)?;
     match connection.state {
-        ConnectionState::Connected => {}
-        ConnectionState::NeedsReconnect => return Err(needs_reconnect()),
-        ConnectionState::Disconnected => return Err(not_connected()),
+        ConnectionState::Connected => Ok(connection),
+        ConnectionState::NeedsReconnect => Err(needs_reconnect()),
+        ConnectionState::Disconnected => Err(not_connected()),
     }
-    let stats = CallStats::new();
-    let token = access_token(app, &connection, &stats).await?;
-    let exact = app.exact_client(connection.country, connection.division, token, &stats);
-    Ok(Session {
-        connection,
-        exact,
-        stats,
-    })
+}
+
+/// The current pair of a connection (its record's slot). `None` when it has none.
+pub async fn current(app: &App, conn: &ConnectionId) -> Result<Option<TokenRecord>, ApiError> {
+    let Some(c) = app.state.get_connection(conn).await.map_err(from_store)? else {
+        return Ok(None);
+    };
+    app.tokens.get(conn, c.token_slot).await.map_err(from_store)
 }
 
 /// Why a refresh was wanted.
@@ -82,33 +154,27 @@ fn satisfied(t: &TokenRecord, want: Want, now: DateTime<Utc>) -> bool {
     }
 }
 
-/// A valid access token for `connection`.
-pub async fn access_token(
-    app: &App,
-    connection: &ConnectionRecord,
-    stats: &CallStats,
-) -> Result<SecretString, ApiError> {
-    ensure_tokens(app, connection, Want::Usable, stats)
-        .await
-        .map(|t| t.access_token)
-}
-
-/// Gets tokens that satisfy `want`, refreshing under the connection's lease when needed.
+/// Gets tokens that satisfy `want`, refreshing under the connection's lease when needed. A refresh starts only
+/// with at least [`MIN_TIME_TO_REFRESH`] left before `deadline_ms` (otherwise 503 `token_refresh_deferred`).
 pub async fn ensure_tokens(
     app: &App,
     connection: &ConnectionRecord,
     want: Want,
     stats: &CallStats,
+    deadline_ms: i64,
 ) -> Result<TokenRecord, ApiError> {
     let conn = &connection.connection_id;
-    let tokens = load(app, conn).await?;
+    let tokens = load(app, connection).await?;
     if satisfied(&tokens, want, app.now()) {
         return Ok(tokens);
     }
     let owner = uuid::Uuid::new_v4().to_string();
     let lease = lease_name(conn);
-    let give_up = app.now() + td(WAIT_FOR_OTHER);
+    let give_up = (app.now_ms() + ms(WAIT_FOR_OTHER)).min(deadline_ms);
     loop {
+        if !time_to_refresh(app, deadline_ms) {
+            return Err(refresh_deferred());
+        }
         let now = app.now();
         if app
             .state
@@ -116,7 +182,7 @@ pub async fn ensure_tokens(
             .await
             .map_err(from_store)?
         {
-            let result = refresh_holding_lease(app, connection, want, stats).await;
+            let result = refresh_holding_lease(app, conn, want, stats, deadline_ms).await;
             if let Err(e) = app.state.release(&lease, &owner).await {
                 // The lease expires on its own; nothing is lost.
                 tracing::warn!(error = %e, "releasing the refresh lease failed");
@@ -125,11 +191,11 @@ pub async fn ensure_tokens(
         }
         // Someone else refreshes: wait for the new pair.
         app.clock.sleep(POLL).await;
-        let tokens = load(app, conn).await?;
+        let (_, tokens) = reload(app, conn).await?;
         if satisfied(&tokens, want, app.now()) {
             return Ok(tokens);
         }
-        if app.now() > give_up {
+        if app.now_ms() > give_up {
             return Err(ApiError::new(
                 503,
                 "token_refresh_in_progress",
@@ -140,23 +206,34 @@ pub async fn ensure_tokens(
     }
 }
 
-async fn load(app: &App, conn: &ConnectionId) -> Result<TokenRecord, ApiError> {
+/// The current slot's pair of `connection` as read.
+async fn load(app: &App, connection: &ConnectionRecord) -> Result<TokenRecord, ApiError> {
     app.tokens
-        .get(conn)
+        .get(&connection.connection_id, connection.token_slot)
         .await
         .map_err(from_store)?
         .ok_or_else(not_connected)
 }
 
+/// The connection (connected) and its current pair, read again.
+async fn reload(
+    app: &App,
+    conn: &ConnectionId,
+) -> Result<(ConnectionRecord, TokenRecord), ApiError> {
+    let c = connected(app, conn).await?;
+    let t = load(app, &c).await?;
+    Ok((c, t))
+}
+
 async fn refresh_holding_lease(
     app: &App,
-    connection: &ConnectionRecord,
+    conn: &ConnectionId,
     want: Want,
     stats: &CallStats,
+    deadline_ms: i64,
 ) -> Result<TokenRecord, ApiError> {
-    let conn = &connection.connection_id;
     // Re-read under the lease: another Lambda may have refreshed between our read and the lease.
-    let current = load(app, conn).await?;
+    let (connection, current) = reload(app, conn).await?;
     let now = app.now();
     if satisfied(&current, want, now) {
         return Ok(current);
@@ -175,8 +252,16 @@ async fn refresh_holding_lease(
         )
         .with_retry_after(secs));
     }
+    let left = deadline_ms - app.now_ms();
+    if left < ms(MIN_TIME_TO_REFRESH) {
+        return Err(refresh_deferred());
+    }
+    // The token call may use what is left minus the time to store its answer.
+    let cap = Duration::from_millis(u64::try_from(left - ms(STORE_RESERVE)).unwrap_or(0));
     let base = app.public_base_url.clone().unwrap_or_default();
-    let auth = app.auth(&base, stats);
+    let auth = app
+        .auth(&base, stats)
+        .with_request_timeout(app.exact_timeout.min(cap));
     match auth
         .refresh_detailed(current.country, &current.refresh_token)
         .await
@@ -192,39 +277,161 @@ async fn refresh_holding_lease(
                 division: current.division,
             };
             // Stored before use: the old refresh token is dead now.
-            if !app.tokens.replace(conn, &fresh).await.map_err(from_store)? {
-                return Err(not_connected());
-            }
-            if let Err(e) = app.state.record_token_refresh(conn, now).await {
-                tracing::warn!(error = %e, "recording the refresh time failed (keep-alive may refresh early)");
-            }
+            let stored = store_new_pair(app, &connection, fresh).await?;
             tracing::info!(connection_id = %conn, "Exact token refreshed");
-            Ok(fresh)
+            Ok(stored)
         }
         Err(failure) => {
+            let mut seq_after = connection.token_seq;
             if let Some(rt) = failure.new_refresh_token {
                 let kept = TokenRecord {
                     refresh_token: rt,
                     ..current.clone()
                 };
-                if let Err(e) = app.tokens.replace(conn, &kept).await {
-                    tracing::error!(error = %e, "storing the refresh token Exact rotated on a refusal failed");
+                match store_new_pair(app, &connection, kept).await {
+                    Ok(_) => seq_after += 1,
+                    Err(e) => tracing::error!(
+                        connection_id = %conn,
+                        code = e.code,
+                        "storing the refresh token Exact rotated on a refusal failed"
+                    ),
                 }
             }
-            let e = failure.error;
-            tracing::warn!(connection_id = %conn, error = %e, "Exact token refresh failed");
-            if e.kind == ErrorKind::NeedsReconnect {
-                let reason = e
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| "Exact refused the refresh token".into());
-                app.state
-                    .mark_needs_reconnect(conn, &reason, app.now())
-                    .await
-                    .map_err(from_store)?;
-                return Err(needs_reconnect().with_exact_message(e.message.clone()));
+            refused(app, conn, failure.error, seq_after).await
+        }
+    }
+}
+
+/// Exact refused the refresh: only a dead grant marks the connection; the app's credentials and Exact's load are
+/// the operator's and Exact's problems (503, the connection stays connected).
+async fn refused(
+    app: &App,
+    conn: &ConnectionId,
+    e: exact::ExactError,
+    seq_after: u64,
+) -> Result<TokenRecord, ApiError> {
+    match e.kind {
+        ErrorKind::NeedsReconnect => {
+            // A pair stored meanwhile (another refresher, a reconnect) is the one to use: never mark then.
+            if let Ok((c, t)) = reload(app, conn).await
+                && c.token_seq != seq_after
+                && usable(&t, app.now())
+            {
+                tracing::warn!(connection_id = %conn, error = %e,
+                    "Exact refused our refresh token, but a newer pair was stored meanwhile; using it");
+                return Ok(t);
             }
+            tracing::warn!(connection_id = %conn, error = %e, "Exact refused the refresh token: needs reconnect");
+            let reason = e
+                .message
+                .clone()
+                .unwrap_or_else(|| "Exact refused the refresh token".into());
+            app.state
+                .mark_needs_reconnect(conn, &reason, app.now())
+                .await
+                .map_err(from_store)?;
+            Err(needs_reconnect().with_exact_message(e.message.clone()))
+        }
+        ErrorKind::AppCredentialsRefused => {
+            tracing::error!(connection_id = %conn, error = %e,
+                "Exact refused the app's client credentials on a token refresh: fix the app secret (exact_client_id, exact_client_secret); connection left connected");
+            Err(app_credentials_refused().with_exact_message(e.message.clone()))
+        }
+        ErrorKind::RateLimited | ErrorKind::Unavailable | ErrorKind::OutcomeUnknown => {
+            tracing::error!(connection_id = %conn, error = %e,
+                "Exact's token endpoint is rate limiting or failing; connection left connected");
+            let secs = if e.kind == ErrorKind::RateLimited {
+                e.retry_at_ms
+                    .map(|t| crate::errors::seconds_until(t, app.now_ms()))
+                    .unwrap_or(30)
+            } else {
+                10
+            };
+            Err(token_endpoint_unavailable(secs).with_exact_message(e.message.clone()))
+        }
+        _ => {
+            tracing::warn!(connection_id = %conn, error = %e, "Exact token refresh failed");
             Err(from_exact(&e, app.now_ms()))
         }
+    }
+}
+
+/// Retries a store write on throttling and outages, with doubling back-off.
+async fn with_retries<T, F, Fut>(app: &App, what: &str, mut f: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut wait = STORE_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Err(e) if e.is_retryable() && attempt < STORE_ATTEMPTS => {
+                tracing::warn!(error = %e, attempt, what, "storing the new token pair failed; retrying");
+                app.clock.sleep(wait).await;
+                wait *= 2;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Writes `fresh` to the slot that is not current, then commits it (the connection item's `token_seq` must still
+/// be the one read). Answers the pair to use.
+async fn store_new_pair(
+    app: &App,
+    connection: &ConnectionRecord,
+    fresh: TokenRecord,
+) -> Result<TokenRecord, ApiError> {
+    let conn = &connection.connection_id;
+    let slot = connection.token_slot.other();
+    let put = with_retries(app, "secret", || app.tokens.put(conn, slot, &fresh)).await;
+    if let Err(e) = put {
+        tracing::error!(connection_id = %conn, error = %e,
+            "the refreshed Exact token pair could not be stored; the connection may need a reconnect");
+        return Err(from_store(e));
+    }
+    let at = fresh.last_refresh_at;
+    let committed = with_retries(app, "commit", || {
+        app.state
+            .commit_tokens(conn, connection.token_seq, slot, at)
+    })
+    .await
+    .map_err(from_store)?;
+    if committed {
+        return Ok(fresh);
+    }
+    // Not committed: the connection changed meanwhile.
+    match app.state.get_connection(conn).await.map_err(from_store)? {
+        Some(c) if c.state == ConnectionState::Connected => {
+            // A newer pair is current (a reconnect, or our own commit whose answer was lost): use it.
+            match app.tokens.get(conn, c.token_slot).await {
+                Ok(Some(t)) if usable(&t, app.now()) => Ok(t),
+                _ => Ok(fresh),
+            }
+        }
+        Some(c) if c.state == ConnectionState::NeedsReconnect => Err(needs_reconnect()),
+        _ => {
+            // Disconnected meanwhile: the slot we wrote must not keep a live pair.
+            if let Err(e) = app.tokens.delete(conn).await {
+                tracing::warn!(error = %e, "deleting tokens written after a disconnect failed");
+            }
+            Err(not_connected())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lease_outlives_any_refresh() {
+        // A holder lives at most one invocation; the token call ends STORE_RESERVE before the deadline.
+        assert!(LEASE_TTL > FUNCTION_TIMEOUT + Duration::from_secs(10));
+        assert!(REQUEST_BUDGET < FUNCTION_TIMEOUT);
+        assert!(MIN_TIME_TO_REFRESH > STORE_RESERVE + Duration::from_secs(5));
+        assert!(LEASE_TTL > exact::DEFAULT_REQUEST_TIMEOUT + STORE_RESERVE * 2);
     }
 }

@@ -42,7 +42,11 @@
 //!
 //! * Missing `Accept: application/json` on an API call: **406** with an XML body (Exact would answer Atom/XML).
 //! * Expired or unknown access token: **401 with an empty body** and `WWW-Authenticate: Bearer`.
-//! * Refresh too early: 400 `access_denied` with header `Reason: TooEarlyToRefreshTokens` (the observed behaviour).
+//! * Refresh too early: 400 `access_denied` with header
+//!   `Reason: TooEarlyToRefreshTokens: Rate limit exceeded: access_token not expired` (the code, then Exact's text).
+//! * A known client id with a wrong client secret: 400 `{"error":"invalid_request"}` with no description (as Exact
+//!   answers); an unknown client id or HTTP Basic credentials: 400 `invalid_client`.
+//! * The token endpoint honours injected faults ([`Fault`]) like every path: a 429 or 5xx from it is a fault.
 //! * Unknown or reused authorization code: 400 `invalid_grant`; unknown refresh token: 400 `invalid_grant`.
 //! * Webhook callback URLs must be `https`, or `http` on a loopback host (a sandbox concession for local receivers).
 //! * Business-validation errors answer 400; "Data already exists" and callback validation failures answer 500.

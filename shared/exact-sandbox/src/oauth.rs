@@ -15,6 +15,9 @@ pub(crate) const ACCESS_TOKEN_SECS: i64 = 600;
 pub(crate) const CODE_SECS: i64 = 180;
 pub(crate) const MIN_REFRESH_AGE_SECS: i64 = 570;
 pub(crate) const REFRESH_TOKEN_DAYS: i64 = 30;
+/// The `Reason` header of a refresh within 570 s: the code, then Exact's text.
+pub(crate) const TOO_EARLY_REASON: &str =
+    "TooEarlyToRefreshTokens: Rate limit exceeded: access_token not expired";
 
 fn random_token(len: usize) -> String {
     rand::rng()
@@ -251,10 +254,12 @@ fn token_response(inner: &Inner, req: &Req) -> Response {
     let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let now = inner.clock.now_ms();
     let mut world = inner.world();
-    let client_ok = get("client_id").is_some_and(|c| same_client(c, &world.app.client_id))
-        && get("client_secret") == Some(world.app.client_secret.as_str());
-    if !client_ok {
+    if !get("client_id").is_some_and(|c| same_client(c, &world.app.client_id)) {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", None);
+    }
+    // A known client with the wrong secret: Exact answers a bare `invalid_request`, no description.
+    if get("client_secret") != Some(world.app.client_secret.as_str()) {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", None);
     }
     let client_id = world.app.client_id.clone();
     let tokens = match get("grant_type") {
@@ -329,10 +334,8 @@ fn token_response(inner: &Inner, req: &Req) -> Response {
                     "access_denied",
                     Some("Rate limit exceeded: access_token not expired"),
                 );
-                resp.headers_mut().insert(
-                    "Reason",
-                    HeaderValue::from_static("TooEarlyToRefreshTokens"),
-                );
+                resp.headers_mut()
+                    .insert("Reason", HeaderValue::from_static(TOO_EARLY_REASON));
                 return resp;
             }
             r.used_at_ms = Some(now);

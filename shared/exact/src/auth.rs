@@ -144,6 +144,12 @@ impl ExactAuth {
         &self.cfg
     }
 
+    /// Caps every token call at `timeout` (the caller's remaining time).
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.cfg.request_timeout = timeout;
+        self
+    }
+
     fn oauth_client(&self, country: Country) -> Result<OAuthClient, url::ParseError> {
         let host = self.cfg.host_for(country);
         Ok(
@@ -346,10 +352,15 @@ async fn send_token_request(
         .unwrap_or_else(|_| oauth2::http::Response::new(Vec::new())))
 }
 
-/// Exact's refusals: too early (401 "Access Token not expired", or 400 access_denied with
-/// `Reason: TooEarlyToRefreshTokens`); a dead grant (invalid_grant, unauthorized_client "Old
-/// refresh token used.", invalid_request "…expired…") → reconnect; 5xx → outcome unknown (the
-/// token may have rotated server-side).
+/// Exact's refusals, by who has to act:
+/// - too early (`Reason: TooEarlyToRefreshTokens…` — matched by prefix, Exact appends the text — or "not expired"
+///   in a 400/401): the stored tokens are still good, try later;
+/// - the user's grant is dead — `invalid_grant`, "Old refresh token used." (`unauthorized_client`), or
+///   `invalid_request` "The refresh token expired at …": reconnect;
+/// - the app's credentials are refused — `invalid_client`, a bare `invalid_request` (Exact's answer to a wrong
+///   client secret), `unauthorized_client` without that text: the operator must fix the app secret;
+/// - 429 or 5xx: Exact's token endpoint is busy or down (a 5xx may still have rotated the token server-side);
+/// - anything else: not understood (never a reconnect).
 fn map_token_error(op: &'static str, raw: &RawAnswer) -> RefreshFailure {
     let json: Option<serde_json::Value> = serde_json::from_slice(&raw.body).ok();
     let field = |name: &str| {
@@ -370,26 +381,34 @@ fn map_token_error(op: &'static str, raw: &RawAnswer) -> RefreshFailure {
         Some(_) => None,
     };
     let message = description.or(code).or(text).map(str::to_owned);
-    let says_not_expired = [description, text]
-        .into_iter()
-        .flatten()
-        .any(|t| t.to_lowercase().contains("not expired"));
-    let too_early = raw
-        .reason
-        .as_deref()
-        .is_some_and(|r| r.eq_ignore_ascii_case("TooEarlyToRefreshTokens"))
-        || (says_not_expired && matches!(raw.status, 400 | 401));
+    let says = |needle: &str| {
+        [description, text]
+            .into_iter()
+            .flatten()
+            .any(|t| t.to_lowercase().contains(needle))
+    };
+    let too_early = raw.reason.as_deref().is_some_and(|r| {
+        r.trim()
+            .to_ascii_lowercase()
+            .starts_with("tooearlytorefreshtokens")
+    }) || (says("not expired") && matches!(raw.status, 400 | 401));
+    // The grant is dead: used, unknown or revoked, or the refresh token expired (its 30 days passed).
+    let dead_grant = code == Some("invalid_grant")
+        || says("old refresh token used")
+        || (code == Some("invalid_request") && says("expired"));
     let kind = if too_early {
         ErrorKind::TooEarlyToRefresh
     } else if raw.status == 429 {
         ErrorKind::RateLimited
     } else if raw.status >= 500 {
         ErrorKind::OutcomeUnknown
-    } else if code == Some("invalid_client") {
-        // Our app's id/secret were refused: a configuration problem, not the user's grant.
-        ErrorKind::Unauthorized
-    } else if (400..500).contains(&raw.status) {
+    } else if dead_grant {
         ErrorKind::NeedsReconnect
+    } else if matches!(
+        code,
+        Some("invalid_client" | "invalid_request" | "unauthorized_client")
+    ) {
+        ErrorKind::AppCredentialsRefused
     } else {
         ErrorKind::Protocol
     };
@@ -476,7 +495,6 @@ mod tests {
                 r#"{"error":"invalid_request","error_description":"The refresh token expired at 1-1-2026 and it is now 2-2-2026."}"#,
                 "The refresh token expired at 1-1-2026 and it is now 2-2-2026.",
             ),
-            (400, "Bad Request", "Bad Request"),
         ] {
             let f = map_token_error("r", &raw(status, None, body));
             assert_eq!(f.error.kind, ErrorKind::NeedsReconnect, "{body}");
@@ -499,10 +517,56 @@ mod tests {
             map_token_error("r", &raw(400, None, r#"{"error":"invalid_client"}"#))
                 .error
                 .kind,
-            ErrorKind::Unauthorized
+            ErrorKind::AppCredentialsRefused
         );
         let html = map_token_error("r", &raw(400, None, "<html>error</html>"));
         assert_eq!(html.error.message, None);
+    }
+
+    /// Only a dead grant means reconnect: the app's own credentials, Exact's load and answers nobody understands
+    /// are not the user's fault. Exact's `Reason` header carries text after the code.
+    #[test]
+    fn refusals_that_are_not_the_users_fault_never_ask_for_a_reconnect() {
+        for (status, reason, body, want) in [
+            (
+                400,
+                None,
+                r#"{"error":"invalid_request"}"#,
+                ErrorKind::AppCredentialsRefused,
+            ),
+            (
+                400,
+                None,
+                r#"{"error":"invalid_client"}"#,
+                ErrorKind::AppCredentialsRefused,
+            ),
+            (
+                401,
+                None,
+                r#"{"error":"unauthorized_client"}"#,
+                ErrorKind::AppCredentialsRefused,
+            ),
+            (429, None, "", ErrorKind::RateLimited),
+            (
+                429,
+                None,
+                r#"{"error":"invalid_request"}"#,
+                ErrorKind::RateLimited,
+            ),
+            (500, None, "", ErrorKind::OutcomeUnknown),
+            (503, None, "<html>busy</html>", ErrorKind::OutcomeUnknown),
+            (400, None, "Bad Request", ErrorKind::Protocol),
+            (
+                400,
+                Some("TooEarlyToRefreshTokens: Rate limit exceeded: access_token not expired"),
+                r#"{"error":"access_denied"}"#,
+                ErrorKind::TooEarlyToRefresh,
+            ),
+        ] {
+            let f = map_token_error("r", &raw(status, reason, body));
+            assert_eq!(f.error.kind, want, "{status} {reason:?} {body}");
+            assert_ne!(f.error.kind, ErrorKind::NeedsReconnect);
+        }
     }
 
     #[test]

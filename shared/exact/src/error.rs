@@ -28,6 +28,9 @@ pub enum ErrorKind {
     NeedsReconnect,
     /// A refresh attempted within 570 s of the previous one; the current tokens are still valid.
     TooEarlyToRefresh,
+    /// The token endpoint refused the app's own credentials (client id/secret): an operator must fix the app
+    /// secret; the user's grant is fine.
+    AppCredentialsRefused,
     /// Exact answered something this client does not understand, or the call was malformed by us.
     Protocol,
 }
@@ -44,6 +47,7 @@ impl ErrorKind {
             ErrorKind::OutcomeUnknown => "outcome unknown",
             ErrorKind::NeedsReconnect => "needs reconnect",
             ErrorKind::TooEarlyToRefresh => "too early to refresh",
+            ErrorKind::AppCredentialsRefused => "app credentials refused",
             ErrorKind::Protocol => "protocol error",
         }
     }

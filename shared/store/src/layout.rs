@@ -25,6 +25,7 @@ pub(crate) const SETTINGS: &str = "SETTINGS";
 pub(crate) const STATE_SK: &str = "STATE";
 pub(crate) const EVENT_SK: &str = "EVT";
 pub(crate) const LEASE_SK: &str = "LEASE";
+pub(crate) const CURSOR_SK: &str = "CURSOR";
 /// `gsi1pk` of every connection's META item.
 const INVOICE_SK_PREFIX: &str = "INV#";
 pub(crate) const ALL_CONNECTIONS: &str = "CONNS";
@@ -59,6 +60,10 @@ pub(crate) fn state_pk(state: &str) -> String {
 
 pub(crate) fn event_pk(key: &str) -> String {
     format!("EVT#{key}")
+}
+
+pub(crate) fn job_pk(job: &str) -> String {
+    format!("JOB#{job}")
 }
 
 pub(crate) fn lease_pk(name: &str) -> String {

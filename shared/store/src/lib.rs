@@ -16,7 +16,7 @@
 //!
 //! | Item | `pk` | `sk` | Other attributes | GSI keys | TTL |
 //! |---|---|---|---|---|---|
-//! | Connection | `CONN#{connection_id}` | `META` | `connection_id`, `state` (`connected`/`needs_reconnect`/`disconnected`), `country`, `base_url`?, `division` (N), `division_name`, `connected_user_email`, `connected_user_name`, `connected_at`, `updated_at`, `needs_reconnect_reason`?, `webhook_subscriptions` (L of M `{id, topic}`), `last_token_refresh_at`? | `gsi1pk`=`CONNS`, `gsi1sk`=`CONN#{id}` | – |
+//! | Connection | `CONN#{connection_id}` | `META` | `connection_id`, `state` (`connected`/`needs_reconnect`/`disconnected`), `country`, `base_url`?, `division` (N), `division_name`, `connected_user_email`, `connected_user_name`, `connected_at`, `updated_at`, `needs_reconnect_reason`?, `webhook_subscriptions` (L of M `{id, topic}`), `last_token_refresh_at`?, `token_slot`? (N, 0/1; absent = 0), `token_seq`? (N; absent = 0) | `gsi1pk`=`CONNS`, `gsi1sk`=`CONN#{id}` | – |
 //! | Settings | `CONN#{connection_id}` | `SETTINGS` | `division` (N), `item_code`, `item_id`, `journal_code`, `tax_code`, `tax_code_id`?, `tax_categories` (L of M `{category, exact_vat_code, exact_vat_code_id?}`), `send_invoice_to_customer` (BOOL), `delivery` (`psa`/`exact`), `saved_at` | – | – |
 //! | Account mapping | `CONN#{connection_id}` | `MAP#{division}#ACCT#{psa_company_id}` | `exact_id` | – | – |
 //! | Contact mapping | `CONN#{connection_id}` | `MAP#{division}#CONT#{account_id}#{email, lower-cased}` | `exact_id` | – | – |
@@ -26,6 +26,7 @@
 //! | OAuth state | `STATE#{state}` | `STATE` | `connection_id`, `country`, `return_url`, `expires_at` (10 min) | – | `ttl` |
 //! | Webhook event | `EVT#{key}` | `EVT` | `until_ms` (N) | – | `ttl` |
 //! | Lease | `LEASE#{name}` | `LEASE` | `owner`, `until_ms` (N) | – | `ttl` |
+//! | Job cursor | `JOB#{job}` | `CURSOR` | `cursor` (e.g. the keep-alive's last connection id) | – | – |
 //!
 //! Every item also has `kind` (`connection`, `settings`, `mapping`, `invoice`, …) for people reading the table.
 //! Times are RFC 3339 strings; `until_ms` (epoch ms) is what conditions compare with the caller's `now`, because
@@ -70,15 +71,31 @@
 //!   and renewal are conditional on `owner`.
 //! - **OAuth state**: a conditional delete with `ReturnValues=ALL_OLD`: single use even under concurrent callbacks.
 //! - **Connection vs settings**: separate items, so saving settings never overwrites a concurrent connection
-//!   change; `mark_needs_reconnect` / `record_token_refresh` are UpdateItems of only their attributes,
-//!   conditional on the connection being connected.
+//!   change; `mark_needs_reconnect` / `record_token_refresh` / `commit_tokens` are UpdateItems of only their
+//!   attributes, conditional on the connection being connected (and, for `commit_tokens`, on `token_seq`).
 //!
 //! # Tokens (Secrets Manager)
 //!
-//! One secret per connection, named `{TOKEN_SECRET_PREFIX}{connection_id}`, JSON `{access_token, refresh_token,
-//! access_expires_at, last_refresh_at, country, division}`. Created on first connect, a new version put on each
-//! refresh, deleted on disconnect with the minimum 7-day recovery window (restored by a reconnect within it).
-//! A missing (or deletion-scheduled) secret reads as `None`: "not connected".
+//! Two secrets per connection, written alternately: slot 0 `{TOKEN_SECRET_PREFIX}{connection_id}` (the name a
+//! connection always had) and slot 1 `{TOKEN_SECRET_PREFIX}{connection_id}.1` ('.' cannot occur in a connection id,
+//! and both names stay under the prefix the IAM policy grants). Each holds JSON `{access_token, refresh_token,
+//! access_expires_at, last_refresh_at, country, division}`. The connection item says which slot is current
+//! (`token_slot`) and counts the stored pairs (`token_seq`); an item without them is slot 0, sequence 0, so
+//! connections made before the slots existed keep working.
+//!
+//! Why two: Secrets Manager keeps every version younger than 24 h and refuses new ones once a secret holds its
+//! version quota (about 100). Exact's access token lives 600 s and every refresh rotates the refresh token, so a
+//! connection in use around the clock stores up to 24 h / 570 s ≈ 152 pairs a day; alternating slots puts at most
+//! 76 versions a day on each secret.
+//!
+//! A new pair (refresh, connect, reconnect) is first written to the slot that is *not* current (a new version;
+//! the secret is created on its first write, restored if a disconnect scheduled it for deletion), then committed
+//! with `commit_tokens`: one conditional UpdateItem (`state = connected AND token_seq = :expected`) that sets
+//! `token_slot`, `token_seq + 1` and `last_token_refresh_at`. That write is the commit point: a late refresher whose
+//! sequence is stale cannot make its pair current. Connect and reconnect write the whole connection item with the
+//! next slot and sequence. Readers already read the connection item, then read the current slot's secret: no
+//! extra AWS call per request. Disconnect deletes both secrets with the minimum 7-day recovery window (restored
+//! by a later write within it). A missing (or deletion-scheduled) secret reads as `None`: "not connected".
 
 mod app_secret;
 mod clients;
@@ -102,7 +119,7 @@ pub use invoice::{
 pub use memory::{MemoryStore, MemoryTokenStore};
 pub use model::{
     ConnectionRecord, ConnectionState, Delivery, MappingKey, OAuthState, SettingsRecord,
-    TaxCategoryRecord, TokenRecord, WebhookSubscriptionRecord,
+    TaxCategoryRecord, TokenRecord, TokenSlot, WebhookSubscriptionRecord,
 };
 pub use ports::{
     ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore, StateStore,

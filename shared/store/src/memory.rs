@@ -16,6 +16,7 @@ use crate::invoice::{
 };
 use crate::model::{
     ConnectionRecord, ConnectionState, MappingKey, OAuthState, SettingsRecord, TokenRecord,
+    TokenSlot,
 };
 use crate::ports::{
     ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore, TokenStore,
@@ -36,6 +37,8 @@ struct Inner {
     leases: BTreeMap<String, (String, DateTime<Utc>)>,
     /// key → expires_at
     events: BTreeMap<String, DateTime<Utc>>,
+    /// job → resume point
+    cursors: BTreeMap<String, String>,
 }
 
 /// Every DynamoDB port, in memory.
@@ -132,6 +135,38 @@ impl ConnectionStore for MemoryStore {
             }
             _ => Ok(false),
         }
+    }
+
+    async fn commit_tokens(
+        &self,
+        conn: &ConnectionId,
+        expected_seq: u64,
+        slot: TokenSlot,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut inner = self.lock();
+        match inner.connections.get_mut(conn) {
+            Some(c) if c.state == ConnectionState::Connected && c.token_seq == expected_seq => {
+                c.token_seq = expected_seq + 1;
+                c.token_slot = slot;
+                c.last_token_refresh_at = Some(at);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn get_job_cursor(&self, job: &str) -> StoreResult<Option<String>> {
+        Ok(self.lock().cursors.get(job).cloned())
+    }
+
+    async fn put_job_cursor(&self, job: &str, cursor: Option<&str>) -> StoreResult<()> {
+        let mut inner = self.lock();
+        match cursor {
+            Some(c) => inner.cursors.insert(job.to_owned(), c.to_owned()),
+            None => inner.cursors.remove(job),
+        };
+        Ok(())
     }
 
     async fn get_settings(&self, conn: &ConnectionId) -> StoreResult<Option<SettingsRecord>> {
@@ -470,10 +505,16 @@ impl WebhookDedupe for MemoryStore {
     }
 }
 
-/// Tokens in memory (the local run, tests).
+/// Tokens in memory (the local run, tests). Counts the writes per slot, as Secrets Manager counts versions.
 #[derive(Debug, Default)]
 pub struct MemoryTokenStore {
-    tokens: Mutex<BTreeMap<ConnectionId, TokenRecord>>,
+    inner: Mutex<MemoryTokens>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryTokens {
+    slots: BTreeMap<(ConnectionId, TokenSlot), TokenRecord>,
+    writes: BTreeMap<(ConnectionId, TokenSlot), usize>,
 }
 
 impl MemoryTokenStore {
@@ -481,35 +522,48 @@ impl MemoryTokenStore {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<ConnectionId, TokenRecord>> {
-        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, MemoryTokens> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many times a slot was written (each write is a secret version in Secrets Manager).
+    pub fn writes(&self, conn: &ConnectionId, slot: TokenSlot) -> usize {
+        self.lock()
+            .writes
+            .get(&(conn.clone(), slot))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl MemoryTokens {
+    fn write(&mut self, conn: &ConnectionId, slot: TokenSlot, tokens: &TokenRecord) {
+        self.slots.insert((conn.clone(), slot), tokens.clone());
+        *self.writes.entry((conn.clone(), slot)).or_default() += 1;
     }
 }
 
 #[async_trait]
 impl TokenStore for MemoryTokenStore {
-    async fn get(&self, conn: &ConnectionId) -> StoreResult<Option<TokenRecord>> {
-        Ok(self.lock().get(conn).cloned())
+    async fn get(&self, conn: &ConnectionId, slot: TokenSlot) -> StoreResult<Option<TokenRecord>> {
+        Ok(self.lock().slots.get(&(conn.clone(), slot)).cloned())
     }
 
-    async fn put(&self, conn: &ConnectionId, tokens: &TokenRecord) -> StoreResult<()> {
-        self.lock().insert(conn.clone(), tokens.clone());
+    async fn put(
+        &self,
+        conn: &ConnectionId,
+        slot: TokenSlot,
+        tokens: &TokenRecord,
+    ) -> StoreResult<()> {
+        self.lock().write(conn, slot, tokens);
         Ok(())
     }
 
-    async fn replace(&self, conn: &ConnectionId, tokens: &TokenRecord) -> StoreResult<bool> {
-        let mut map = self.lock();
-        match map.get_mut(conn) {
-            Some(slot) => {
-                *slot = tokens.clone();
-                Ok(true)
-            }
-            None => Ok(false),
-        }
-    }
-
     async fn delete(&self, conn: &ConnectionId) -> StoreResult<()> {
-        self.lock().remove(conn);
+        let mut inner = self.lock();
+        for slot in TokenSlot::BOTH {
+            inner.slots.remove(&(conn.clone(), slot));
+        }
         Ok(())
     }
 }

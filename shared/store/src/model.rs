@@ -57,6 +57,53 @@ pub struct ConnectionRecord {
     pub webhook_subscriptions: Vec<WebhookSubscriptionRecord>,
     /// Copied from the token store so the daily keep-alive can pick idle connections from one listing.
     pub last_token_refresh_at: Option<DateTime<Utc>>,
+    /// Which of the connection's two token secrets holds the current pair (absent in the item: slot 0).
+    #[serde(default)]
+    pub token_slot: TokenSlot,
+    /// Advanced by one with every stored pair (connect, refresh); the refresh commit is conditional on it
+    /// (absent in the item: 0).
+    #[serde(default)]
+    pub token_seq: u64,
+}
+
+/// One of a connection's two token secrets. Refreshes write the other slot, then commit (see the crate docs,
+/// "Tokens"), so each secret receives at most half of the connection's refreshes.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+pub enum TokenSlot {
+    /// `{prefix}{connection_id}`: the name connections always had.
+    #[default]
+    Zero,
+    /// `{prefix}{connection_id}.1`.
+    One,
+}
+
+impl TokenSlot {
+    pub const BOTH: [TokenSlot; 2] = [TokenSlot::Zero, TokenSlot::One];
+
+    /// The slot a new pair is written to.
+    pub fn other(self) -> TokenSlot {
+        match self {
+            TokenSlot::Zero => TokenSlot::One,
+            TokenSlot::One => TokenSlot::Zero,
+        }
+    }
+
+    pub fn index(self) -> u8 {
+        match self {
+            TokenSlot::Zero => 0,
+            TokenSlot::One => 1,
+        }
+    }
+
+    pub fn from_index(i: u8) -> Option<TokenSlot> {
+        match i {
+            0 => Some(TokenSlot::Zero),
+            1 => Some(TokenSlot::One),
+            _ => None,
+        }
+    }
 }
 
 /// How an invoice reaches the customer: the mapping crate's type, stored as its `as_str()` text.

@@ -9,7 +9,9 @@ use mapping::{ConnectionId, Division, ExactGuid};
 
 use crate::error::StoreResult;
 use crate::invoice::{Claim, InvoiceDone, InvoiceProgress, InvoiceRecord};
-use crate::model::{ConnectionRecord, MappingKey, OAuthState, SettingsRecord, TokenRecord};
+use crate::model::{
+    ConnectionRecord, MappingKey, OAuthState, SettingsRecord, TokenRecord, TokenSlot,
+};
 
 /// Connections, their settings, and which connections sit on a division (for webhooks).
 #[async_trait]
@@ -31,6 +33,20 @@ pub trait ConnectionStore: Send + Sync {
         conn: &ConnectionId,
         at: DateTime<Utc>,
     ) -> StoreResult<bool>;
+    /// The token commit point: the pair just written to `slot` becomes current — `token_slot = slot`,
+    /// `token_seq = expected_seq + 1`, `last_token_refresh_at = at` — only while the connection is connected and its
+    /// `token_seq` is still `expected_seq` (an item without one counts as 0). False, and nothing written, otherwise.
+    async fn commit_tokens(
+        &self,
+        conn: &ConnectionId,
+        expected_seq: u64,
+        slot: TokenSlot,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Where a scheduled job stopped (e.g. the keep-alive's last connection id); `None` when never saved or cleared.
+    async fn get_job_cursor(&self, job: &str) -> StoreResult<Option<String>>;
+    /// Saves (`Some`) or clears (`None`) a scheduled job's resume point.
+    async fn put_job_cursor(&self, job: &str, cursor: Option<&str>) -> StoreResult<()>;
     async fn get_settings(&self, conn: &ConnectionId) -> StoreResult<Option<SettingsRecord>>;
     async fn put_settings(&self, conn: &ConnectionId, settings: &SettingsRecord)
     -> StoreResult<()>;
@@ -202,16 +218,21 @@ impl<T> StateStore for T where
 {
 }
 
-/// OAuth tokens per connection.
+/// OAuth tokens per connection, in two slots (see the crate docs, "Tokens"); which slot is current is the
+/// connection record's `token_slot`.
 #[async_trait]
 pub trait TokenStore: Send + Sync {
-    /// `None` when the connection has no tokens (never connected, or disconnected): "not connected".
-    async fn get(&self, conn: &ConnectionId) -> StoreResult<Option<TokenRecord>>;
-    /// Creates or replaces the tokens (also right after a disconnect: the deleted secret is restored).
-    async fn put(&self, conn: &ConnectionId, tokens: &TokenRecord) -> StoreResult<()>;
-    /// Replaces the tokens of a connection that has them (a refresh: one write). `false`, and nothing written, when
-    /// it has none (never connected, or disconnected meanwhile): a refresh never resurrects a disconnected connection.
-    async fn replace(&self, conn: &ConnectionId, tokens: &TokenRecord) -> StoreResult<bool>;
-    /// Removes the tokens. Deleting what is not there is fine.
+    /// `None` when the slot holds no tokens (never written, or disconnected): "not connected".
+    async fn get(&self, conn: &ConnectionId, slot: TokenSlot) -> StoreResult<Option<TokenRecord>>;
+    /// Creates or replaces the slot's tokens (a deleted slot is restored: after a disconnect, a reconnect or its
+    /// first refresh writes it again). Whether the pair is current is decided by the connection record's commit,
+    /// never here.
+    async fn put(
+        &self,
+        conn: &ConnectionId,
+        slot: TokenSlot,
+        tokens: &TokenRecord,
+    ) -> StoreResult<()>;
+    /// Removes the tokens of both slots. Deleting what is not there is fine.
     async fn delete(&self, conn: &ConnectionId) -> StoreResult<()>;
 }

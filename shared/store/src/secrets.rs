@@ -1,5 +1,7 @@
-//! The token store on Secrets Manager: one secret per connection, `{prefix}{connection_id}`, holding the JSON of
-//! [`TokenRecord`]. Values are `SecretString`s from the SDK response to the caller and never logged.
+//! The token store on Secrets Manager: two secrets per connection, slot 0 `{prefix}{connection_id}` and slot 1
+//! `{prefix}{connection_id}.1`, each holding the JSON of [`TokenRecord`] (which slot is current is in the connection
+//! record; see the crate docs, "Tokens"). Values are `SecretString`s from the SDK response to the caller and never
+//! logged.
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
@@ -12,7 +14,7 @@ use mapping::ConnectionId;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::{Service, StoreError, StoreResult, from_sdk};
-use crate::model::TokenRecord;
+use crate::model::{TokenRecord, TokenSlot};
 use crate::ports::TokenStore;
 
 /// The shortest recovery window Secrets Manager allows. After a disconnect the tokens are useless to us (and the
@@ -54,9 +56,13 @@ impl SecretsTokenStore {
         }
     }
 
-    /// The secret's name for a connection.
-    pub fn secret_name(&self, conn: &ConnectionId) -> String {
-        format!("{}{conn}", self.prefix)
+    /// The secret's name for a connection's slot. '.' never occurs in a connection id, so the two names of one
+    /// connection never collide with another connection's.
+    pub fn secret_name(&self, conn: &ConnectionId, slot: TokenSlot) -> String {
+        match slot {
+            TokenSlot::Zero => format!("{}{conn}", self.prefix),
+            TokenSlot::One => format!("{}{conn}.1", self.prefix),
+        }
     }
 
     async fn existing(&self, name: &str) -> StoreResult<Existing> {
@@ -109,12 +115,12 @@ impl SecretsTokenStore {
 #[async_trait]
 impl TokenStore for SecretsTokenStore {
     #[tracing::instrument(skip_all, fields(connection_id = %conn))]
-    async fn get(&self, conn: &ConnectionId) -> StoreResult<Option<TokenRecord>> {
+    async fn get(&self, conn: &ConnectionId, slot: TokenSlot) -> StoreResult<Option<TokenRecord>> {
         const OP: &str = "tokens.get";
         let out = match self
             .client
             .get_secret_value()
-            .secret_id(self.secret_name(conn))
+            .secret_id(self.secret_name(conn, slot))
             .send()
             .await
         {
@@ -143,15 +149,20 @@ impl TokenStore for SecretsTokenStore {
             .ok_or_else(|| StoreError::corrupt(OP, "token secret is not the expected JSON"))
     }
 
-    /// Creates the secret on first connect, restores it when a disconnect scheduled it for deletion, and puts a
-    /// new version (which becomes AWSCURRENT) otherwise.
-    #[tracing::instrument(skip_all, fields(connection_id = %conn))]
-    async fn put(&self, conn: &ConnectionId, tokens: &TokenRecord) -> StoreResult<()> {
+    /// Creates the slot's secret on its first write, restores it when a disconnect scheduled it for deletion, and
+    /// puts a new version (which becomes AWSCURRENT) otherwise.
+    #[tracing::instrument(skip_all, fields(connection_id = %conn, slot = slot.index()))]
+    async fn put(
+        &self,
+        conn: &ConnectionId,
+        slot: TokenSlot,
+        tokens: &TokenRecord,
+    ) -> StoreResult<()> {
         const OP: &str = "tokens.put";
-        let name = self.secret_name(conn);
+        let name = self.secret_name(conn, slot);
         let value = tokens.to_secret_json();
-        // Connecting is rare; DescribeSecret first tells the three cases apart on moto and AWS alike (moto, unlike
-        // AWS, accepts PutSecretValue on a secret scheduled for deletion). Refreshes use `replace`: one call.
+        // DescribeSecret first tells the three cases apart on moto and AWS alike (moto, unlike AWS, accepts
+        // PutSecretValue on a secret scheduled for deletion). It creates no version; one refresh is two calls.
         match self.existing(&name).await? {
             Existing::Live => self.put_existing(&name, &value).await,
             Existing::ScheduledForDeletion => {
@@ -190,23 +201,21 @@ impl TokenStore for SecretsTokenStore {
         }
     }
 
-    /// One PutSecretValue. A secret that is missing or scheduled for deletion (AWS answers InvalidRequestException)
-    /// is left alone: a refresh never resurrects a disconnected connection.
-    #[tracing::instrument(skip_all, fields(connection_id = %conn))]
-    async fn replace(&self, conn: &ConnectionId, tokens: &TokenRecord) -> StoreResult<bool> {
-        let name = self.secret_name(conn);
-        Ok(matches!(
-            self.put_value(&name, &tokens.to_secret_json()).await?,
-            PutOutcome::Done
-        ))
-    }
-
     #[tracing::instrument(skip_all, fields(connection_id = %conn))]
     async fn delete(&self, conn: &ConnectionId) -> StoreResult<()> {
+        for slot in TokenSlot::BOTH {
+            self.delete_slot(&self.secret_name(conn, slot)).await?;
+        }
+        Ok(())
+    }
+}
+
+impl SecretsTokenStore {
+    async fn delete_slot(&self, name: &str) -> StoreResult<()> {
         let deleted = self
             .client
             .delete_secret()
-            .secret_id(self.secret_name(conn))
+            .secret_id(name)
             .recovery_window_in_days(RECOVERY_WINDOW_DAYS)
             .send()
             .await;

@@ -12,7 +12,7 @@ use serde_json::json;
 use store::{
     Claim, ConnectionState, Delivery, InvoiceDone, InvoicePhase, InvoiceProgress, InvoiceState,
     MappingKey, OAuthState, OpenState, SavedResponse, SettingsRecord, StateStore, StoreError,
-    TaxCategoryRecord, TokenRecord, TokenStore,
+    TaxCategoryRecord, TokenRecord, TokenSlot, TokenStore,
 };
 
 use common::{conn, connection, div, guid, t};
@@ -729,32 +729,94 @@ mod suite {
 
     pub async fn tokens_put_get_delete_and_reconnect(_: &impl StateStore, ts: &impl TokenStore) {
         let (c, other) = (conn("bu_1"), conn("bu_2"));
-        assert!(ts.get(&c).await.unwrap().is_none(), "never connected");
+        let (zero, one) = (TokenSlot::Zero, TokenSlot::One);
+        assert!(ts.get(&c, zero).await.unwrap().is_none(), "never connected");
         ts.delete(&c).await.unwrap(); // disconnecting what is not connected is fine
+
+        ts.put(&c, zero, &tokens("1", 0)).await.unwrap();
+        assert_tokens(ts.get(&c, zero).await.unwrap(), &tokens("1", 0));
+        assert!(ts.get(&c, one).await.unwrap().is_none(), "per slot");
         assert!(
-            !ts.replace(&c, &tokens("0", 0)).await.unwrap(),
-            "a refresh never creates tokens"
+            ts.get(&other, zero).await.unwrap().is_none(),
+            "per connection"
         );
-        assert!(ts.get(&c).await.unwrap().is_none());
 
-        ts.put(&c, &tokens("1", 0)).await.unwrap();
-        assert_tokens(ts.get(&c).await.unwrap(), &tokens("1", 0));
-        assert!(ts.get(&other).await.unwrap().is_none(), "per connection");
-
-        assert!(ts.replace(&c, &tokens("2", 570)).await.unwrap()); // a refresh
-        assert_tokens(ts.get(&c).await.unwrap(), &tokens("2", 570));
+        ts.put(&c, one, &tokens("2", 570)).await.unwrap(); // a refresh: the other slot, created
+        assert_tokens(ts.get(&c, one).await.unwrap(), &tokens("2", 570));
+        assert_tokens(ts.get(&c, zero).await.unwrap(), &tokens("1", 0));
+        ts.put(&c, zero, &tokens("3", 1140)).await.unwrap(); // the next one: back to slot 0
+        assert_tokens(ts.get(&c, zero).await.unwrap(), &tokens("3", 1140));
 
         ts.delete(&c).await.unwrap();
-        assert!(
-            ts.get(&c).await.unwrap().is_none(),
-            "disconnected = not connected"
-        );
+        for slot in TokenSlot::BOTH {
+            assert!(
+                ts.get(&c, slot).await.unwrap().is_none(),
+                "disconnected = not connected, both slots"
+            );
+        }
         ts.delete(&c).await.unwrap(); // twice is fine
 
-        ts.put(&c, &tokens("3", 1000)).await.unwrap(); // reconnect within the recovery window
-        assert_tokens(ts.get(&c).await.unwrap(), &tokens("3", 1000));
-        ts.put(&c, &tokens("4", 1600)).await.unwrap();
-        assert_tokens(ts.get(&c).await.unwrap(), &tokens("4", 1600));
+        ts.put(&c, one, &tokens("4", 2000)).await.unwrap(); // reconnect within the recovery window
+        assert_tokens(ts.get(&c, one).await.unwrap(), &tokens("4", 2000));
+        ts.put(&c, zero, &tokens("5", 2600)).await.unwrap(); // its first refresh restores slot 0
+        assert_tokens(ts.get(&c, zero).await.unwrap(), &tokens("5", 2600));
+    }
+
+    /// The token commit point: only the sequence read commits, only while connected; an item written before the
+    /// slots existed counts as slot 0, sequence 0.
+    pub async fn token_commit_is_conditional_on_the_sequence(
+        s: &impl StateStore,
+        _: &impl TokenStore,
+    ) {
+        let c = conn("bu_1");
+        assert!(
+            !s.commit_tokens(&c, 0, TokenSlot::One, t(1)).await.unwrap(),
+            "missing"
+        );
+        s.put_connection(&connection("bu_1")).await.unwrap();
+        let got = s.get_connection(&c).await.unwrap().unwrap();
+        assert_eq!((got.token_slot, got.token_seq), (TokenSlot::Zero, 0));
+
+        assert!(s.commit_tokens(&c, 0, TokenSlot::One, t(1)).await.unwrap());
+        assert!(
+            !s.commit_tokens(&c, 0, TokenSlot::One, t(2)).await.unwrap(),
+            "a late refresher with the old sequence loses"
+        );
+        let got = s.get_connection(&c).await.unwrap().unwrap();
+        assert_eq!(
+            (got.token_slot, got.token_seq, got.last_token_refresh_at),
+            (TokenSlot::One, 1, Some(t(1)))
+        );
+        assert!(s.commit_tokens(&c, 1, TokenSlot::Zero, t(3)).await.unwrap());
+        let got = s.get_connection(&c).await.unwrap().unwrap();
+        assert_eq!((got.token_slot, got.token_seq), (TokenSlot::Zero, 2));
+        // The whole record written again (a reconnect) keeps what it is given.
+        let mut again = got.clone();
+        again.token_slot = TokenSlot::One;
+        again.token_seq = 3;
+        s.put_connection(&again).await.unwrap();
+        assert!(!s.commit_tokens(&c, 2, TokenSlot::Zero, t(4)).await.unwrap());
+        assert!(s.mark_needs_reconnect(&c, "gone", t(5)).await.unwrap());
+        assert!(
+            !s.commit_tokens(&c, 3, TokenSlot::Zero, t(6)).await.unwrap(),
+            "only while connected"
+        );
+    }
+
+    pub async fn job_cursor_saves_and_clears(s: &impl StateStore, _: &impl TokenStore) {
+        assert_eq!(s.get_job_cursor("keep-alive").await.unwrap(), None);
+        s.put_job_cursor("keep-alive", Some("bu_17")).await.unwrap();
+        s.put_job_cursor("other", Some("x")).await.unwrap();
+        assert_eq!(
+            s.get_job_cursor("keep-alive").await.unwrap().as_deref(),
+            Some("bu_17")
+        );
+        s.put_job_cursor("keep-alive", None).await.unwrap();
+        assert_eq!(s.get_job_cursor("keep-alive").await.unwrap(), None);
+        assert_eq!(
+            s.get_job_cursor("other").await.unwrap().as_deref(),
+            Some("x")
+        );
     }
 }
 
@@ -793,4 +855,6 @@ all_backends!(
     webhook_dedupe_expires,
     lease_owner_expiry_and_release,
     tokens_put_get_delete_and_reconnect,
+    token_commit_is_conditional_on_the_sequence,
+    job_cursor_saves_and_clears,
 );

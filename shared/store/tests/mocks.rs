@@ -18,9 +18,7 @@ use aws_sdk_secretsmanager::operation::describe_secret::{
 use aws_sdk_secretsmanager::operation::get_secret_value::{
     GetSecretValueError, GetSecretValueOutput,
 };
-use aws_sdk_secretsmanager::operation::put_secret_value::{
-    PutSecretValueError, PutSecretValueOutput,
-};
+use aws_sdk_secretsmanager::operation::put_secret_value::PutSecretValueOutput;
 use aws_sdk_secretsmanager::operation::restore_secret::RestoreSecretOutput;
 use aws_sdk_secretsmanager::types::error::{InvalidRequestException, ResourceNotFoundException};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
@@ -36,7 +34,7 @@ use mapping::Country;
 use secrecy::{ExposeSecret, SecretString};
 use store::{
     Claim, DynamoStore, InvoiceStore, LeaseStore, OAuthStateStore, SecretsTokenStore, StoreError,
-    TokenRecord, TokenStore, WebhookDedupe,
+    TokenRecord, TokenSlot, TokenStore, WebhookDedupe,
 };
 
 use common::{conn, div, t};
@@ -365,7 +363,7 @@ async fn missing_secret_is_not_connected() {
         sm_no_retries
     );
     let got = SecretsTokenStore::new(client, "psa-exact/tokens/")
-        .get(&conn("bu_1"))
+        .get(&conn("bu_1"), TokenSlot::Zero)
         .await
         .unwrap();
     assert!(got.is_none());
@@ -388,7 +386,7 @@ async fn secret_scheduled_for_deletion_is_not_connected() {
         sm_no_retries
     );
     let got = SecretsTokenStore::new(client, "p/")
-        .get(&conn("bu_1"))
+        .get(&conn("bu_1"), TokenSlot::Zero)
         .await
         .unwrap();
     assert!(got.is_none());
@@ -421,11 +419,15 @@ async fn secret_reads_use_the_prefixed_name_and_reject_foreign_json() {
     );
     let ts = SecretsTokenStore::new(client, "psa-exact/tokens/");
 
-    let got = ts.get(&conn("bu_1")).await.unwrap().unwrap();
+    let got = ts
+        .get(&conn("bu_1"), TokenSlot::Zero)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.refresh_token.expose_secret(), "ref");
     assert_eq!(got.access_expires_at, t(600));
 
-    let err = ts.get(&conn("bu_2")).await.unwrap_err();
+    let err = ts.get(&conn("bu_2"), TokenSlot::Zero).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
     assert!(
         !format!("{err} {err:?}").contains("leaky-value"),
@@ -440,64 +442,24 @@ async fn first_put_creates_the_secret() {
     });
     let create = mock!(aws_sdk_secretsmanager::Client::create_secret)
         .match_requests(|r| {
-            r.name() == Some("p/bu_1")
+            r.name() == Some("p/bu_1.1")
                 && r.secret_string()
                     .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
                     .is_some_and(|j| j["refresh_token"] == "ref" && j["division"] == 1234567)
         })
-        .then_output(|| CreateSecretOutput::builder().name("p/bu_1").build());
+        .then_output(|| CreateSecretOutput::builder().name("p/bu_1.1").build());
     let client = mock_client!(
         aws_sdk_secretsmanager,
         RuleMode::MatchAny,
         [&none, &create],
         sm_no_retries
     );
+    // Slot 1 of a connection: its first write creates `{prefix}{id}.1`.
     SecretsTokenStore::new(client, "p/")
-        .put(&conn("bu_1"), &tokens())
+        .put(&conn("bu_1"), TokenSlot::One, &tokens())
         .await
         .unwrap();
     assert_eq!(create.num_calls(), 1);
-}
-
-#[tokio::test]
-async fn replace_is_one_put_and_never_resurrects() {
-    let put = mock!(aws_sdk_secretsmanager::Client::put_secret_value)
-        .match_requests(|r| r.secret_id() == Some("p/bu_1"))
-        .sequence()
-        .output(|| PutSecretValueOutput::builder().build())
-        .error(|| {
-            PutSecretValueError::InvalidRequestException(InvalidRequestException::builder().build())
-        })
-        .error(|| {
-            PutSecretValueError::ResourceNotFoundException(
-                ResourceNotFoundException::builder().build(),
-            )
-        })
-        .build();
-    let restore = mock!(aws_sdk_secretsmanager::Client::restore_secret)
-        .then_output(|| RestoreSecretOutput::builder().build());
-    let create = mock!(aws_sdk_secretsmanager::Client::create_secret)
-        .then_output(|| CreateSecretOutput::builder().build());
-    let client = mock_client!(
-        aws_sdk_secretsmanager,
-        RuleMode::MatchAny,
-        [&put, &restore, &create],
-        sm_no_retries
-    );
-    let ts = SecretsTokenStore::new(client, "p/");
-    assert!(ts.replace(&conn("bu_1"), &tokens()).await.unwrap(), "live");
-    assert!(
-        !ts.replace(&conn("bu_1"), &tokens()).await.unwrap(),
-        "scheduled for deletion"
-    );
-    assert!(
-        !ts.replace(&conn("bu_1"), &tokens()).await.unwrap(),
-        "missing"
-    );
-    assert_eq!(
-        (put.num_calls(), restore.num_calls(), create.num_calls()),
-        (3, 0, 0)
-    );
 }
 
 #[tokio::test]
@@ -522,7 +484,7 @@ async fn put_after_disconnect_restores_then_puts_a_new_version() {
         sm_no_retries
     );
     SecretsTokenStore::new(client, "p/")
-        .put(&conn("bu_1"), &tokens())
+        .put(&conn("bu_1"), TokenSlot::Zero, &tokens())
         .await
         .unwrap();
     assert_eq!((restore.num_calls(), put.num_calls()), (1, 1));
@@ -530,9 +492,10 @@ async fn put_after_disconnect_restores_then_puts_a_new_version() {
 
 #[tokio::test]
 async fn delete_uses_the_seven_day_recovery_window() {
+    // Both slots: `{prefix}{id}` and `{prefix}{id}.1`.
     let delete = mock!(aws_sdk_secretsmanager::Client::delete_secret)
         .match_requests(|r| {
-            r.secret_id() == Some("p/bu_1")
+            matches!(r.secret_id(), Some("p/bu_1" | "p/bu_1.1"))
                 && r.recovery_window_in_days() == Some(7)
                 && r.force_delete_without_recovery().is_none()
         })
@@ -549,7 +512,7 @@ async fn delete_uses_the_seven_day_recovery_window() {
         .delete(&conn("bu_1"))
         .await
         .unwrap();
-    assert_eq!(delete.num_calls(), 1);
+    assert_eq!(delete.num_calls(), 2);
 }
 
 // --- transport failures ---
@@ -625,7 +588,7 @@ async fn secrets_manager_outage_is_unavailable() {
         .retry_config(RetryConfig::disabled())
         .build();
     let ts = SecretsTokenStore::new(aws_sdk_secretsmanager::Client::from_conf(config), "p/");
-    let err = ts.get(&conn("bu_1")).await.unwrap_err();
+    let err = ts.get(&conn("bu_1"), TokenSlot::Zero).await.unwrap_err();
     assert!(
         matches!(err, StoreError::Unavailable { .. }) && err.is_retryable(),
         "{err:?}"

@@ -16,7 +16,7 @@ use crate::invoice::{
 use crate::layout::{self, GSI1_PK, GSI1_SK, GSI2_PK, PK, SK, TTL};
 use crate::model::{
     ConnectionRecord, ConnectionState, Delivery, OAuthState, SettingsRecord, TaxCategoryRecord,
-    WebhookSubscriptionRecord,
+    TokenSlot, WebhookSubscriptionRecord,
 };
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
@@ -41,6 +41,10 @@ pub(crate) fn ttl_secs(t: DateTime<Utc>) -> AttributeValue {
 
 pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
+}
+
+pub(crate) fn n(v: impl Display) -> AttributeValue {
+    AttributeValue::N(v.to_string())
 }
 
 #[derive(Debug, Default)]
@@ -102,7 +106,7 @@ impl<'a> Fields<'a> {
         Fields { item, op }
     }
 
-    fn bad(&self, k: &str) -> StoreError {
+    pub fn bad(&self, k: &str) -> StoreError {
         StoreError::corrupt(self.op, format!("attribute `{k}` is missing or malformed"))
     }
 
@@ -236,6 +240,8 @@ pub(crate) fn connection_item(c: &ConnectionRecord) -> Item {
         )
         .attr("webhook_subscriptions", map_list(subs))
         .time_opt("last_token_refresh_at", c.last_token_refresh_at)
+        .n("token_slot", c.token_slot.index())
+        .n("token_seq", c.token_seq)
         .build()
 }
 
@@ -260,6 +266,11 @@ pub(crate) fn connection_from(item: &Item) -> StoreResult<ConnectionRecord> {
             })
         })?,
         last_token_refresh_at: f.time_opt("last_token_refresh_at")?,
+        token_slot: match f.n_opt::<u8>("token_slot")? {
+            None => TokenSlot::Zero,
+            Some(i) => TokenSlot::from_index(i).ok_or_else(|| f.bad("token_slot"))?,
+        },
+        token_seq: f.n_opt("token_seq")?.unwrap_or(0),
     })
 }
 
@@ -497,5 +508,34 @@ mod tests {
             text.contains("connection_id") && !text.contains("not valid!"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_connection_item_without_token_slot_is_slot_0_sequence_0() {
+        let mut item = connection_item(&ConnectionRecord {
+            connection_id: ConnectionId::parse("bu_1").unwrap(),
+            state: ConnectionState::Connected,
+            country: Country::Nl,
+            base_url: None,
+            division: Division::new(1002).unwrap(),
+            division_name: "x".into(),
+            connected_user_email: "a@b.example".into(),
+            connected_user_name: "A".into(),
+            connected_at: DateTime::from_timestamp(1_760_000_000, 0).unwrap(),
+            updated_at: DateTime::from_timestamp(1_760_000_000, 0).unwrap(),
+            needs_reconnect_reason: None,
+            webhook_subscriptions: Vec::new(),
+            last_token_refresh_at: None,
+            token_slot: TokenSlot::One,
+            token_seq: 7,
+        });
+        let back = connection_from(&item).unwrap();
+        assert_eq!((back.token_slot, back.token_seq), (TokenSlot::One, 7));
+        item.remove("token_slot");
+        item.remove("token_seq");
+        let old = connection_from(&item).unwrap();
+        assert_eq!((old.token_slot, old.token_seq), (TokenSlot::Zero, 0));
+        item.insert("token_slot".into(), AttributeValue::N("2".into()));
+        assert!(connection_from(&item).is_err());
     }
 }

@@ -4,11 +4,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mapping::{ConnectionId, Division, ExactGuid};
 
-use super::codec::{self, Fields, ItemBuilder, s, time_text};
+use super::codec::{self, Fields, ItemBuilder, n, s, time_text};
 use super::{Cond, DynamoStore};
 use crate::error::StoreResult;
 use crate::layout::{self, GSI1, GSI1_PK};
-use crate::model::{ConnectionRecord, ConnectionState, MappingKey, SettingsRecord};
+use crate::model::{ConnectionRecord, ConnectionState, MappingKey, SettingsRecord, TokenSlot};
 use crate::ports::{ConnectionStore, MappingStore};
 
 #[async_trait]
@@ -68,6 +68,67 @@ impl ConnectionStore for DynamoStore {
             cond,
         )
         .await
+    }
+
+    async fn commit_tokens(
+        &self,
+        conn: &ConnectionId,
+        expected_seq: u64,
+        slot: TokenSlot,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        // An item written before token slots existed has no `token_seq`: that is sequence 0.
+        let seq_cond = if expected_seq == 0 {
+            "(attribute_not_exists(#seq) OR #seq = :expected)"
+        } else {
+            "#seq = :expected"
+        };
+        let cond = Cond::new(&format!("#state = :connected AND {seq_cond}"))
+            .name("#state", "state")
+            .name("#seq", "token_seq")
+            .name("#slot", "token_slot")
+            .name("#refresh", "last_token_refresh_at")
+            .value(":connected", s(ConnectionState::Connected.as_str()))
+            .value(":expected", n(expected_seq))
+            .value(":next", n(expected_seq + 1))
+            .value(":slot", n(slot.index()))
+            .value(":at", s(time_text(at)));
+        self.update_if(
+            "connection.commit_tokens",
+            layout::conn_pk(conn),
+            layout::META,
+            "SET #seq = :next, #slot = :slot, #refresh = :at",
+            cond,
+        )
+        .await
+    }
+
+    async fn get_job_cursor(&self, job: &str) -> StoreResult<Option<String>> {
+        let item = self
+            .get_item("job.cursor_get", layout::job_pk(job), layout::CURSOR_SK)
+            .await?;
+        match item {
+            None => Ok(None),
+            Some(item) => Ok(Fields::new(&item, "job.cursor_get")
+                .s_opt("cursor")?
+                .map(str::to_owned)),
+        }
+    }
+
+    async fn put_job_cursor(&self, job: &str, cursor: Option<&str>) -> StoreResult<()> {
+        match cursor {
+            None => {
+                self.delete_item("job.cursor_clear", layout::job_pk(job), layout::CURSOR_SK)
+                    .await
+            }
+            Some(c) => {
+                let item = ItemBuilder::key(layout::job_pk(job), layout::CURSOR_SK)
+                    .s("kind", "job_cursor")
+                    .s("cursor", c)
+                    .build();
+                self.put_item("job.cursor_put", item).await
+            }
+        }
     }
 
     async fn get_settings(&self, conn: &ConnectionId) -> StoreResult<Option<SettingsRecord>> {

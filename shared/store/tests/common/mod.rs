@@ -5,7 +5,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use mapping::{ConnectionId, Country, Division, ExactGuid};
 use store::{
     AwsClients, ConnectionRecord, ConnectionState, DynamoStore, MemoryStore, MemoryTokenStore,
-    SecretsTokenStore, WebhookSubscriptionRecord, create_table,
+    SecretsTokenStore, TokenSlot, WebhookSubscriptionRecord, create_table,
 };
 use testkit::{MotoServer, unique};
 
@@ -65,5 +65,7 @@ pub fn connection(id: &str) -> ConnectionRecord {
             topic: "SalesInvoices".into(),
         }],
         last_token_refresh_at: None,
+        token_slot: TokenSlot::Zero,
+        token_seq: 0,
     }
 }
