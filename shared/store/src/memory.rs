@@ -15,10 +15,11 @@ use crate::invoice::{
     to_delta,
 };
 use crate::model::{
-    ConnectionRecord, ConnectionState, MappingKey, OAuthState, SettingsRecord, TokenRecord,
+    ConnectionRecord, ConnectionState, DivisionWebhooksRecord, MappingKey, OAuthState,
+    SettingsRecord, TokenRecord,
 };
 use crate::ports::{
-    ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore, TokenStore,
+    AdministrationStore, ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore, TokenStore,
     WebhookDedupe,
 };
 
@@ -36,6 +37,8 @@ struct Inner {
     leases: BTreeMap<String, (String, DateTime<Utc>)>,
     /// key → expires_at
     events: BTreeMap<String, DateTime<Utc>>,
+    division_webhooks: BTreeMap<Division, DivisionWebhooksRecord>,
+    cursors: BTreeMap<String, String>,
 }
 
 /// Every DynamoDB port, in memory.
@@ -379,6 +382,18 @@ impl InvoiceStore for MemoryStore {
         })
     }
 
+    async fn mark_credited(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.with_invoice("invoice.mark_credited", conn, invoice_id, |s| {
+            Ok(s.mark_credited(at, now))
+        })
+    }
+
     async fn mark_open(
         &self,
         conn: &ConnectionId,
@@ -403,6 +418,39 @@ impl InvoiceStore for MemoryStore {
 
     async fn paid_unnotified(&self, conn: &ConnectionId) -> StoreResult<Vec<InvoiceRecord>> {
         Ok(self.invoices_where(conn, StoredInvoice::is_paid_unnotified))
+    }
+}
+
+#[async_trait]
+impl AdministrationStore for MemoryStore {
+    async fn get_division_webhooks(
+        &self,
+        division: Division,
+    ) -> StoreResult<Option<DivisionWebhooksRecord>> {
+        Ok(self.lock().division_webhooks.get(&division).cloned())
+    }
+
+    async fn put_division_webhooks(&self, record: &DivisionWebhooksRecord) -> StoreResult<()> {
+        self.lock()
+            .division_webhooks
+            .insert(record.division, record.clone());
+        Ok(())
+    }
+
+    async fn delete_division_webhooks(&self, division: Division) -> StoreResult<()> {
+        self.lock().division_webhooks.remove(&division);
+        Ok(())
+    }
+
+    async fn get_cursor(&self, name: &str) -> StoreResult<Option<String>> {
+        Ok(self.lock().cursors.get(name).cloned())
+    }
+
+    async fn put_cursor(&self, name: &str, value: &str) -> StoreResult<()> {
+        self.lock()
+            .cursors
+            .insert(name.to_owned(), value.to_owned());
+        Ok(())
     }
 }
 
