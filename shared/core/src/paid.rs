@@ -1324,6 +1324,8 @@ pub async fn reconcile(app: &App) -> Result<Value, ApiError> {
         all.rotate_left(start);
     }
     let mut last_done: Option<String> = None;
+    // Once a connection is left unfinished (no budget, incomplete), the cursor stays before it.
+    let mut stalled = false;
     let mut deferred = 0usize;
     let mut used: HashMap<Division, u64> = HashMap::new();
     let mut rate_limited: HashSet<Division> = HashSet::new();
@@ -1347,8 +1349,10 @@ pub async fn reconcile(app: &App) -> Result<Value, ApiError> {
             .filter(|r| in_division(r, c.division))
             .collect();
         let unnotified = app.state.paid_unnotified(conn).await.map_err(from_store)?;
-        last_done = Some(conn.as_str().to_owned());
         if open.is_empty() && unnotified.is_empty() {
+            if !stalled {
+                last_done = Some(conn.as_str().to_owned());
+            }
             continue;
         }
         let skip = |why: &str| json!({"connection_id": conn.as_str(), "reason": why});
@@ -1358,13 +1362,17 @@ pub async fn reconcile(app: &App) -> Result<Value, ApiError> {
             reconcile_call_budget(app, c.division)
                 .saturating_sub(used.get(&c.division).copied().unwrap_or(0))
         };
+        // Whether this connection got all it needed; the cursor never moves past one that did not.
+        let mut finished = true;
         if budget == 0 && !open.is_empty() && unnotified.is_empty() {
             skipped.push(skip("rate_limit_budget"));
+            stalled = true;
             continue;
         }
         let deadline = run_deadline.min(app.now_ms() + ms(RECONCILE_CONNECTION_BUDGET));
         let result = if open.is_empty() || budget == 0 {
             // Nothing to ask Exact (or no budget for it): only the notifications.
+            finished = open.is_empty();
             notify_only(app, conn, deadline).await
         } else {
             single_flight(app, conn, c.division, Mode::Reconcile, deadline, Some(budget)).await
@@ -1383,17 +1391,23 @@ pub async fn reconcile(app: &App) -> Result<Value, ApiError> {
                 notified.extend(r.notified);
                 if r.incomplete {
                     skipped.push(skip("incomplete"));
+                    finished = false;
                 }
             }
             Err(e) => {
                 if e.status == 429 {
                     rate_limited.insert(c.division);
+                    finished = false;
                 }
                 tracing::warn!(connection_id = %conn, error = %e, "reconciliation of a connection failed");
                 failures.push(
                     json!({"connection_id": conn.as_str(), "code": e.code, "message": e.message}),
                 );
             }
+        }
+        stalled |= !finished;
+        if !stalled {
+            last_done = Some(conn.as_str().to_owned());
         }
     }
     if let Some(id) = &last_done
