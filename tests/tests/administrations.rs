@@ -41,7 +41,13 @@ impl Psa {
         self.got()
             .iter()
             .filter(|v| v["type"] == kind)
-            .map(|v| format!("{}/{}", v["connection_id"].as_str().unwrap(), v["invoice_id"].as_str().unwrap()))
+            .map(|v| {
+                format!(
+                    "{}/{}",
+                    v["connection_id"].as_str().unwrap(),
+                    v["invoice_id"].as_str().unwrap()
+                )
+            })
             .collect()
     }
 }
@@ -67,7 +73,12 @@ async fn start(backend: Backend) -> (Harness, Psa) {
 async fn settings(h: &Harness, conn: &str, division: u32) {
     let item = {
         let w = h.sandbox.world();
-        let id = w.division(division).unwrap().item_by_code("CONSULT").unwrap().id;
+        let id = w
+            .division(division)
+            .unwrap()
+            .item_by_code("CONSULT")
+            .unwrap()
+            .id;
         ExactGuid::parse(&id.to_string()).unwrap()
     };
     h.app
@@ -99,8 +110,7 @@ struct Pushed {
 
 /// Pushes the sample invoice under `id` through the API (processed and numbered in Exact).
 async fn push(h: &Harness, conn: &str, id: &str, division: u32) -> Pushed {
-    let mut inv: Value =
-        serde_json::from_str(include_str!("../../events/invoice.json")).unwrap();
+    let mut inv: Value = serde_json::from_str(include_str!("../../events/invoice.json")).unwrap();
     inv["id"] = json!(id);
     inv["reference"] = json!(format!("REF-{id}"));
     let (status, body) = h.post(&format!("/connections/{conn}/invoices"), &inv).await;
@@ -157,28 +167,50 @@ async fn deliver(h: &Harness) -> usize {
 
 async fn disconnect(h: &Harness, conn: &str) {
     let (status, _, body) = h
-        .call(reqwest::Method::DELETE, &format!("/connections/{conn}/exact"), None)
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/connections/{conn}/exact"),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{body}");
 }
 
 async fn state_of(h: &Harness, conn: &str, invoice: &str) -> Value {
-    let (status, v) = h.get(&format!("/connections/{conn}/invoices/{invoice}")).await;
+    let (status, v) = h
+        .get(&format!("/connections/{conn}/invoices/{invoice}"))
+        .await;
     assert_eq!(status, 200, "{v}");
     v
 }
 
 async fn two_business_units_share_one_administration(backend: Backend) {
     let (h, psa) = start(backend).await;
-    assert!(h.connect("bu_a", CLAIRE, "be").await.contains("exact=connected&division=2001"));
+    assert!(
+        h.connect("bu_a", CLAIRE, "be")
+            .await
+            .contains("exact=connected&division=2001")
+    );
     assert_eq!(subscriptions(&h, 2001).len(), 5);
     assert_eq!(subscribe_calls(&h), 5);
     let before = h.sandbox.api_calls(2001);
 
     // The second business unit on the same administration: no duplicate, and no call to Exact to subscribe again.
-    assert!(h.connect("bu_b", CLAIRE, "be").await.contains("exact=connected&division=2001"));
-    assert_eq!(subscriptions(&h, 2001).len(), 5, "one subscription per topic");
-    assert_eq!(subscribe_calls(&h), 5, "the second connect did not subscribe");
+    assert!(
+        h.connect("bu_b", CLAIRE, "be")
+            .await
+            .contains("exact=connected&division=2001")
+    );
+    assert_eq!(
+        subscriptions(&h, 2001).len(),
+        5,
+        "one subscription per topic"
+    );
+    assert_eq!(
+        subscribe_calls(&h),
+        5,
+        "the second connect did not subscribe"
+    );
     let listed = h
         .sandbox
         .requests()
@@ -191,7 +223,11 @@ async fn two_business_units_share_one_administration(backend: Backend) {
         h.sandbox.api_calls(2001) - before
     );
     let (_, status_b) = h.get("/connections/bu_b/exact").await;
-    assert_eq!(status_b["webhook_topics"].as_array().unwrap().len(), 5, "{status_b}");
+    assert_eq!(
+        status_b["webhook_topics"].as_array().unwrap().len(),
+        5,
+        "{status_b}"
+    );
 
     settings(&h, "bu_b", 2001).await;
     let inv = push(&h, "bu_b", "inv_b1", 2001).await;
@@ -199,14 +235,23 @@ async fn two_business_units_share_one_administration(backend: Backend) {
 
     // One of them leaves: the other's subscriptions stay, and its payment is reported.
     disconnect(&h, "bu_a").await;
-    assert_eq!(subscriptions(&h, 2001).len(), 5, "bu_b still relies on them");
-    h.sandbox.pay_invoice(2001, &inv.exact_id, inv.total).unwrap();
+    assert_eq!(
+        subscriptions(&h, 2001).len(),
+        5,
+        "bu_b still relies on them"
+    );
+    h.sandbox
+        .pay_invoice(2001, &inv.exact_id, inv.total)
+        .unwrap();
     assert_eq!(deliver(&h).await, 1, "one BankEntries webhook");
     assert_eq!(psa.invoices("invoice.paid"), vec!["bu_b/inv_b1".to_owned()]);
 
     // The last one leaves: now they go.
     disconnect(&h, "bu_b").await;
-    assert!(subscriptions(&h, 2001).is_empty(), "removed with the last connection");
+    assert!(
+        subscriptions(&h, 2001).is_empty(),
+        "removed with the last connection"
+    );
     // Connecting again subscribes again.
     h.connect("bu_a", CLAIRE, "be").await;
     assert_eq!(subscriptions(&h, 2001).len(), 5);
@@ -239,11 +284,21 @@ async fn a_reconnect_elsewhere_leaves_the_shared_subscriptions() {
         u.divisions.push(3001);
         u.current_division = 3001;
     }
-    assert!(h.connect("bu_a", CLAIRE, "be").await.contains("division=3001"));
-    assert_eq!(subscriptions(&h, 2001).len(), 5, "bu_b keeps 2001's subscriptions");
+    assert!(
+        h.connect("bu_a", CLAIRE, "be")
+            .await
+            .contains("division=3001")
+    );
+    assert_eq!(
+        subscriptions(&h, 2001).len(),
+        5,
+        "bu_b keeps 2001's subscriptions"
+    );
     assert_eq!(subscriptions(&h, 3001).len(), 5, "3001 got its own");
 
-    h.sandbox.pay_invoice(2001, &inv.exact_id, inv.total).unwrap();
+    h.sandbox
+        .pay_invoice(2001, &inv.exact_id, inv.total)
+        .unwrap();
     deliver(&h).await;
     assert_eq!(psa.invoices("invoice.paid"), vec!["bu_b/inv_b1".to_owned()]);
 }
@@ -274,7 +329,10 @@ async fn a_changed_webhook_url_re_points_the_subscriptions() {
     h.connect("bu_b", CLAIRE, "be").await;
     let subs = subscriptions(&h, 2001);
     assert_eq!(subs.len(), 5, "{subs:?}");
-    assert!(subs.iter().all(|(_, url)| *url == ours), "re-pointed: {subs:?}");
+    assert!(
+        subs.iter().all(|(_, url)| *url == ours),
+        "re-pointed: {subs:?}"
+    );
     let deletes = h
         .sandbox
         .requests()
@@ -324,16 +382,34 @@ async fn the_paid_check_stays_in_the_current_administration() {
     assert!(h.connect("bu_j", JAN, "nl").await.contains("division=1002"));
     settings(&h, "bu_j", 1002).await;
     let new = push(&h, "bu_j", "inv_new", 1002).await;
-    assert_eq!(old.number, new.number, "journal 70 numbers collide across the two administrations");
+    assert_eq!(
+        old.number, new.number,
+        "journal 70 numbers collide across the two administrations"
+    );
     h.sandbox.take_webhooks();
 
     // The new administration's invoice is paid: reported once, and only it.
-    h.sandbox.pay_invoice(1002, &new.exact_id, new.total).unwrap();
+    h.sandbox
+        .pay_invoice(1002, &new.exact_id, new.total)
+        .unwrap();
     assert_eq!(deliver(&h).await, 1);
-    assert_eq!(psa.invoices("invoice.paid"), vec!["bu_j/inv_new".to_owned()]);
+    assert_eq!(
+        psa.invoices("invoice.paid"),
+        vec!["bu_j/inv_new".to_owned()]
+    );
     let conn = ConnectionId::parse("bu_j").unwrap();
-    let rec = h.app.state.get_invoice(&conn, "inv_old").await.unwrap().unwrap();
-    assert_eq!(rec.state, InvoiceState::Sent, "never paid from another administration's data");
+    let rec = h
+        .app
+        .state
+        .get_invoice(&conn, "inv_old")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        rec.state,
+        InvoiceState::Sent,
+        "never paid from another administration's data"
+    );
     assert_eq!(rec.division, Some(Division::new(1001).unwrap()));
     let shown = state_of(&h, "bu_j", "inv_old").await;
     assert_eq!(shown["state"], "former_administration", "{shown}");
@@ -341,14 +417,21 @@ async fn the_paid_check_stays_in_the_current_administration() {
     assert_eq!(state_of(&h, "bu_j", "inv_new").await["state"], "paid");
 
     // The reconciliation does not look at it either, and makes no call for it.
-    let report = connector::lambda::Function::job(&connector::routes::WebhookPaid, &h.app, "reconcile")
-        .await
-        .unwrap();
+    let report =
+        connector::lambda::Function::job(&connector::routes::WebhookPaid, &h.app, "reconcile")
+            .await
+            .unwrap();
     assert_eq!(report["invoices_paid"], json!([]), "{report}");
     assert_eq!(report["exact_calls"], 0, "{report}");
     assert_eq!(psa.got().len(), 1);
     assert_eq!(
-        h.app.state.get_invoice(&conn, "inv_old").await.unwrap().unwrap().state,
+        h.app
+            .state
+            .get_invoice(&conn, "inv_old")
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
         InvoiceState::Sent
     );
 }

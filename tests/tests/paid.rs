@@ -992,8 +992,16 @@ async fn a_repeat_event_on_one_key_is_not_a_duplicate() {
     w.h.sandbox.take_webhooks();
     let first = event(&w, "BankEntries", &key, "2026-03-02T10:00:00.000");
     let (status, v) = w.post_webhook(&first).await;
-    assert_eq!((status, v["outcome"].as_str()), (200, Some("checked")), "{v}");
-    assert_eq!(w.record("inv_1").await.state, InvoiceState::Sent, "half paid");
+    assert_eq!(
+        (status, v["outcome"].as_str()),
+        (200, Some("checked")),
+        "{v}"
+    );
+    assert_eq!(
+        w.record("inv_1").await.state,
+        InvoiceState::Sent,
+        "half paid"
+    );
 
     w.h.sandbox.clock().advance(Duration::from_secs(120));
     w.pay(&p, p.total - 50.0);
@@ -1005,8 +1013,16 @@ async fn a_repeat_event_on_one_key_is_not_a_duplicate() {
         assert_eq!(status, 200, "{v}");
         outcomes.push(v["outcome"].as_str().unwrap().to_owned());
     }
-    assert_eq!(outcomes, ["checked", "duplicate", "duplicate"], "the same bytes ×3 → processed once");
-    assert_eq!(w.record("inv_1").await.state, InvoiceState::Paid, "the second change was processed");
+    assert_eq!(
+        outcomes,
+        ["checked", "duplicate", "duplicate"],
+        "the same bytes ×3 → processed once"
+    );
+    assert_eq!(
+        w.record("inv_1").await.state,
+        InvoiceState::Paid,
+        "the second change was processed"
+    );
     assert_eq!(w.psa.accepted(), 1);
 }
 
@@ -1028,7 +1044,10 @@ async fn a_webhook_body_over_64_kb_is_refused_before_the_hash() {
     let (status, v) = w.post_webhook(&body).await;
     assert_eq!(status, 413, "{v}");
     assert_eq!(v["error"]["code"], "payload_too_large", "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("64 KB"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("64 KB"),
+        "{v}"
+    );
     assert_eq!(w.api_calls(), before);
     assert_eq!(w.record("inv_1").await.state, InvoiceState::Sent);
     // Right at the cap is still read (and here refused for its signature, as any forged body).
@@ -1047,8 +1066,7 @@ async fn an_invoice_settled_by_our_credit_note_is_credited_not_paid() {
     w.h.sandbox.take_webhooks();
 
     // Exact matches the credit note against the invoice: both receivables settled, no bank entry, no event.
-    w.h
-        .sandbox
+    w.h.sandbox
         .settle_with_credit_note(DIV, &inv.exact_id.to_string(), &credit.exact_id.to_string())
         .unwrap();
     // And another invoice is paid the ordinary way.
@@ -1056,10 +1074,18 @@ async fn an_invoice_settled_by_our_credit_note_is_credited_not_paid() {
     w.h.sandbox.take_webhooks();
     let before = w.receivable_calls();
     let report = w.reconcile().await;
-    assert_eq!(w.receivable_calls() - before, 1, "no extra Exact call to tell them apart: {report}");
+    assert_eq!(
+        w.receivable_calls() - before,
+        1,
+        "no extra Exact call to tell them apart: {report}"
+    );
 
     assert_eq!(w.record("inv_1").await.state, InvoiceState::Credited);
-    assert_eq!(w.record("cn_1").await.state, InvoiceState::Credited, "the credit note is used up");
+    assert_eq!(
+        w.record("cn_1").await.state,
+        InvoiceState::Credited,
+        "the credit note is used up"
+    );
     assert_eq!(w.record("inv_2").await.state, InvoiceState::Paid);
     let mut kinds: Vec<(String, String)> = w
         .psa
@@ -1068,7 +1094,10 @@ async fn an_invoice_settled_by_our_credit_note_is_credited_not_paid() {
         .map(|(headers, body)| {
             assert_signed(headers, body);
             let v: Value = serde_json::from_slice(body).unwrap();
-            (v["invoice_id"].as_str().unwrap().into(), v["type"].as_str().unwrap().into())
+            (
+                v["invoice_id"].as_str().unwrap().into(),
+                v["type"].as_str().unwrap().into(),
+            )
         })
         .collect();
     kinds.sort();
@@ -1081,7 +1110,11 @@ async fn an_invoice_settled_by_our_credit_note_is_credited_not_paid() {
         ]
     );
     let (status, state) = w.h.get("/connections/bu_1/invoices/inv_1").await;
-    assert_eq!((status, state["state"].as_str()), (200, Some("credited")), "{state}");
+    assert_eq!(
+        (status, state["state"].as_str()),
+        (200, Some("credited")),
+        "{state}"
+    );
 }
 
 /// A driven clock that moves on a little every time the connector reads it (and at once on a sleep): each
@@ -1135,7 +1168,10 @@ async fn consecutive_reconciliations_cover_every_connection() {
             .await
             .unwrap();
         let id = format!("open_{i:02}");
-        state.claim(&conn, &id, "h", "t", now, Duration::from_secs(60)).await.unwrap();
+        state
+            .claim(&conn, &id, "h", "t", now, Duration::from_secs(60))
+            .await
+            .unwrap();
         state
             .complete(
                 &conn,
@@ -1143,7 +1179,10 @@ async fn consecutive_reconciliations_cover_every_connection() {
                 "t",
                 &InvoiceDone {
                     state: OpenState::Sent,
-                    response: SavedResponse { status: 201, body: json!({}) },
+                    response: SavedResponse {
+                        status: 201,
+                        body: json!({}),
+                    },
                     progress: InvoiceProgress {
                         division: Some(div),
                         journal_code: Some("70".into()),
@@ -1189,17 +1228,33 @@ async fn consecutive_reconciliations_cover_every_connection() {
         let this = checked(from);
         if runs == 0 {
             first_run = this.len();
-            assert!(report["connections_deferred"].as_u64().unwrap() > 0, "{report}");
+            assert!(
+                report["connections_deferred"].as_u64().unwrap() > 0,
+                "{report}"
+            );
         }
         // A connection is begun only with a whole connection budget left: none is cut short.
         assert!(
-            !report["skipped"].as_array().unwrap().iter().any(|s| s["reason"] == "incomplete"),
+            !report["skipped"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["reason"] == "incomplete"),
             "{report}"
         );
         covered.extend(this);
         runs += 1;
     }
-    eprintln!("reconciliation of 31 connections on a driven clock: {first_run} checked per run, all covered in {runs} runs");
-    assert!(first_run > 0 && first_run < 30, "one run cannot cover all: {first_run}");
-    assert_eq!(covered.len(), 30, "consecutive runs cover everyone ({runs} runs)");
+    eprintln!(
+        "reconciliation of 31 connections on a driven clock: {first_run} checked per run, all covered in {runs} runs"
+    );
+    assert!(
+        first_run > 0 && first_run < 30,
+        "one run cannot cover all: {first_run}"
+    );
+    assert_eq!(
+        covered.len(),
+        30,
+        "consecutive runs cover everyone ({runs} runs)"
+    );
 }

@@ -53,10 +53,7 @@ async fn push(
     if a.status != 201 {
         return Err(format!("push answered {}: {}", a.status, a.body));
     }
-    let exact_id = a.body["exact_invoice_id"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
+    let exact_id = a.body["exact_invoice_id"].as_str().unwrap_or("").to_owned();
     let amount = {
         let world = w.h.sandbox.world();
         world
@@ -135,15 +132,14 @@ async fn shared_administration(w: &World, table: &mut Table) -> Result<(), Strin
             .division(2001)
             .map_or(0, |d| d.webhook_subscriptions.len())
     };
-    let subscribe_calls = w
-        .h
-        .sandbox
-        .requests()
-        .iter()
-        .filter(|r| {
-            r.is_api() && r.method == "POST" && r.path.contains("webhooks/WebhookSubscriptions")
-        })
-        .count();
+    let subscribe_calls =
+        w.h.sandbox
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.is_api() && r.method == "POST" && r.path.contains("webhooks/WebhookSubscriptions")
+            })
+            .count();
     table.exact(
         "Two connects at once on one administration → subscribe calls beyond the 5 topics",
         subscribe_calls.saturating_sub(5),
@@ -154,8 +150,13 @@ async fn shared_administration(w: &World, table: &mut Table) -> Result<(), Strin
         ),
     );
     w.configure("bu_tb", "72").await?;
-    let (id, exact_id, amount) =
-        push(w, "bu_tb", &invoice("t_shared", &Company::new("t_shared")), 2001).await?;
+    let (id, exact_id, amount) = push(
+        w,
+        "bu_tb",
+        &invoice("t_shared", &Company::new("t_shared")),
+        2001,
+    )
+    .await?;
     w.h.sandbox.take_webhooks();
     let (status, _, body) =
         w.h.call(Method::DELETE, "/connections/bu_ta/exact", None)
@@ -174,8 +175,13 @@ async fn shared_administration(w: &World, table: &mut Table) -> Result<(), Strin
     );
 
     // Genuine repeat events on one key: a bank entry that gets a second payment matched.
-    let (id, exact_id, amount) =
-        push(w, "bu_tb", &invoice("t_repeat", &Company::new("t_shared")), 2001).await?;
+    let (id, exact_id, amount) = push(
+        w,
+        "bu_tb",
+        &invoice("t_repeat", &Company::new("t_shared")),
+        2001,
+    )
+    .await?;
     w.h.sandbox.take_webhooks();
     let key = mapping::ExactGuid::new_random().to_string();
     w.h.sandbox.pay_invoice(2001, &exact_id, 100.0)?;
@@ -239,7 +245,10 @@ async fn former_administration(w: &World, table: &mut Table) -> Result<(), Strin
     w.configure("bu_tj", "72").await?;
     let company = Company::new("t_former");
     let (old, _, _) = push(w, "bu_tj", &invoice("t_old", &company), 1001).await?;
-    w.h.sandbox.world().division_mut(1002).default_payment_condition = Some("30".into());
+    w.h.sandbox
+        .world()
+        .division_mut(1002)
+        .default_payment_condition = Some("30".into());
     w.connect("bu_tj", JAN, 1002).await;
     w.configure("bu_tj", "72").await?;
     let (new, new_exact, amount) = push(w, "bu_tj", &invoice("t_new", &company), 1002).await?;
@@ -247,10 +256,7 @@ async fn former_administration(w: &World, table: &mut Table) -> Result<(), Strin
     w.h.sandbox.pay_invoice(1002, &new_exact, amount)?;
     deliver(w).await;
     reconcile(w).await?;
-    let (_, shown) = w
-        .h
-        .get(&format!("/connections/bu_tj/invoices/{old}"))
-        .await;
+    let (_, shown) = w.h.get(&format!("/connections/bu_tj/invoices/{old}")).await;
     table.exact(
         "Paid reported from a former administration (colliding journal numbers)",
         count(w, &old, ""),

@@ -367,7 +367,12 @@ async fn take_webhooks_lease(app: &App, division: Division) -> Result<Option<Str
     loop {
         if app
             .state
-            .acquire(&webhooks_lease(division), &owner, app.now(), WEBHOOKS_LEASE_TTL)
+            .acquire(
+                &webhooks_lease(division),
+                &owner,
+                app.now(),
+                WEBHOOKS_LEASE_TTL,
+            )
             .await
             .map_err(from_store)?
         {

@@ -1375,7 +1375,15 @@ pub async fn reconcile(app: &App) -> Result<Value, ApiError> {
             finished = open.is_empty();
             notify_only(app, conn, deadline).await
         } else {
-            single_flight(app, conn, c.division, Mode::Reconcile, deadline, Some(budget)).await
+            single_flight(
+                app,
+                conn,
+                c.division,
+                Mode::Reconcile,
+                deadline,
+                Some(budget),
+            )
+            .await
         };
         match result {
             Ok(r) if r.busy => skipped.push(skip("busy")),

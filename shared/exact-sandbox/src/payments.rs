@@ -235,8 +235,18 @@ pub(crate) fn settle_with_credit_note(
     if same_account(&credit_rows) != same_account(&invoice_rows) {
         return Err("the credit note and the invoice belong to different accounts".into());
     }
-    let credit = round2(-credit_rows.iter().map(|&i| d.receivables[i].amount_dc).sum::<f64>());
-    let open_total = round2(invoice_rows.iter().map(|&i| d.receivables[i].amount_dc).sum());
+    let credit = round2(
+        -credit_rows
+            .iter()
+            .map(|&i| d.receivables[i].amount_dc)
+            .sum::<f64>(),
+    );
+    let open_total = round2(
+        invoice_rows
+            .iter()
+            .map(|&i| d.receivables[i].amount_dc)
+            .sum(),
+    );
     if credit <= 0.0 || credit > open_total + 0.005 {
         return Err(format!(
             "the credit note's {credit} must be positive and at most the invoice's open {open_total}"

@@ -72,8 +72,8 @@ impl InvoiceState {
             Self::Paid,
             Self::Credited,
         ]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 
@@ -510,10 +510,16 @@ mod tests {
         assert!(s.mark_credited(t(5), t(5)));
         assert_eq!(s.record.state, InvoiceState::Credited);
         assert!(s.is_paid_unnotified());
-        assert!(!s.mark_paid(t(6), t(6)), "a credited invoice is not paid as well");
+        assert!(
+            !s.mark_paid(t(6), t(6)),
+            "a credited invoice is not paid as well"
+        );
         assert!(s.mark_notified(t(7)));
         assert!(s.mark_open(t(8)));
         assert_eq!(s.record.state, InvoiceState::Sent);
-        assert_eq!(InvoiceState::parse("credited"), Some(InvoiceState::Credited));
+        assert_eq!(
+            InvoiceState::parse("credited"),
+            Some(InvoiceState::Credited)
+        );
     }
 }

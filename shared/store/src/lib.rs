@@ -109,7 +109,7 @@ pub use model::{
     SettingsRecord, TaxCategoryRecord, TokenRecord, WebhookSubscriptionRecord,
 };
 pub use ports::{
-    AdministrationStore, ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore, StateStore,
-    TokenStore, WebhookDedupe,
+    AdministrationStore, ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore,
+    StateStore, TokenStore, WebhookDedupe,
 };
 pub use secrets::SecretsTokenStore;

@@ -19,8 +19,8 @@ use crate::model::{
     SettingsRecord, TokenRecord,
 };
 use crate::ports::{
-    AdministrationStore, ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore, TokenStore,
-    WebhookDedupe,
+    AdministrationStore, ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore,
+    TokenStore, WebhookDedupe,
 };
 
 type InvoiceKey = (ConnectionId, String);

@@ -10,9 +10,10 @@ use mapping::{ConnectionId, Country};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use store::{
-    Claim, ConnectionState, Delivery, DivisionWebhooksRecord, InvoiceDone, InvoicePhase, InvoiceProgress, InvoiceState,
-    MappingKey, OAuthState, OpenState, SavedResponse, SettingsRecord, StateStore, StoreError,
-    TaxCategoryRecord, TokenRecord, TokenStore, WebhookSubscriptionRecord,
+    Claim, ConnectionState, Delivery, DivisionWebhooksRecord, InvoiceDone, InvoicePhase,
+    InvoiceProgress, InvoiceState, MappingKey, OAuthState, OpenState, SavedResponse,
+    SettingsRecord, StateStore, StoreError, TaxCategoryRecord, TokenRecord, TokenStore,
+    WebhookSubscriptionRecord,
 };
 
 use common::{conn, connection, div, guid, t};
@@ -673,10 +674,17 @@ mod suite {
             .into_iter()
             .map(|r| r.invoice_id)
             .collect();
-        assert_eq!(unnotified, vec!["i1".to_owned()], "credited waits for its callback");
+        assert_eq!(
+            unnotified,
+            vec!["i1".to_owned()],
+            "credited waits for its callback"
+        );
         assert!(s.mark_notified(&c, "i1", t(13)).await.unwrap());
         assert!(s.paid_unnotified(&c).await.unwrap().is_empty());
-        assert!(s.mark_open(&c, "i1", t(14)).await.unwrap(), "the match was undone");
+        assert!(
+            s.mark_open(&c, "i1", t(14)).await.unwrap(),
+            "the match was undone"
+        );
         assert_eq!(
             s.get_invoice(&c, "i1").await.unwrap().unwrap().state,
             InvoiceState::Sent

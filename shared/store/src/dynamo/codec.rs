@@ -279,13 +279,16 @@ fn subscription_maps(subs: &[WebhookSubscriptionRecord]) -> AttributeValue {
 }
 
 pub(crate) fn division_webhooks_item(d: &DivisionWebhooksRecord) -> Item {
-    ItemBuilder::key(layout::division_pk(d.division), layout::DIVISION_WEBHOOKS_SK)
-        .s("kind", "division_webhooks")
-        .n("division", d.division)
-        .s("callback_url", d.callback_url.as_str())
-        .attr("webhook_subscriptions", subscription_maps(&d.subscriptions))
-        .time("updated_at", d.updated_at)
-        .build()
+    ItemBuilder::key(
+        layout::division_pk(d.division),
+        layout::DIVISION_WEBHOOKS_SK,
+    )
+    .s("kind", "division_webhooks")
+    .n("division", d.division)
+    .s("callback_url", d.callback_url.as_str())
+    .attr("webhook_subscriptions", subscription_maps(&d.subscriptions))
+    .time("updated_at", d.updated_at)
+    .build()
 }
 
 pub(crate) fn division_webhooks_from(item: &Item) -> StoreResult<DivisionWebhooksRecord> {
