@@ -10,9 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mapping::{ConnectionId, Division, ExactGuid};
 use store::{
-    Claim, ConnectionRecord, ConnectionStore, InvoiceDone, InvoiceProgress, InvoiceRecord,
-    InvoiceStore, LeaseStore, MappingKey, MappingStore, OAuthState, OAuthStateStore,
-    SettingsRecord, StateStore, StoreError, StoreResult, TokenSlot, WebhookDedupe,
+    AdministrationStore, Claim, ConnectionRecord, ConnectionStore, DivisionWebhooksRecord, InvoiceDone, InvoiceProgress, InvoiceRecord, InvoiceStore, LeaseStore, MappingKey, MappingStore, OAuthState, OAuthStateStore, SettingsRecord, StateStore, StoreError, StoreResult, TokenSlot, WebhookDedupe,
 };
 
 /// What happens to the next calls of one operation.
@@ -167,6 +165,25 @@ impl ConnectionStore for FaultyStore {
 }
 
 #[async_trait]
+impl AdministrationStore for FaultyStore {
+    async fn get_division_webhooks(
+        &self,
+        division: Division,
+    ) -> StoreResult<Option<DivisionWebhooksRecord>> {
+        self.gate("division_webhooks.get").await?;
+        self.inner.get_division_webhooks(division).await
+    }
+    async fn put_division_webhooks(&self, record: &DivisionWebhooksRecord) -> StoreResult<()> {
+        self.gate("division_webhooks.put").await?;
+        self.inner.put_division_webhooks(record).await
+    }
+    async fn delete_division_webhooks(&self, division: Division) -> StoreResult<()> {
+        self.gate("division_webhooks.delete").await?;
+        self.inner.delete_division_webhooks(division).await
+    }
+}
+
+#[async_trait]
 impl OAuthStateStore for FaultyStore {
     async fn put_state(&self, state: &str, value: &OAuthState) -> StoreResult<()> {
         self.gate("state.put").await?;
@@ -302,6 +319,16 @@ impl InvoiceStore for FaultyStore {
     ) -> StoreResult<bool> {
         self.gate("invoice.mark_paid").await?;
         self.inner.mark_paid(conn, invoice_id, paid_at, now).await
+    }
+    async fn mark_credited(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.gate("invoice.mark_credited").await?;
+        self.inner.mark_credited(conn, invoice_id, at, now).await
     }
     async fn mark_open(
         &self,

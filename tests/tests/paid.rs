@@ -163,12 +163,23 @@ async fn world(backend: Backend) -> World {
 impl World {
     /// What a finished push leaves behind: the invoice in Exact (processed when `process`), and our record.
     async fn push(&self, invoice_id: &str, amount: f64, process: bool) -> Pushed {
+        self.push_as(invoice_id, amount, process, 8020).await
+    }
+
+    /// [`World::push`] of a given Exact Type (8021: a credit note, with a negative amount).
+    async fn push_as(
+        &self,
+        invoice_id: &str,
+        amount: f64,
+        process: bool,
+        invoice_type: i32,
+    ) -> Pushed {
         let reference = format!("REF-{invoice_id}");
         let created = self
             .exact
             .create_sales_invoice(&json!({
                 "Journal": "70",
-                "Type": 8020,
+                "Type": invoice_type,
                 "OrderedBy": self.account.to_string(),
                 "InvoiceTo": self.account.to_string(),
                 "YourRef": reference,
@@ -947,4 +958,304 @@ async fn connection_links_route_webhooks_only_to_connected_divisions() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(w.api_calls(), before);
     assert_eq!(w.record("inv_1").await.state, InvoiceState::Sent);
+}
+
+// ----------------------------------------------------------------------------------------------------------------
+// Repeat events, the body cap, credit notes, and reconciliation without starvation.
+
+/// A signed delivery of `topic` for `key` created at `created_on`, as Exact sends it.
+fn event(w: &World, topic: &str, key: &str, created_on: &str) -> String {
+    exact_sandbox::webhooks::delivery_body(
+        &w.h.sandbox.webhook_secret(),
+        &exact_sandbox::WebhookContent {
+            topic: topic.into(),
+            client_id: w.h.sandbox.client_id(),
+            division: DIV,
+            action: "Update".into(),
+            key: key.into(),
+            exact_online_endpoint: format!("https://start.exactonline.be/api/v1/{DIV}/x"),
+            event_created_on: created_on.into(),
+        }
+        .to_json(),
+    )
+}
+
+#[tokio::test]
+async fn a_repeat_event_on_one_key_is_not_a_duplicate() {
+    // Exact sends Update with the same Key for every change of a bank entry (here: a second payment matched to
+    // it two minutes later). Both are processed; Exact's retries of one event (the same bytes) are not.
+    let w = world(Backend::Moto).await;
+    let p = w.push("inv_1", 100.0, true).await;
+    let key = ExactGuid::new_random().to_string();
+
+    w.pay(&p, 50.0);
+    w.h.sandbox.take_webhooks();
+    let first = event(&w, "BankEntries", &key, "2026-03-02T10:00:00.000");
+    let (status, v) = w.post_webhook(&first).await;
+    assert_eq!(
+        (status, v["outcome"].as_str()),
+        (200, Some("checked")),
+        "{v}"
+    );
+    assert_eq!(
+        w.record("inv_1").await.state,
+        InvoiceState::Sent,
+        "half paid"
+    );
+
+    w.h.sandbox.clock().advance(Duration::from_secs(120));
+    w.pay(&p, p.total - 50.0);
+    w.h.sandbox.take_webhooks();
+    let second = event(&w, "BankEntries", &key, "2026-03-02T10:02:00.000");
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        let (status, v) = w.post_webhook(&second).await;
+        assert_eq!(status, 200, "{v}");
+        outcomes.push(v["outcome"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        outcomes,
+        ["checked", "duplicate", "duplicate"],
+        "the same bytes ×3 → processed once"
+    );
+    assert_eq!(
+        w.record("inv_1").await.state,
+        InvoiceState::Paid,
+        "the second change was processed"
+    );
+    assert_eq!(w.psa.accepted(), 1);
+}
+
+#[tokio::test]
+async fn a_webhook_body_over_64_kb_is_refused_before_the_hash() {
+    let w = world(Backend::Memory).await;
+    let p = w.push("inv_1", 100.0, true).await;
+    w.pay(&p, p.total);
+    w.h.sandbox.take_webhooks();
+    let before = w.api_calls();
+    // Correctly signed, but padded past the cap: refused unread.
+    let padding = "x".repeat(64 * 1024);
+    let content = format!(
+        r#"{{"Topic":"BankEntries","ClientId":"x","Division":{DIV},"Action":"Update","Key":"{}","Pad":"{padding}","EventCreatedOn":"2026-01-01T00:00:00.000"}}"#,
+        ExactGuid::new_random()
+    );
+    let body = exact_sandbox::webhooks::delivery_body(&w.h.sandbox.webhook_secret(), &content);
+    assert!(body.len() > connector::paid::MAX_WEBHOOK_BODY);
+    let (status, v) = w.post_webhook(&body).await;
+    assert_eq!(status, 413, "{v}");
+    assert_eq!(v["error"]["code"], "payload_too_large", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("64 KB"),
+        "{v}"
+    );
+    assert_eq!(w.api_calls(), before);
+    assert_eq!(w.record("inv_1").await.state, InvoiceState::Sent);
+    // Right at the cap is still read (and here refused for its signature, as any forged body).
+    let at_cap = "{".to_owned() + &" ".repeat(connector::paid::MAX_WEBHOOK_BODY - 2) + "}";
+    let (status, v) = w.post_webhook(&at_cap).await;
+    assert_eq!(status, 401, "{v}");
+}
+
+#[tokio::test]
+async fn an_invoice_settled_by_our_credit_note_is_credited_not_paid() {
+    let w = world(Backend::Moto).await;
+    let inv = w.push("inv_1", 100.0, true).await;
+    let credit = w.push_as("cn_1", -100.0, true, 8021).await;
+    assert_eq!((inv.total, credit.total), (121.0, -121.0));
+    let other = w.push("inv_2", 50.0, true).await;
+    w.h.sandbox.take_webhooks();
+
+    // Exact matches the credit note against the invoice: both receivables settled, no bank entry, no event.
+    w.h.sandbox
+        .settle_with_credit_note(DIV, &inv.exact_id.to_string(), &credit.exact_id.to_string())
+        .unwrap();
+    // And another invoice is paid the ordinary way.
+    w.pay(&other, other.total);
+    w.h.sandbox.take_webhooks();
+    let before = w.receivable_calls();
+    let report = w.reconcile().await;
+    assert_eq!(
+        w.receivable_calls() - before,
+        1,
+        "no extra Exact call to tell them apart: {report}"
+    );
+
+    assert_eq!(w.record("inv_1").await.state, InvoiceState::Credited);
+    assert_eq!(
+        w.record("cn_1").await.state,
+        InvoiceState::Credited,
+        "the credit note is used up"
+    );
+    assert_eq!(w.record("inv_2").await.state, InvoiceState::Paid);
+    let mut kinds: Vec<(String, String)> = w
+        .psa
+        .calls()
+        .iter()
+        .map(|(headers, body)| {
+            assert_signed(headers, body);
+            let v: Value = serde_json::from_slice(body).unwrap();
+            (
+                v["invoice_id"].as_str().unwrap().into(),
+                v["type"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            ("cn_1".to_owned(), "invoice.credited".to_owned()),
+            ("inv_1".into(), "invoice.credited".into()),
+            ("inv_2".into(), "invoice.paid".into()),
+        ]
+    );
+    let (status, state) = w.h.get("/connections/bu_1/invoices/inv_1").await;
+    assert_eq!(
+        (status, state["state"].as_str()),
+        (200, Some("credited")),
+        "{state}"
+    );
+}
+
+/// A driven clock that moves on a little every time the connector reads it (and at once on a sleep): each
+/// connection of a reconciliation costs run time, so one run cannot cover 30 of them.
+struct Stepping {
+    clock: exact_sandbox::SandboxClock,
+    step: Duration,
+}
+
+impl exact::Clock for Stepping {
+    fn now_ms(&self) -> i64 {
+        self.clock.advance(self.step);
+        self.clock.now_ms()
+    }
+    fn sleep(
+        &self,
+        d: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        self.clock.advance(d);
+        Box::pin(async {})
+    }
+}
+
+#[tokio::test]
+async fn consecutive_reconciliations_cover_every_connection() {
+    let w = world(Backend::Memory).await;
+    let issued = w.h.sandbox.issue_tokens(LOGIN);
+    let now = w.h.app.now();
+    let state = &w.h.app.state;
+    let div = Division::new(DIV).unwrap();
+    let template = state.get_connection(&w.conn).await.unwrap().unwrap();
+    // 30 connections, each with an invoice that stays open: every run has work for every one of them.
+    for i in 0..30 {
+        let conn = ConnectionId::parse(&format!("bu_{i:02}")).unwrap();
+        let mut record = template.clone();
+        record.connection_id = conn.clone();
+        state.put_connection(&record).await.unwrap();
+        w.h.app
+            .tokens
+            .put(
+                &conn,
+                record.token_slot,
+                &store::TokenRecord {
+                    access_token: SecretString::from(issued.access_token.clone()),
+                    refresh_token: SecretString::from(issued.refresh_token.clone()),
+                    access_expires_at: now + chrono::TimeDelta::seconds(3600),
+                    last_refresh_at: now,
+                    country: "be".parse().unwrap(),
+                    division: div,
+                },
+            )
+            .await
+            .unwrap();
+        let id = format!("open_{i:02}");
+        state
+            .claim(&conn, &id, "h", "t", now, Duration::from_secs(60))
+            .await
+            .unwrap();
+        state
+            .complete(
+                &conn,
+                &id,
+                "t",
+                &InvoiceDone {
+                    state: OpenState::Sent,
+                    response: SavedResponse {
+                        status: 201,
+                        body: json!({}),
+                    },
+                    progress: InvoiceProgress {
+                        division: Some(div),
+                        journal_code: Some("70".into()),
+                        exact_invoice_id: Some(ExactGuid::new_random()),
+                        exact_invoice_number: Some(900_000 + i),
+                        ..InvoiceProgress::default()
+                    },
+                },
+                now,
+            )
+            .await
+            .unwrap();
+    }
+    let app = connector::App::new(connector::AppParts {
+        state: w.h.app.state.clone(),
+        tokens: w.h.app.tokens.clone(),
+        secret: e2e::app_secret(&w.h.sandbox),
+        public_base_url: None,
+        exact_base_url: Some(url::Url::parse(&w.h.sandbox.base_url()).unwrap()),
+        psa_callback_url: None,
+        clock: Arc::new(Stepping {
+            clock: w.h.sandbox.clock(),
+            step: Duration::from_millis(300),
+        }),
+    });
+    // Which connections a run checked: each one's receivable query names its invoice number.
+    let checked = |from: usize| -> std::collections::BTreeSet<i64> {
+        w.h.sandbox.requests()[from..]
+            .iter()
+            .filter(|r| r.is_api() && r.path.contains("cashflow/Receivables"))
+            .flat_map(|r| {
+                let q = r.query.clone().unwrap_or_default();
+                (0..30).filter(move |i| q.contains(&format!("{}", 900_000 + i)))
+            })
+            .collect()
+    };
+    let mut covered = std::collections::BTreeSet::new();
+    let mut runs = 0;
+    let mut first_run = 0;
+    while covered.len() < 30 && runs < 12 {
+        let from = w.h.sandbox.requests().len();
+        let report = WebhookPaid.job(&app, "reconcile").await.unwrap();
+        let this = checked(from);
+        if runs == 0 {
+            first_run = this.len();
+            assert!(
+                report["connections_deferred"].as_u64().unwrap() > 0,
+                "{report}"
+            );
+        }
+        // A connection is begun only with a whole connection budget left: none is cut short.
+        assert!(
+            !report["skipped"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["reason"] == "incomplete"),
+            "{report}"
+        );
+        covered.extend(this);
+        runs += 1;
+    }
+    eprintln!(
+        "reconciliation of 31 connections on a driven clock: {first_run} checked per run, all covered in {runs} runs"
+    );
+    assert!(
+        first_run > 0 && first_run < 30,
+        "one run cannot cover all: {first_run}"
+    );
+    assert_eq!(
+        covered.len(),
+        30,
+        "consecutive runs cover everyone ({runs} runs)"
+    );
 }

@@ -19,6 +19,8 @@ async fn main() -> ExitCode {
     hostile::inputs::run(&mut table, &mut secrets).await;
     step("forged and replayed webhooks");
     hostile::webhooks::run(&mut table, &mut secrets).await;
+    step("tenants: shared administrations, reconnects, repeat events, credit notes");
+    hostile::tenants::run(&mut table, &mut secrets).await;
     step("16 token users on an expired token (memory)");
     hostile::concurrency::expired_token(&mut table, &mut secrets, false).await;
     step("16 token users on an expired token (moto)");

@@ -102,7 +102,7 @@ pub async fn day_of_refreshes(table: &mut Table, secrets: &mut Secrets) {
                 verdict,
             );
         }
-        (Err(e), _) | (_, Err(e)) => table.unavailable(case, "≤ 100", &e),
+        (Err(e), _) | (_, Err(e)) => table.not_measured(case, "≤ 100", &e),
     }
     secrets.collect(&w.h);
 }

@@ -8,8 +8,7 @@ use exact::CallStats;
 use mapping::{ConnectionId, Country, Division};
 use serde_json::{Value, json};
 use store::{
-    ConnectionRecord, ConnectionState, OAuthState, SettingsRecord, TokenRecord, TokenSlot,
-    WebhookSubscriptionRecord,
+    ConnectionRecord, ConnectionState, DivisionWebhooksRecord, OAuthState, SettingsRecord, TokenRecord, TokenSlot, WebhookSubscriptionRecord,
 };
 use url::Url;
 
@@ -290,7 +289,8 @@ async fn complete_connect(
             "storage_unavailable"
         })?;
 
-    // A reconnect to another administration: the old division's subscriptions and link go.
+    // A reconnect to another administration: the old division's link goes, and its subscriptions with it when no
+    // other connection is left on it.
     if let Some(prev) = &previous
         && prev.division != division
     {
@@ -300,17 +300,17 @@ async fn complete_connect(
             set.access_token.clone(),
             &stats,
         );
-        for s in &prev.webhook_subscriptions {
-            if let Err(e) = old.delete_webhook_subscription(s.id).await {
-                tracing::warn!(error = %e, topic = %s.topic, "removing an old subscription failed (left alone)");
-            }
-        }
-        if let Err(e) = app.state.unlink_division(prev.division, conn).await {
-            tracing::warn!(error = %e, "unlinking the old division failed");
+        if let Err(e) = leave_division(app, prev, Some(old)).await {
+            tracing::warn!(error = %e, "leaving the old division failed");
         }
     }
 
-    let subscriptions = subscribe(&client, public_base).await;
+    let subscriptions = join_division(app, division, conn, &client, public_base)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "linking the division failed");
+            "storage_unavailable"
+        })?;
     let record = ConnectionRecord {
         connection_id: conn.clone(),
         state: ConnectionState::Connected,
@@ -328,10 +328,6 @@ async fn complete_connect(
         token_slot,
         token_seq,
     };
-    app.state.link_division(division, conn).await.map_err(|e| {
-        tracing::error!(error = %e, "linking the division failed");
-        "storage_unavailable"
-    })?;
     app.state.put_connection(&record).await.map_err(|e| {
         tracing::error!(error = %e, "storing the connection failed");
         "storage_unavailable"
@@ -350,32 +346,263 @@ fn placeholder_division() -> Division {
     Division::new(1).unwrap_or_else(|_| unreachable!("1 is a valid division"))
 }
 
-/// Subscribes every topic (an existing subscription counts as done), then lists them once for their IDs.
-/// A topic that fails is logged and left out: the scheduled reconciliation still finds payments.
-async fn subscribe(
+// ---------------------------------------------------------------------------------------------------------------
+// Webhook subscriptions belong to the administration
+//
+// Exact allows one subscription per topic per division for the app (a second answers 500 "Data already exists"),
+// so every business unit connected to one administration shares them. They are kept in the division's item
+// (`DIV#{division}` / `WEBHOOKS`, beside the division links), made by the first connect, re-pointed when the
+// webhook URL (`PUBLIC_BASE_URL`) changed, and removed only when the last connection leaves the division. Every
+// change runs under the lease `webhooks#{division}` (a conditional write), so two connects at once never both
+// subscribe, and a connect never races the last disconnect.
+
+/// How long the division's subscription lease is held at most (a connect or disconnect takes a few calls).
+const WEBHOOKS_LEASE_TTL: Duration = Duration::from_secs(60);
+/// How long a connect or disconnect waits for another one on the same division.
+const WEBHOOKS_LEASE_WAIT: Duration = Duration::from_secs(8);
+
+fn webhooks_lease(division: Division) -> String {
+    format!("webhooks#{division}")
+}
+
+fn webhook_callback(public_base: &str) -> String {
+    format!("{}/exact/webhooks", public_base.trim_end_matches('/'))
+}
+
+/// Takes the division's subscription lease, waiting a little for a concurrent holder. `None`: not obtained.
+async fn take_webhooks_lease(app: &App, division: Division) -> Result<Option<String>, ApiError> {
+    let owner = uuid::Uuid::new_v4().to_string();
+    let until = app.now_ms() + i64::try_from(WEBHOOKS_LEASE_WAIT.as_millis()).unwrap_or(0);
+    loop {
+        if app
+            .state
+            .acquire(
+                &webhooks_lease(division),
+                &owner,
+                app.now(),
+                WEBHOOKS_LEASE_TTL,
+            )
+            .await
+            .map_err(from_store)?
+        {
+            return Ok(Some(owner));
+        }
+        if app.now_ms() >= until {
+            return Ok(None);
+        }
+        app.clock.sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn release_webhooks_lease(app: &App, division: Division, owner: &str) {
+    if let Err(e) = app.state.release(&webhooks_lease(division), owner).await {
+        tracing::warn!(error = %e, "releasing the subscription lease failed (it expires on its own)");
+    }
+}
+
+/// Links `conn` to `division` and makes sure the division's subscriptions exist and point at this deployment's
+/// webhook URL: no Exact call when they do. Answers the division's subscriptions.
+async fn join_division(
+    app: &App,
+    division: Division,
+    conn: &ConnectionId,
     client: &exact::ExactClient,
     public_base: &str,
-) -> Vec<WebhookSubscriptionRecord> {
-    let callback = format!("{}/exact/webhooks", public_base.trim_end_matches('/'));
+) -> Result<Vec<WebhookSubscriptionRecord>, ApiError> {
+    app.state
+        .link_division(division, conn)
+        .await
+        .map_err(from_store)?;
+    let callback = webhook_callback(public_base);
+    let Some(owner) = take_webhooks_lease(app, division).await? else {
+        // Another connect or disconnect of this division is still busy: it does the subscribing; the
+        // reconciliation covers any gap.
+        tracing::warn!(%division, "subscription lease busy; subscriptions left to the holder");
+        let known = app
+            .state
+            .get_division_webhooks(division)
+            .await
+            .map_err(from_store)?;
+        return Ok(known.map(|k| k.subscriptions).unwrap_or_default());
+    };
+    let result = async {
+        let known = app
+            .state
+            .get_division_webhooks(division)
+            .await
+            .map_err(from_store)?;
+        if let Some(k) = &known
+            && k.callback_url == callback
+            && !k.subscriptions.is_empty()
+        {
+            return Ok(k.subscriptions.clone());
+        }
+        if let Some(k) = &known {
+            // The webhook URL changed (or nothing was recorded): re-point, delete then create.
+            for s in &k.subscriptions {
+                if let Err(e) = client.delete_webhook_subscription(s.id).await {
+                    tracing::warn!(topic = %s.topic, error = %e, "removing an outdated subscription failed");
+                }
+            }
+        }
+        let subscriptions = subscribe(client, &callback).await;
+        app.state
+            .put_division_webhooks(&DivisionWebhooksRecord {
+                division,
+                callback_url: callback.clone(),
+                subscriptions: subscriptions.clone(),
+                updated_at: app.now(),
+            })
+            .await
+            .map_err(from_store)?;
+        Ok(subscriptions)
+    }
+    .await;
+    release_webhooks_lease(app, division, &owner).await;
+    result
+}
+
+/// Unlinks `c` from its division; when no other connection is left on it, deletes the division's subscriptions
+/// in Exact (with `client`, or a client from the connection's own tokens). Subscriptions that could not be
+/// deleted stay recorded, so the next connect on the division still knows them. Only storage failures are errors;
+/// Exact's are logged (best effort).
+async fn leave_division(
+    app: &App,
+    c: &ConnectionRecord,
+    client: Option<exact::ExactClient>,
+) -> Result<(), ApiError> {
+    let division = c.division;
+    let owner = take_webhooks_lease(app, division).await?;
+    let result = async {
+        app.state
+            .unlink_division(division, &c.connection_id)
+            .await
+            .map_err(from_store)?;
+        let others = app
+            .state
+            .connections_for_division(division)
+            .await
+            .map_err(from_store)?;
+        if !others.is_empty() {
+            tracing::info!(%division, others = others.len(), "other connections on the division keep its subscriptions");
+            return Ok(());
+        }
+        if owner.is_none() {
+            // A connect on this division is running: it keeps the subscriptions.
+            return Ok(());
+        }
+        let known = app
+            .state
+            .get_division_webhooks(division)
+            .await
+            .map_err(from_store)?;
+        // Connections made before the division item existed kept the subscriptions on their own record.
+        let subs = known
+            .map(|k| k.subscriptions)
+            .unwrap_or_else(|| c.webhook_subscriptions.clone());
+        if subs.is_empty() {
+            return app
+                .state
+                .delete_division_webhooks(division)
+                .await
+                .map_err(from_store);
+        }
+        let client = match client {
+            Some(cl) => cl,
+            None => {
+                let stats = CallStats::new();
+                match ensure_tokens(app, c, Want::Usable, &stats, request_deadline(app)).await {
+                    Ok(t) => app.exact_client(c.country, division, t.access_token, &stats),
+                    Err(e) => {
+                        // Kept on record: a later connect on the division re-uses or re-points them.
+                        tracing::warn!(error = %e, "no usable token to remove the division's webhook subscriptions (best effort)");
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        let mut left = Vec::new();
+        for s in subs {
+            if let Err(e) = client.delete_webhook_subscription(s.id).await {
+                tracing::warn!(topic = %s.topic, error = %e, "removing a webhook subscription failed (kept on record)");
+                left.push(s);
+            }
+        }
+        if left.is_empty() {
+            app.state
+                .delete_division_webhooks(division)
+                .await
+                .map_err(from_store)
+        } else {
+            let callback = app
+                .state
+                .get_division_webhooks(division)
+                .await
+                .map_err(from_store)?
+                .map(|k| k.callback_url)
+                .unwrap_or_default();
+            app.state
+                .put_division_webhooks(&DivisionWebhooksRecord {
+                    division,
+                    callback_url: callback,
+                    subscriptions: left,
+                    updated_at: app.now(),
+                })
+                .await
+                .map_err(from_store)
+        }
+    }
+    .await;
+    if let Some(owner) = owner {
+        release_webhooks_lease(app, division, &owner).await;
+    }
+    result
+}
+
+/// Subscribes every topic (an existing subscription counts as done), then lists them once for their IDs. A topic
+/// held by a subscription to another URL (made before the division item existed) is deleted and made again.
+/// A topic that fails is logged and left out: the scheduled reconciliation still finds payments.
+async fn subscribe(client: &exact::ExactClient, callback: &str) -> Vec<WebhookSubscriptionRecord> {
     for topic in WEBHOOK_TOPICS {
-        if let Err(e) = client.create_webhook_subscription(topic, &callback).await {
+        if let Err(e) = client.create_webhook_subscription(topic, callback).await {
             tracing::warn!(topic, error = %e, "webhook subscription failed; reconciliation will cover it");
         }
     }
-    match client.list_webhook_subscriptions().await {
-        Ok(list) => list
-            .into_iter()
-            .filter(|s| s.callback_url == callback)
-            .map(|s| WebhookSubscriptionRecord {
-                id: s.id,
-                topic: s.topic,
-            })
-            .collect(),
+    let ours = |t: &str| WEBHOOK_TOPICS.iter().any(|w| w.eq_ignore_ascii_case(t));
+    let mut list = match client.list_webhook_subscriptions().await {
+        Ok(list) => list,
         Err(e) => {
             tracing::warn!(error = %e, "listing webhook subscriptions failed");
-            Vec::new()
+            return Vec::new();
+        }
+    };
+    let stale: Vec<_> = list
+        .iter()
+        .filter(|s| s.callback_url != callback && ours(&s.topic))
+        .cloned()
+        .collect();
+    if !stale.is_empty() {
+        for s in &stale {
+            if let Err(e) = client.delete_webhook_subscription(s.id).await {
+                tracing::warn!(topic = %s.topic, error = %e, "removing a subscription to another URL failed");
+                continue;
+            }
+            if let Err(e) = client.create_webhook_subscription(&s.topic, callback).await {
+                tracing::warn!(topic = %s.topic, error = %e, "webhook subscription failed; reconciliation will cover it");
+            }
+        }
+        match client.list_webhook_subscriptions().await {
+            Ok(l) => list = l,
+            Err(e) => tracing::warn!(error = %e, "listing webhook subscriptions failed"),
         }
     }
+    list.into_iter()
+        .filter(|s| s.callback_url == callback)
+        .map(|s| WebhookSubscriptionRecord {
+            id: s.id,
+            topic: s.topic,
+        })
+        .collect()
 }
 
 fn settings_json(s: &SettingsRecord, division: Division) -> Value {
@@ -435,22 +662,8 @@ pub async fn disconnect(app: &App, conn: &ConnectionId) -> Result<Value, ApiErro
     let Some(mut c) = app.state.get_connection(conn).await.map_err(from_store)? else {
         return Err(unknown_connection());
     };
-    if !c.webhook_subscriptions.is_empty() {
-        let stats = CallStats::new();
-        match ensure_tokens(app, &c, Want::Usable, &stats, request_deadline(app)).await {
-            Ok(t) => {
-                let client = app.exact_client(c.country, c.division, t.access_token, &stats);
-                for s in &c.webhook_subscriptions {
-                    if let Err(e) = client.delete_webhook_subscription(s.id).await {
-                        tracing::warn!(topic = %s.topic, error = %e, "removing a webhook subscription failed (best effort)");
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "no usable token to remove webhook subscriptions (best effort)");
-            }
-        }
-    }
+    // The division's subscriptions go only with the last connection on it (best effort in Exact).
+    leave_division(app, &c, None).await?;
     app.tokens.delete(conn).await.map_err(from_store)?;
     let now = app.now();
     c.state = ConnectionState::Disconnected;
@@ -458,10 +671,6 @@ pub async fn disconnect(app: &App, conn: &ConnectionId) -> Result<Value, ApiErro
     c.needs_reconnect_reason = None;
     c.updated_at = now;
     app.state.put_connection(&c).await.map_err(from_store)?;
-    app.state
-        .unlink_division(c.division, conn)
-        .await
-        .map_err(from_store)?;
     tracing::info!(connection_id = %conn, "disconnected");
     Ok(status_json(&c, None))
 }

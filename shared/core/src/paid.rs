@@ -20,7 +20,16 @@
 //!   "paid, not notified" until the PSA answers 2xx, and every later run retries it.
 //! - **Reconciliation** (scheduled, every 30 minutes): the same check for every connection with open invoices,
 //!   within [`RECONCILE_DAILY_SHARE_PERCENT`] of the division's daily budget spread over the day's runs, never
-//!   below the [`RECONCILE_RESERVE_PERCENT`] reserve the pushes need, and stopping at a 429.
+//!   below the [`RECONCILE_RESERVE_PERCENT`] reserve the pushes need, and stopping at a 429. A connection is only
+//!   begun when a whole [`RECONCILE_CONNECTION_BUDGET`] is left; the run then stops and the next one resumes after
+//!   the last connection finished (a cursor in the table), so every connection gets its turn.
+//! - **Scoped to the administration**: only invoices pushed to the connection's current division are checked;
+//!   after a reconnect to another administration the former one's open invoices are shown as
+//!   `former_administration` and never matched against the new administration's receivables.
+//! - **Credited is not paid** (see [`classify`]): an invoice settled by one of our own credit notes becomes
+//!   `credited` and the PSA gets `invoice.credited`; `invoice.paid` is for payments.
+//! - **Dedupe on the event's bytes**: Exact sends `Update` with the same `Key` for every change, so a delivery is
+//!   a duplicate only when its `Content` bytes (which carry `EventCreatedOn`) were seen within [`DEDUPE_WINDOW`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,8 +46,8 @@ use mapping::{ConnectionId, Division, ExactGuid};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::Sha256;
-use store::{ConnectionState, InvoiceRecord, InvoiceState};
+use sha2::{Digest, Sha256};
+use store::{ConnectionRecord, ConnectionState, InvoiceRecord, InvoiceState};
 use subtle::ConstantTimeEq;
 
 use crate::app::App;
@@ -50,11 +59,11 @@ use crate::tokens::{self, Session};
 /// Exact's callback timeout is unknown (§6.4); a few seconds keeps it well clear, and what is left over is done by
 /// the next event or the reconciliation.
 pub const WEBHOOK_BUDGET: Duration = Duration::from_secs(4);
-/// How long the same (division, topic, key, action) counts as a duplicate delivery.
+/// How long the same `Content` bytes (SHA-256) count as a duplicate delivery (Exact's retries of one event).
 pub const DEDUPE_WINDOW: Duration = Duration::from_secs(10 * 60);
 /// The whole reconciliation run (the function times out at 29 s).
 pub const RECONCILE_BUDGET: Duration = Duration::from_secs(24);
-/// One connection's share of a reconciliation run.
+/// One connection's share of a reconciliation run: a connection is only begun when this much is left.
 pub const RECONCILE_CONNECTION_BUDGET: Duration = Duration::from_secs(10);
 /// The share of a division's daily call budget that all reconciliation runs of a day may use together.
 pub const RECONCILE_DAILY_SHARE_PERCENT: u64 = 20;
@@ -70,6 +79,13 @@ pub const INVOICES_PER_QUERY: usize = 25;
 pub const SCAN_PAGES: usize = 5;
 /// Open rows of unknown invoices looked up in the store per check (to see whether they are ours and paid).
 pub const MAX_LOOKUPS: usize = 100;
+/// The largest webhook body accepted (413 above it, before the HashCode is computed). Exact's deliveries are
+/// well under 1 KB.
+pub const MAX_WEBHOOK_BODY: usize = 64 * 1024;
+/// The cursor where the next reconciliation run resumes (the last connection id a run finished).
+pub const RECONCILE_CURSOR: &str = "reconcile";
+/// The state `GET /connections/{id}/invoices/{invoice_id}` shows for an open invoice of a former administration.
+pub const FORMER_ADMINISTRATION: &str = "former_administration";
 /// The PSA callback: attempts per invoice and run, and the timeout of each.
 pub const NOTIFY_ATTEMPTS: u32 = 3;
 pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(3);
@@ -85,6 +101,8 @@ const INVOICE_TOPIC: &str = "SalesInvoices";
 /// Only what the check reads.
 const RECEIVABLE_SELECT: &[&str] = &[
     "ID",
+    "Account",
+    "AmountDC",
     "InvoiceNumber",
     "Journal",
     "IsFullyPaid",
@@ -232,6 +250,16 @@ fn outcome(outcome: &str) -> Value {
 /// a failed check is redone by the next event or the reconciliation), except when the store cannot even say which
 /// connections the division has (503: nothing was recorded, so Exact's retry is useful).
 pub async fn webhook(app: &App, body: &[u8]) -> Result<Value, ApiError> {
+    if body.len() > MAX_WEBHOOK_BODY {
+        return Err(ApiError::new(
+            413,
+            "payload_too_large",
+            format!(
+                "the webhook body is larger than {} KB; Exact's deliveries are far smaller",
+                MAX_WEBHOOK_BODY / 1024
+            ),
+        ));
+    }
     let content =
         verify_delivery(body, &app.secret.exact_webhook_secret).ok_or_else(invalid_signature)?;
     let started = app.now_ms();
@@ -265,12 +293,9 @@ pub async fn webhook(app: &App, body: &[u8]) -> Result<Value, ApiError> {
         tracing::info!(%division, topic = %ev.topic, "webhook for a division without connections; ignored");
         return Ok(outcome("ignored"));
     }
-    let dedupe_key = format!(
-        "wh#{division}#{}#{}#{}",
-        ev.topic.to_ascii_lowercase(),
-        ev.key.trim().to_ascii_lowercase(),
-        ev.action.to_ascii_lowercase()
-    );
+    // Exact sends `Update` with the same Key for a create and for every later change, and no event id: only the
+    // exact bytes (with their `EventCreatedOn`) tell a retry of one event from the next change.
+    let dedupe_key = format!("wh#{}", hex::encode(Sha256::digest(content)));
     if !app
         .state
         .first_seen(&dedupe_key, app.now(), DEDUPE_WINDOW)
@@ -283,8 +308,8 @@ pub async fn webhook(app: &App, body: &[u8]) -> Result<Value, ApiError> {
     let mut results = Vec::with_capacity(conns.len());
     for conn in &conns {
         let r = match kind {
-            Topic::Invoice => invoice_event(app, conn, &ev, deadline).await,
-            _ => single_flight(app, conn, Mode::Webhook, deadline, None)
+            Topic::Invoice => invoice_event(app, conn, division, &ev, deadline).await,
+            _ => single_flight(app, conn, division, Mode::Webhook, deadline, None)
                 .await
                 .map(|o| o.label()),
         };
@@ -311,6 +336,7 @@ pub async fn webhook(app: &App, body: &[u8]) -> Result<Value, ApiError> {
 async fn invoice_event(
     app: &App,
     conn: &ConnectionId,
+    division: Division,
     ev: &Content,
     deadline: i64,
 ) -> Result<&'static str, ApiError> {
@@ -329,7 +355,9 @@ async fn invoice_event(
     else {
         return Ok("ignored");
     };
-    if rec.state != InvoiceState::Created && rec.exact_invoice_number.is_some() {
+    if (rec.state != InvoiceState::Created && rec.exact_invoice_number.is_some())
+        || !in_division(&rec, division)
+    {
         return Ok("ignored");
     }
     let session = exact_session(app, conn, deadline).await?;
@@ -456,6 +484,7 @@ fn left_ms(app: &App, deadline: i64) -> i64 {
 async fn single_flight(
     app: &App,
     conn: &ConnectionId,
+    division: Division,
     mode: Mode,
     deadline: i64,
     max_calls: Option<u64>,
@@ -465,7 +494,7 @@ async fn single_flight(
     set_flag(app, conn).await?;
     let lease = check_lease_name(conn);
     let owner = uuid::Uuid::new_v4().to_string();
-    let mut run = Run::new(app, conn, mode, deadline, max_calls);
+    let mut run = Run::new(app, conn, division, mode, deadline, max_calls);
     let mut owed = false;
     loop {
         let ttl = Duration::from_millis(u64::try_from(left_ms(app, deadline).max(0)).unwrap_or(0))
@@ -508,6 +537,8 @@ async fn single_flight(
 struct Run<'a> {
     app: &'a App,
     conn: &'a ConnectionId,
+    /// The connection's current administration: only its invoices are checked.
+    division: Division,
     mode: Mode,
     deadline: i64,
     max_calls: Option<u64>,
@@ -519,6 +550,7 @@ impl<'a> Run<'a> {
     fn new(
         app: &'a App,
         conn: &'a ConnectionId,
+        division: Division,
         mode: Mode,
         deadline: i64,
         max_calls: Option<u64>,
@@ -526,6 +558,7 @@ impl<'a> Run<'a> {
         Run {
             app,
             conn,
+            division,
             mode,
             deadline,
             max_calls,
@@ -594,8 +627,23 @@ impl<'a> Run<'a> {
         if self.mode == Mode::Reconcile {
             self.learn_numbers().await?;
         }
-        let open = app.state.open_invoices(conn).await.map_err(from_store)?;
-        let unnotified = app.state.paid_unnotified(conn).await.map_err(from_store)?;
+        let here = |r: &InvoiceRecord| in_division(r, self.division);
+        let open: Vec<InvoiceRecord> = app
+            .state
+            .open_invoices(conn)
+            .await
+            .map_err(from_store)?
+            .into_iter()
+            .filter(here)
+            .collect();
+        let unnotified: Vec<InvoiceRecord> = app
+            .state
+            .paid_unnotified(conn)
+            .await
+            .map_err(from_store)?
+            .into_iter()
+            .filter(here)
+            .collect();
         self.report.invoices_checked += open.len();
         let mut settings_journal = None;
         if self.mode == Mode::Webhook || open.iter().any(|r| r.journal_code.is_none()) {
@@ -658,31 +706,42 @@ impl<'a> Run<'a> {
         let Some((rows, complete)) = self.read_receivables(&scan, SCAN_PAGES).await? else {
             return Ok(());
         };
+        // Every invoice whose rows were all read, and those rows: settled together, so an invoice and the credit
+        // note of ours that settled it are judged side by side whichever query found them.
+        let mut decided: Vec<InvoiceRecord> = Vec::new();
+        let mut known: Vec<Receivable> = rows.clone();
         if complete {
-            self.settle(first, &rows).await?;
-        } else {
-            self.settle_targeted(journal, first).await?;
+            decided.extend_from_slice(first);
+        } else if let Some(more) = self.targeted(journal, first).await? {
+            decided.extend_from_slice(first);
+            known.extend(more);
         }
         for chunk in chunks {
-            self.settle_targeted(journal, chunk).await?;
+            if let Some(more) = self.targeted(journal, chunk).await? {
+                decided.extend_from_slice(chunk);
+                known.extend(more);
+            }
         }
+        let mut seen = HashSet::new();
+        known.retain(|r| seen.insert(r.id));
+        self.settle(&decided, &known).await?;
         self.reopen(&rows, paid_here, all_open).await
     }
 
-    /// The rows of only these invoices, then settles them.
-    async fn settle_targeted(
+    /// Every row of only these invoices; `None` when they could not all be read.
+    async fn targeted(
         &mut self,
         journal: &str,
         invoices: &[InvoiceRecord],
-    ) -> Result<(), ApiError> {
+    ) -> Result<Option<Vec<Receivable>>, ApiError> {
         let Some(numbers) = numbers_filter(invoices) else {
-            return Ok(());
+            return Ok(None);
         };
         let f = Filter::eq("Journal", Lit::Str(journal)).and(numbers);
         // Our invoices have a few rows each: one page nearly always, never more than a handful.
         match self.read_receivables(&f, usize::MAX).await? {
-            Some((rows, true)) => self.settle(invoices, &rows).await,
-            _ => Ok(()),
+            Some((rows, true)) => Ok(Some(rows)),
+            _ => Ok(None),
         }
     }
 
@@ -726,12 +785,13 @@ impl<'a> Run<'a> {
         Ok(Some((rows, true)))
     }
 
-    /// Marks paid every invoice whose rows (all of them read) are all settled.
+    /// Marks paid (or credited, see [`classify`]) every invoice whose rows (all of them read) are all settled.
     async fn settle(
         &mut self,
         invoices: &[InvoiceRecord],
         rows: &[Receivable],
     ) -> Result<(), ApiError> {
+        let mut settled = Vec::new();
         for inv in invoices {
             let Some(number) = inv.exact_invoice_number else {
                 continue;
@@ -741,17 +801,34 @@ impl<'a> Run<'a> {
                 .filter(|r| r.invoice_number == Some(number))
                 .collect();
             if let Settlement::Paid { at } = settlement(&mine) {
-                let now = self.app.now();
-                if self
+                settled.push(SettledInvoice {
+                    invoice_id: inv.invoice_id.clone(),
+                    number,
+                    amount: mine.iter().filter_map(|r| r.amount_dc).sum(),
+                    account: mine.iter().find_map(|r| r.account),
+                    at,
+                });
+            }
+        }
+        for (s, how) in classify(&settled) {
+            let now = self.app.now();
+            let at = s.at.unwrap_or(now);
+            let changed = match how {
+                How::Paid => self.app.state.mark_paid(self.conn, &s.invoice_id, at, now),
+                How::Credited => self
                     .app
                     .state
-                    .mark_paid(self.conn, &inv.invoice_id, at.unwrap_or(now), now)
-                    .await
-                    .map_err(from_store)?
-                {
-                    tracing::info!(connection_id = %self.conn, invoice_id = %inv.invoice_id, "invoice paid in Exact");
-                    self.report.paid.push(inv.invoice_id.clone());
-                }
+                    .mark_credited(self.conn, &s.invoice_id, at, now),
+            }
+            .await
+            .map_err(from_store)?;
+            if changed {
+                let what = match how {
+                    How::Paid => "invoice paid in Exact",
+                    How::Credited => "invoice settled by our credit note in Exact",
+                };
+                tracing::info!(connection_id = %self.conn, invoice_id = %s.invoice_id, "{what}");
+                self.report.paid.push(s.invoice_id.clone());
             }
         }
         Ok(())
@@ -808,7 +885,9 @@ impl<'a> Run<'a> {
                 .await
                 .map_err(from_store)?
             {
-                Some(rec) if rec.state == InvoiceState::Paid => reopen.push(rec.invoice_id),
+                Some(rec) if rec.state.is_settled() && in_division(&rec, self.division) => {
+                    reopen.push(rec.invoice_id)
+                }
                 Some(_) => {}
                 None => remember_foreign(self.conn, id),
             }
@@ -840,7 +919,11 @@ impl<'a> Run<'a> {
             .map_err(from_store)?;
         let waiting: Vec<&InvoiceRecord> = open
             .iter()
-            .filter(|r| r.state == InvoiceState::Created && r.exact_invoice_id.is_some())
+            .filter(|r| {
+                r.state == InvoiceState::Created
+                    && r.exact_invoice_id.is_some()
+                    && in_division(r, self.division)
+            })
             .collect();
         for chunk in waiting.chunks(INVOICES_PER_QUERY) {
             let Some(f) = Filter::any_of(
@@ -927,6 +1010,78 @@ fn settlement(rows: &[&Receivable]) -> Settlement {
     }
 }
 
+/// Whether an invoice record belongs to `division` (the connection's current administration). Every record a
+/// push created carries its division (saved before Exact is called); a record without one predates that and is
+/// taken as the current administration's.
+fn in_division(r: &InvoiceRecord, division: Division) -> bool {
+    r.division.is_none_or(|d| d == division)
+}
+
+/// What `GET /connections/{id}/invoices/{invoice_id}` shows as the state: an invoice still open in an
+/// administration the connection no longer points at is `former_administration` (its payment is not followed
+/// any more; it is never reported paid from another administration's data).
+pub fn shown_state(r: &InvoiceRecord, conn: &ConnectionRecord) -> &'static str {
+    let open = matches!(r.state, InvoiceState::Created | InvoiceState::Sent);
+    if open && !in_division(r, conn.division) {
+        FORMER_ADMINISTRATION
+    } else {
+        r.state.as_str()
+    }
+}
+
+/// An invoice of ours whose receivable rows are all settled, with what the rows say.
+#[derive(Debug, Clone, PartialEq)]
+struct SettledInvoice {
+    invoice_id: String,
+    number: i64,
+    /// The sum of its rows' `AmountDC`: negative for a credit note.
+    amount: f64,
+    account: Option<ExactGuid>,
+    at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum How {
+    Paid,
+    Credited,
+}
+
+/// Tells a payment from a credit-note settlement, from the receivable rows the check already read (no extra
+/// Exact call).
+///
+/// The rule: a settled record of ours whose rows sum to a negative `AmountDC` is one of our credit notes (Type
+/// 8021, pushed through the connector): it is `credited` (used up). A settled invoice is `credited` when our
+/// credit notes on the same Exact account, settled in the same check (Exact matches both sides at once), cover
+/// its whole amount; the credit is shared out over the invoices in number order. Otherwise it is `paid`.
+///
+/// Limits: a credit note made in Exact by hand (not pushed through the connector) is not ours, so an invoice it
+/// settles is reported `paid`; an invoice settled partly by a payment and partly by our credit note is `paid`
+/// (money came in); a credit note booked in another journal than the invoice is not seen beside it (`paid`).
+fn classify(settled: &[SettledInvoice]) -> Vec<(&SettledInvoice, How)> {
+    const CENT: f64 = 0.005;
+    let mut credit: HashMap<Option<ExactGuid>, f64> = HashMap::new();
+    for s in settled.iter().filter(|s| s.amount < -CENT) {
+        *credit.entry(s.account).or_default() += -s.amount;
+    }
+    let mut ordered: Vec<&SettledInvoice> = settled.iter().collect();
+    ordered.sort_by_key(|s| s.number);
+    ordered
+        .into_iter()
+        .map(|s| {
+            if s.amount < -CENT {
+                return (s, How::Credited);
+            }
+            match credit.get_mut(&s.account) {
+                Some(left) if s.amount > CENT && *left + CENT >= s.amount => {
+                    *left -= s.amount;
+                    (s, How::Credited)
+                }
+                _ => (s, How::Paid),
+            }
+        })
+        .collect()
+}
+
 /// Transaction entries known not to be ours, per connection (a warm function skips their store lookups).
 static FOREIGN: LazyLock<Mutex<HashSet<(String, ExactGuid)>>> =
     LazyLock::new(|| Mutex::new(HashSet::new()));
@@ -968,7 +1123,11 @@ pub struct PaidNotification<'a> {
 impl<'a> PaidNotification<'a> {
     pub fn of(rec: &'a InvoiceRecord) -> Self {
         PaidNotification {
-            kind: "invoice.paid",
+            kind: if rec.state == InvoiceState::Credited {
+                "invoice.credited"
+            } else {
+                "invoice.paid"
+            },
             connection_id: rec.connection_id.as_str(),
             invoice_id: &rec.invoice_id,
             reference: rec.reference.as_deref(),
@@ -1141,41 +1300,90 @@ pub fn reconcile_call_budget(app: &App, division: Division) -> u64 {
 pub async fn reconcile(app: &App) -> Result<Value, ApiError> {
     let started = app.now_ms();
     let run_deadline = started + ms(RECONCILE_BUDGET);
-    let all = app.state.list_connections().await.map_err(from_store)?;
+    let mut all: Vec<ConnectionRecord> = app
+        .state
+        .list_connections()
+        .await
+        .map_err(from_store)?
+        .into_iter()
+        .filter(|c| c.state == ConnectionState::Connected)
+        .collect();
+    all.sort_by(|a, b| a.connection_id.as_str().cmp(b.connection_id.as_str()));
+    // Resume after the connection the last run finished, wrapping round: a run that cannot cover everyone
+    // leaves the rest to the next one instead of starving the tail.
+    let cursor = app
+        .state
+        .get_job_cursor(RECONCILE_CURSOR)
+        .await
+        .map_err(from_store)?;
+    if let Some(after) = cursor.as_deref() {
+        let start = all
+            .iter()
+            .position(|c| c.connection_id.as_str() > after)
+            .unwrap_or(0);
+        all.rotate_left(start);
+    }
+    let mut last_done: Option<String> = None;
+    // Once a connection is left unfinished (no budget, incomplete), the cursor stays before it.
+    let mut stalled = false;
+    let mut deferred = 0usize;
     let mut used: HashMap<Division, u64> = HashMap::new();
     let mut rate_limited: HashSet<Division> = HashSet::new();
     let (mut checked, mut paid, mut reopened, mut numbered, mut notified) =
         (0usize, Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut invoices_checked, mut notify_failed, mut exact_calls) = (0usize, 0usize, 0u64);
     let (mut failures, mut skipped) = (Vec::new(), Vec::new());
-    for c in all.iter().filter(|c| c.state == ConnectionState::Connected) {
+    for (i, c) in all.iter().enumerate() {
         let conn = &c.connection_id;
-        let open = app.state.open_invoices(conn).await.map_err(from_store)?;
+        // Never begin a connection the run cannot finish: stop here, the next run resumes with it.
+        if left_ms(app, run_deadline) < ms(RECONCILE_CONNECTION_BUDGET) {
+            deferred = all.len() - i;
+            break;
+        }
+        let open: Vec<InvoiceRecord> = app
+            .state
+            .open_invoices(conn)
+            .await
+            .map_err(from_store)?
+            .into_iter()
+            .filter(|r| in_division(r, c.division))
+            .collect();
         let unnotified = app.state.paid_unnotified(conn).await.map_err(from_store)?;
         if open.is_empty() && unnotified.is_empty() {
+            if !stalled {
+                last_done = Some(conn.as_str().to_owned());
+            }
             continue;
         }
         let skip = |why: &str| json!({"connection_id": conn.as_str(), "reason": why});
-        if left_ms(app, run_deadline) < ms(Duration::from_secs(2)) {
-            skipped.push(skip("out_of_time"));
-            continue;
-        }
         let budget = if rate_limited.contains(&c.division) {
             0
         } else {
             reconcile_call_budget(app, c.division)
                 .saturating_sub(used.get(&c.division).copied().unwrap_or(0))
         };
+        // Whether this connection got all it needed; the cursor never moves past one that did not.
+        let mut finished = true;
         if budget == 0 && !open.is_empty() && unnotified.is_empty() {
             skipped.push(skip("rate_limit_budget"));
+            stalled = true;
             continue;
         }
         let deadline = run_deadline.min(app.now_ms() + ms(RECONCILE_CONNECTION_BUDGET));
         let result = if open.is_empty() || budget == 0 {
             // Nothing to ask Exact (or no budget for it): only the notifications.
+            finished = open.is_empty();
             notify_only(app, conn, deadline).await
         } else {
-            single_flight(app, conn, Mode::Reconcile, deadline, Some(budget)).await
+            single_flight(
+                app,
+                conn,
+                c.division,
+                Mode::Reconcile,
+                deadline,
+                Some(budget),
+            )
+            .await
         };
         match result {
             Ok(r) if r.busy => skipped.push(skip("busy")),
@@ -1191,11 +1399,13 @@ pub async fn reconcile(app: &App) -> Result<Value, ApiError> {
                 notified.extend(r.notified);
                 if r.incomplete {
                     skipped.push(skip("incomplete"));
+                    finished = false;
                 }
             }
             Err(e) => {
                 if e.status == 429 {
                     rate_limited.insert(c.division);
+                    finished = false;
                 }
                 tracing::warn!(connection_id = %conn, error = %e, "reconciliation of a connection failed");
                 failures.push(
@@ -1203,9 +1413,27 @@ pub async fn reconcile(app: &App) -> Result<Value, ApiError> {
                 );
             }
         }
+        stalled |= !finished;
+        if !stalled {
+            last_done = Some(conn.as_str().to_owned());
+        }
+    }
+    if let Some(id) = &last_done
+        && let Err(e) = app.state.put_job_cursor(RECONCILE_CURSOR, Some(id)).await
+    {
+        tracing::warn!(error = %e, "saving the reconciliation cursor failed (the next run starts over)");
+    }
+    if deferred > 0 {
+        tracing::info!(
+            deferred,
+            "reconciliation out of time; the next run resumes after the last connection finished"
+        );
     }
     let report = json!({
         "job": "reconcile",
+        "connections": all.len(),
+        "connections_deferred": deferred,
+        "resume_after": last_done,
         "connections_checked": checked,
         "invoices_checked": invoices_checked,
         "invoices_paid": paid,

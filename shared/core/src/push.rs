@@ -132,7 +132,8 @@ pub async fn invoice_state(
     conn: &ConnectionId,
     invoice_id: &str,
 ) -> Result<Value, ApiError> {
-    app.state
+    let connection = app
+        .state
         .get_connection(conn)
         .await
         .map_err(from_store)?
@@ -152,7 +153,12 @@ pub async fn invoice_state(
         .await
         .map_err(from_store)?
         .ok_or_else(unknown)?;
-    Ok(state_json(&r))
+    let mut v = state_json(&r);
+    // An open invoice of an administration the connection left: a state of its own (see `crate::paid`).
+    let shown = crate::paid::shown_state(&r, &connection);
+    v["state"] = shown.into();
+    v["status"] = shown.into();
+    Ok(v)
 }
 
 /// `state` is the documented field (`docs/openapi.json`); `status` repeats it in the push answer's vocabulary.

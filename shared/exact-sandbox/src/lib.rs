@@ -50,6 +50,10 @@
 //! * Unknown or reused authorization code: 400 `invalid_grant`; unknown refresh token: 400 `invalid_grant`.
 //! * Webhook callback URLs must be `https`, or `http` on a loopback host (a sandbox concession for local receivers).
 //! * Business-validation errors answer 400; "Data already exists" and callback validation failures answer 500.
+//! * One webhook subscription per topic per division for the app, whatever the callback URL: a second answers 500
+//!   "Data already exists".
+//! * A credit note settles an invoice ([`Sandbox::settle_with_credit_note`]) by matching both receivables
+//!   (`Status` 50, `IsFullyPaid`), with no bank entry, no `LastPaymentDate` and no webhook.
 //! * `current/Me` is charged (rate limit, `api_calls`, `RecordedRequest::division`) to the user's current division.
 //! * Partial payments split receivable rows (see [`world::Receivable`]).
 //! * Only the processing of an invoice queues a `SalesInvoices` webhook (not its creation).
@@ -338,6 +342,19 @@ impl Sandbox {
     /// `Status` 50, `LastPaymentDate`. Queues a signed `BankEntries` webhook (Action `Update`) per subscription.
     pub fn pay_invoice(&self, division: u32, invoice_id: &str, amount: f64) -> Result<(), String> {
         payments::pay_invoice(&self.inner, division, invoice_id, amount)
+    }
+
+    /// Settle a processed invoice with a processed credit note (Type 8021) of the same account, as Exact's
+    /// matching does: the credit note's receivable and as much of the invoice's as it covers become matched
+    /// (`Status` 50, `IsFullyPaid`; a partial match splits the invoice's row). No bank entry, no
+    /// `LastPaymentDate`, no webhook (the reconciliation finds it).
+    pub fn settle_with_credit_note(
+        &self,
+        division: u32,
+        invoice_id: &str,
+        credit_note_id: &str,
+    ) -> Result<(), String> {
+        payments::settle_with_credit_note(&self.inner, division, invoice_id, credit_note_id)
     }
 
     /// Undo all payments of an invoice: its receivable is open again; queues a `BankEntries` webhook.

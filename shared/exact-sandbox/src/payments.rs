@@ -192,3 +192,96 @@ pub(crate) fn reverse_payments(
     );
     Ok(())
 }
+
+pub(crate) fn settle_with_credit_note(
+    inner: &Inner,
+    division: u32,
+    invoice_id: &str,
+    credit_note_id: &str,
+) -> Result<(), String> {
+    let invoice_id = parse_id(invoice_id)?;
+    let credit_id = parse_id(credit_note_id)?;
+    let now = inner.clock.now_ms();
+    let mut world = inner.world();
+    let d = world
+        .divisions
+        .get_mut(&division)
+        .ok_or_else(|| format!("no division {division}"))?;
+    let note = d
+        .sales_invoices
+        .iter()
+        .find(|i| i.invoice_id == credit_id)
+        .ok_or_else(|| format!("no credit note {credit_id} in division {division}"))?;
+    if note.invoice_type != 8021 {
+        return Err(format!("{credit_id} is not a credit note (Type 8021)"));
+    }
+    let open_rows = |d: &crate::world::Division, id: Uuid| -> Vec<usize> {
+        d.receivables
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.transaction_entry_id == id && !r.is_fully_paid)
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let credit_rows = open_rows(d, credit_id);
+    let invoice_rows = open_rows(d, invoice_id);
+    if credit_rows.is_empty() {
+        return Err(format!("credit note {credit_id} has no open receivable"));
+    }
+    if invoice_rows.is_empty() {
+        return Err(format!("invoice {invoice_id} has no open receivable"));
+    }
+    let same_account = |rows: &[usize]| d.receivables[rows[0]].account;
+    if same_account(&credit_rows) != same_account(&invoice_rows) {
+        return Err("the credit note and the invoice belong to different accounts".into());
+    }
+    let credit = round2(
+        -credit_rows
+            .iter()
+            .map(|&i| d.receivables[i].amount_dc)
+            .sum::<f64>(),
+    );
+    let open_total = round2(
+        invoice_rows
+            .iter()
+            .map(|&i| d.receivables[i].amount_dc)
+            .sum(),
+    );
+    if credit <= 0.0 || credit > open_total + 0.005 {
+        return Err(format!(
+            "the credit note's {credit} must be positive and at most the invoice's open {open_total}"
+        ));
+    }
+    for &i in &credit_rows {
+        let r = &mut d.receivables[i];
+        r.is_fully_paid = true;
+        r.status = STATUS_MATCHED;
+        r.end_date_ms = Some(now);
+    }
+    let mut remaining = credit;
+    let mut split: Option<Receivable> = None;
+    for i in invoice_rows {
+        if remaining <= 0.005 {
+            break;
+        }
+        let r = &mut d.receivables[i];
+        if remaining + 0.005 >= r.amount_dc {
+            remaining = round2(remaining - r.amount_dc);
+            r.is_fully_paid = true;
+            r.status = STATUS_MATCHED;
+            r.end_date_ms = Some(now);
+        } else {
+            let mut matched = r.clone();
+            matched.id = crate::world::new_id();
+            matched.amount_dc = remaining;
+            matched.is_fully_paid = true;
+            matched.status = STATUS_MATCHED;
+            matched.end_date_ms = Some(now);
+            r.amount_dc = round2(r.amount_dc - remaining);
+            remaining = 0.0;
+            split = Some(matched);
+        }
+    }
+    d.receivables.extend(split);
+    Ok(())
+}

@@ -61,6 +61,17 @@ async fn subscribing_posts_an_empty_body_to_the_callback_and_refuses_duplicates(
         1,
         "no validation for a duplicate"
     );
+    // One per topic per division for the app, whatever the callback URL.
+    let other = receiver(200).await;
+    let elsewhere = api
+        .post(
+            SUBSCRIPTIONS,
+            &json!({"Topic": "salesinvoices", "CallbackURL": other.url}),
+        )
+        .await;
+    assert_eq!(elsewhere.status, 500, "{}", elsewhere.text);
+    assert_eq!(elsewhere.message(), "Data already exists");
+    assert!(other.bodies.lock().unwrap().is_empty());
 
     let list = api
         .get(SUBSCRIPTIONS, &[("$select", "ID,Topic,CallbackURL")])

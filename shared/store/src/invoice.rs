@@ -41,7 +41,11 @@ pub enum InvoiceState {
     Created,
     /// Processed and numbered in Exact.
     Sent,
+    /// Settled by a payment.
     Paid,
+    /// Settled by one of our own credit notes (matched against it in Exact), not by a payment; a credit note of
+    /// ours that was used up that way is credited too.
+    Credited,
 }
 
 impl InvoiceState {
@@ -51,13 +55,25 @@ impl InvoiceState {
             InvoiceState::Created => "created",
             InvoiceState::Sent => "sent",
             InvoiceState::Paid => "paid",
+            InvoiceState::Credited => "credited",
         }
     }
 
+    /// Paid or credited: no longer outstanding in Exact.
+    pub fn is_settled(self) -> bool {
+        matches!(self, InvoiceState::Paid | InvoiceState::Credited)
+    }
+
     pub(crate) fn parse(s: &str) -> Option<Self> {
-        [Self::Pending, Self::Created, Self::Sent, Self::Paid]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        [
+            Self::Pending,
+            Self::Created,
+            Self::Sent,
+            Self::Paid,
+            Self::Credited,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 
@@ -364,25 +380,34 @@ impl StoredInvoice {
         changed
     }
 
-    /// Created/sent → paid. False when already paid or not completed.
+    /// Created/sent → paid. False when already paid (or credited) or not completed.
     pub fn mark_paid(&mut self, paid_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        self.settle(InvoiceState::Paid, paid_at, now)
+    }
+
+    /// Created/sent → credited (settled by our credit note). False when already settled or not completed.
+    pub fn mark_credited(&mut self, at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        self.settle(InvoiceState::Credited, at, now)
+    }
+
+    fn settle(&mut self, to: InvoiceState, paid_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
         let open = match self.record.state {
             InvoiceState::Created => OpenState::Created,
             InvoiceState::Sent => OpenState::Sent,
-            InvoiceState::Pending | InvoiceState::Paid => return false,
+            InvoiceState::Pending | InvoiceState::Paid | InvoiceState::Credited => return false,
         };
         self.reopen_as = Some(open);
         let r = &mut self.record;
-        r.state = InvoiceState::Paid;
+        r.state = to;
         r.paid_at = Some(paid_at);
         r.notified_at = None;
         r.updated_at = now;
         true
     }
 
-    /// Paid → the open state it had (the payment was undone). False when not paid.
+    /// Paid or credited → the open state it had (the payment or the match was undone). False when not settled.
     pub fn mark_open(&mut self, now: DateTime<Utc>) -> bool {
-        if self.record.state != InvoiceState::Paid {
+        if !self.record.state.is_settled() {
             return false;
         }
         let r = &mut self.record;
@@ -396,7 +421,7 @@ impl StoredInvoice {
     /// Records that the PSA accepted the paid callback. False when not paid or already notified.
     pub fn mark_notified(&mut self, at: DateTime<Utc>) -> bool {
         let r = &mut self.record;
-        if r.state != InvoiceState::Paid || r.notified_at.is_some() {
+        if !r.state.is_settled() || r.notified_at.is_some() {
             return false;
         }
         r.notified_at = Some(at);
@@ -412,7 +437,7 @@ impl StoredInvoice {
     }
 
     pub fn is_paid_unnotified(&self) -> bool {
-        self.record.state == InvoiceState::Paid && self.record.notified_at.is_none()
+        self.record.state.is_settled() && self.record.notified_at.is_none()
     }
 }
 
@@ -482,5 +507,19 @@ mod tests {
         assert!(s.mark_open(t(4)));
         assert_eq!(s.record.state, InvoiceState::Sent);
         assert_eq!(s.record.paid_at, None);
+        assert!(s.mark_credited(t(5), t(5)));
+        assert_eq!(s.record.state, InvoiceState::Credited);
+        assert!(s.is_paid_unnotified());
+        assert!(
+            !s.mark_paid(t(6), t(6)),
+            "a credited invoice is not paid as well"
+        );
+        assert!(s.mark_notified(t(7)));
+        assert!(s.mark_open(t(8)));
+        assert_eq!(s.record.state, InvoiceState::Sent);
+        assert_eq!(
+            InvoiceState::parse("credited"),
+            Some(InvoiceState::Credited)
+        );
     }
 }

@@ -25,7 +25,11 @@ pub(crate) const SETTINGS: &str = "SETTINGS";
 pub(crate) const STATE_SK: &str = "STATE";
 pub(crate) const EVENT_SK: &str = "EVT";
 pub(crate) const LEASE_SK: &str = "LEASE";
+/// The division item holding the administration's webhook subscriptions (beside its `CONN#` links).
+pub(crate) const DIVISION_WEBHOOKS_SK: &str = "WEBHOOKS";
 pub(crate) const CURSOR_SK: &str = "CURSOR";
+/// Sort-key prefix of the division link items.
+pub(crate) const CONN_SK_PREFIX: &str = "CONN#";
 /// `gsi1pk` of every connection's META item.
 const INVOICE_SK_PREFIX: &str = "INV#";
 pub(crate) const ALL_CONNECTIONS: &str = "CONNS";
@@ -35,7 +39,7 @@ pub(crate) fn conn_pk(conn: &ConnectionId) -> String {
 }
 
 pub(crate) fn conn_sk(conn: &ConnectionId) -> String {
-    format!("CONN#{conn}")
+    format!("{CONN_SK_PREFIX}{conn}")
 }
 
 pub(crate) fn invoice_sk(invoice_id: &str) -> String {

@@ -21,12 +21,13 @@
 //! | Account mapping | `CONN#{connection_id}` | `MAP#{division}#ACCT#{psa_company_id}` | `exact_id` | – | – |
 //! | Contact mapping | `CONN#{connection_id}` | `MAP#{division}#CONT#{account_id}#{email, lower-cased}` | `exact_id` | – | – |
 //! | Item mapping | `CONN#{connection_id}` | `MAP#{division}#ITEM#{item_code, trimmed}` | `exact_id` | – | – |
-//! | Invoice | `CONN#{connection_id}` | `INV#{invoice_id}` | `ver` (optimistic version), `connection_id`, `invoice_id`, `body_hash`, `phase` (`in_progress`/`done`), `owner`?, `lease_expires_at`?, `state` (`pending`/`created`/`sent`/`paid`), `reopen_as`?, `reference`?, `division`?, `journal_code`?, `exact_account_id`?, `exact_contact_id`?, `exact_invoice_id`?, `exact_invoice_number`? (N), `response_status`? (N), `response_body`? (JSON text), `paid_at`?, `notified_at`?, `created_at`, `updated_at` | `gsi1pk`=`OPEN#{connection_id}` while created/sent, `PAID#{connection_id}` while paid and not notified, `gsi1sk`=`INV#{invoice_id}`; `gsi2pk`=`EXINV#{connection_id}#{exact_invoice_id}` once known | – (kept: idempotency forever) |
+//! | Invoice | `CONN#{connection_id}` | `INV#{invoice_id}` | `ver` (optimistic version), `connection_id`, `invoice_id`, `body_hash`, `phase` (`in_progress`/`done`), `owner`?, `lease_expires_at`?, `state` (`pending`/`created`/`sent`/`paid`/`credited`), `reopen_as`?, `reference`?, `division`?, `journal_code`?, `exact_account_id`?, `exact_contact_id`?, `exact_invoice_id`?, `exact_invoice_number`? (N), `response_status`? (N), `response_body`? (JSON text), `paid_at`?, `notified_at`?, `created_at`, `updated_at` | `gsi1pk`=`OPEN#{connection_id}` while created/sent, `PAID#{connection_id}` while paid or credited and not notified, `gsi1sk`=`INV#{invoice_id}`; `gsi2pk`=`EXINV#{connection_id}#{exact_invoice_id}` once known | – (kept: idempotency forever) |
 //! | Division link | `DIV#{division}` | `CONN#{connection_id}` | `division`, `connection_id` | – | – |
+//! | Division webhooks | `DIV#{division}` | `WEBHOOKS` | `division`, `callback_url`, `webhook_subscriptions` (L of M `{id, topic}`), `updated_at`: the administration's subscriptions, shared by every connection linked to it | – | – |
 //! | OAuth state | `STATE#{state}` | `STATE` | `connection_id`, `country`, `return_url`, `expires_at` (10 min) | – | `ttl` |
 //! | Webhook event | `EVT#{key}` | `EVT` | `until_ms` (N) | – | `ttl` |
 //! | Lease | `LEASE#{name}` | `LEASE` | `owner`, `until_ms` (N) | – | `ttl` |
-//! | Job cursor | `JOB#{job}` | `CURSOR` | `cursor` (e.g. the keep-alive's last connection id) | – | – |
+//! | Job cursor | `JOB#{job}` | `CURSOR` | `cursor`: where a scheduled job resumes (`keep-alive`, `reconcile`: the connection id it stopped after) | – | – |
 //!
 //! Every item also has `kind` (`connection`, `settings`, `mapping`, `invoice`, …) for people reading the table.
 //! Times are RFC 3339 strings; `until_ms` (epoch ms) is what conditions compare with the caller's `now`, because
@@ -69,6 +70,8 @@
 //!   the one read, so two writers never both succeed.
 //! - **Leases and webhook dedupe**: a conditional put, `attribute_not_exists(pk) OR until_ms <= :now`; lease release
 //!   and renewal are conditional on `owner`.
+//! - **Division webhooks**: written only under the lease `webhooks#{division}`, so two connects (or a connect and
+//!   the last disconnect) on one administration never subscribe or unsubscribe at once.
 //! - **OAuth state**: a conditional delete with `ReturnValues=ALL_OLD`: single use even under concurrent callbacks.
 //! - **Connection vs settings**: separate items, so saving settings never overwrites a concurrent connection
 //!   change; `mark_needs_reconnect` / `record_token_refresh` / `commit_tokens` are UpdateItems of only their
@@ -118,11 +121,10 @@ pub use invoice::{
 };
 pub use memory::{MemoryStore, MemoryTokenStore};
 pub use model::{
-    ConnectionRecord, ConnectionState, Delivery, MappingKey, OAuthState, SettingsRecord,
-    TaxCategoryRecord, TokenRecord, TokenSlot, WebhookSubscriptionRecord,
+    ConnectionRecord, ConnectionState, Delivery, DivisionWebhooksRecord, MappingKey, OAuthState, SettingsRecord, TaxCategoryRecord, TokenRecord, TokenSlot, WebhookSubscriptionRecord,
 };
 pub use ports::{
-    ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore, StateStore,
-    TokenStore, WebhookDedupe,
+    AdministrationStore, ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore,
+    StateStore, TokenStore, WebhookDedupe,
 };
 pub use secrets::SecretsTokenStore;

@@ -15,12 +15,11 @@ use crate::invoice::{
     to_delta,
 };
 use crate::model::{
-    ConnectionRecord, ConnectionState, MappingKey, OAuthState, SettingsRecord, TokenRecord,
-    TokenSlot,
+    ConnectionRecord, ConnectionState, DivisionWebhooksRecord, MappingKey, OAuthState, SettingsRecord, TokenRecord, TokenSlot,
 };
 use crate::ports::{
-    ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore, TokenStore,
-    WebhookDedupe,
+    AdministrationStore, ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore,
+    TokenStore, WebhookDedupe,
 };
 
 type InvoiceKey = (ConnectionId, String);
@@ -37,6 +36,7 @@ struct Inner {
     leases: BTreeMap<String, (String, DateTime<Utc>)>,
     /// key → expires_at
     events: BTreeMap<String, DateTime<Utc>>,
+    division_webhooks: BTreeMap<Division, DivisionWebhooksRecord>,
     /// job → resume point
     cursors: BTreeMap<String, String>,
 }
@@ -414,6 +414,18 @@ impl InvoiceStore for MemoryStore {
         })
     }
 
+    async fn mark_credited(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.with_invoice("invoice.mark_credited", conn, invoice_id, |s| {
+            Ok(s.mark_credited(at, now))
+        })
+    }
+
     async fn mark_open(
         &self,
         conn: &ConnectionId,
@@ -438,6 +450,28 @@ impl InvoiceStore for MemoryStore {
 
     async fn paid_unnotified(&self, conn: &ConnectionId) -> StoreResult<Vec<InvoiceRecord>> {
         Ok(self.invoices_where(conn, StoredInvoice::is_paid_unnotified))
+    }
+}
+
+#[async_trait]
+impl AdministrationStore for MemoryStore {
+    async fn get_division_webhooks(
+        &self,
+        division: Division,
+    ) -> StoreResult<Option<DivisionWebhooksRecord>> {
+        Ok(self.lock().division_webhooks.get(&division).cloned())
+    }
+
+    async fn put_division_webhooks(&self, record: &DivisionWebhooksRecord) -> StoreResult<()> {
+        self.lock()
+            .division_webhooks
+            .insert(record.division, record.clone());
+        Ok(())
+    }
+
+    async fn delete_division_webhooks(&self, division: Division) -> StoreResult<()> {
+        self.lock().division_webhooks.remove(&division);
+        Ok(())
     }
 }
 

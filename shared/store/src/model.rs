@@ -39,6 +39,18 @@ pub struct WebhookSubscriptionRecord {
     pub topic: String,
 }
 
+/// The webhook subscriptions of one administration (division). Exact allows one subscription per topic per
+/// division for the app, so every connection on the division shares them; they are removed only when the last
+/// connection on the division goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DivisionWebhooksRecord {
+    pub division: Division,
+    /// The callback URL they deliver to (`{PUBLIC_BASE_URL}/exact/webhooks`): a different one re-points them.
+    pub callback_url: String,
+    pub subscriptions: Vec<WebhookSubscriptionRecord>,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// A PSA business unit's connection to one Exact administration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionRecord {

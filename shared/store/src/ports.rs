@@ -10,7 +10,7 @@ use mapping::{ConnectionId, Division, ExactGuid};
 use crate::error::StoreResult;
 use crate::invoice::{Claim, InvoiceDone, InvoiceProgress, InvoiceRecord};
 use crate::model::{
-    ConnectionRecord, MappingKey, OAuthState, SettingsRecord, TokenRecord, TokenSlot,
+    ConnectionRecord, DivisionWebhooksRecord, MappingKey, OAuthState, SettingsRecord, TokenRecord, TokenSlot,
 };
 
 /// Connections, their settings, and which connections sit on a division (for webhooks).
@@ -159,21 +159,30 @@ pub trait InvoiceStore: Send + Sync {
         paid_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
-    /// Paid → open again (the payment was undone). False when it was not paid.
+    /// Created/sent → credited (settled by our own credit note). False when it was already settled (or is not
+    /// completed). `NotFound` for an unknown invoice.
+    async fn mark_credited(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Paid or credited → open again (the payment was undone). False when it was not settled.
     async fn mark_open(
         &self,
         conn: &ConnectionId,
         invoice_id: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
-    /// The PSA accepted the paid callback. False when not paid or already notified.
+    /// The PSA accepted the paid (or credited) callback. False when not settled or already notified.
     async fn mark_notified(
         &self,
         conn: &ConnectionId,
         invoice_id: &str,
         at: DateTime<Utc>,
     ) -> StoreResult<bool>;
-    /// Paid invoices whose callback has not been accepted yet.
+    /// Paid or credited invoices whose callback has not been accepted yet.
     async fn paid_unnotified(&self, conn: &ConnectionId) -> StoreResult<Vec<InvoiceRecord>>;
 }
 
@@ -207,14 +216,40 @@ pub trait WebhookDedupe: Send + Sync {
     async fn first_seen(&self, key: &str, now: DateTime<Utc>, ttl: Duration) -> StoreResult<bool>;
 }
 
+/// What belongs to an administration rather than to one connection (its webhook subscriptions), and the
+/// reconciliation's resume cursor. Writers serialise with a [`LeaseStore`] lease (a conditional write).
+#[async_trait]
+pub trait AdministrationStore: Send + Sync {
+    async fn get_division_webhooks(
+        &self,
+        division: Division,
+    ) -> StoreResult<Option<DivisionWebhooksRecord>>;
+    /// Creates or replaces the division's subscription record.
+    async fn put_division_webhooks(&self, record: &DivisionWebhooksRecord) -> StoreResult<()>;
+    /// Removes it (the subscriptions were deleted in Exact). Deleting what is not there is fine.
+    async fn delete_division_webhooks(&self, division: Division) -> StoreResult<()>;
+}
+
 /// Every DynamoDB-backed port in one bound, for code that wants "the state store".
 pub trait StateStore:
-    ConnectionStore + OAuthStateStore + MappingStore + InvoiceStore + LeaseStore + WebhookDedupe
+    ConnectionStore
+    + OAuthStateStore
+    + MappingStore
+    + InvoiceStore
+    + LeaseStore
+    + WebhookDedupe
+    + AdministrationStore
 {
 }
 
 impl<T> StateStore for T where
-    T: ConnectionStore + OAuthStateStore + MappingStore + InvoiceStore + LeaseStore + WebhookDedupe
+    T: ConnectionStore
+        + OAuthStateStore
+        + MappingStore
+        + InvoiceStore
+        + LeaseStore
+        + WebhookDedupe
+        + AdministrationStore
 {
 }
 

@@ -10,9 +10,7 @@ use mapping::{ConnectionId, Country};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use store::{
-    Claim, ConnectionState, Delivery, InvoiceDone, InvoicePhase, InvoiceProgress, InvoiceState,
-    MappingKey, OAuthState, OpenState, SavedResponse, SettingsRecord, StateStore, StoreError,
-    TaxCategoryRecord, TokenRecord, TokenSlot, TokenStore,
+    Claim, ConnectionState, Delivery, DivisionWebhooksRecord, InvoiceDone, InvoicePhase, InvoiceProgress, InvoiceState, MappingKey, OAuthState, OpenState, SavedResponse, SettingsRecord, StateStore, StoreError, TaxCategoryRecord, TokenRecord, TokenSlot, TokenStore, WebhookSubscriptionRecord,
 };
 
 use common::{conn, connection, div, guid, t};
@@ -632,6 +630,113 @@ mod suite {
         );
     }
 
+    pub async fn credited_is_settled_but_not_paid(s: &impl StateStore, _: &impl TokenStore) {
+        let c = conn("bu_1");
+        for id in ["i1", "cn"] {
+            s.claim(&c, id, "h", "w", t(0), LEASE).await.unwrap();
+            s.complete(&c, id, "w", &done(OpenState::Sent, Some(5)), t(1))
+                .await
+                .unwrap();
+        }
+        assert!(s.mark_credited(&c, "i1", t(10), t(11)).await.unwrap());
+        assert!(
+            !s.mark_credited(&c, "i1", t(10), t(12)).await.unwrap(),
+            "already credited"
+        );
+        assert!(
+            !s.mark_paid(&c, "i1", t(10), t(12)).await.unwrap(),
+            "a credited invoice is not paid too"
+        );
+        assert!(matches!(
+            s.mark_credited(&c, "nope", t(10), t(12)).await,
+            Err(StoreError::NotFound { .. })
+        ));
+        let i1 = s.get_invoice(&c, "i1").await.unwrap().unwrap();
+        assert_eq!(
+            (i1.state, i1.paid_at, i1.updated_at),
+            (InvoiceState::Credited, Some(t(10)), t(11))
+        );
+        let open: Vec<String> = s
+            .open_invoices(&c)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.invoice_id)
+            .collect();
+        assert_eq!(open, vec!["cn".to_owned()]);
+        let unnotified: Vec<String> = s
+            .paid_unnotified(&c)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.invoice_id)
+            .collect();
+        assert_eq!(
+            unnotified,
+            vec!["i1".to_owned()],
+            "credited waits for its callback"
+        );
+        assert!(s.mark_notified(&c, "i1", t(13)).await.unwrap());
+        assert!(s.paid_unnotified(&c).await.unwrap().is_empty());
+        assert!(
+            s.mark_open(&c, "i1", t(14)).await.unwrap(),
+            "the match was undone"
+        );
+        assert_eq!(
+            s.get_invoice(&c, "i1").await.unwrap().unwrap().state,
+            InvoiceState::Sent
+        );
+    }
+
+    pub async fn division_webhooks_live_beside_the_links(s: &impl StateStore, _: &impl TokenStore) {
+        let d = div(1234567);
+        assert_eq!(s.get_division_webhooks(d).await.unwrap(), None);
+        s.link_division(d, &conn("bu_1")).await.unwrap();
+        let record = DivisionWebhooksRecord {
+            division: d,
+            callback_url: "https://api.example/exact/webhooks".into(),
+            subscriptions: vec![
+                WebhookSubscriptionRecord {
+                    id: guid(1),
+                    topic: "BankEntries".into(),
+                },
+                WebhookSubscriptionRecord {
+                    id: guid(2),
+                    topic: "SalesInvoices".into(),
+                },
+            ],
+            updated_at: t(3),
+        };
+        s.put_division_webhooks(&record).await.unwrap();
+        assert_eq!(
+            s.get_division_webhooks(d).await.unwrap(),
+            Some(record.clone())
+        );
+        assert_eq!(
+            s.get_division_webhooks(div(7)).await.unwrap(),
+            None,
+            "per division"
+        );
+        // The item shares the division's partition with the links, and is not taken for one.
+        assert_eq!(
+            s.connections_for_division(d).await.unwrap(),
+            vec![conn("bu_1")]
+        );
+        let mut moved = record.clone();
+        moved.callback_url = "https://new.example/exact/webhooks".into();
+        moved.subscriptions.truncate(1);
+        s.put_division_webhooks(&moved).await.unwrap();
+        assert_eq!(s.get_division_webhooks(d).await.unwrap(), Some(moved));
+        s.delete_division_webhooks(d).await.unwrap();
+        assert_eq!(s.get_division_webhooks(d).await.unwrap(), None);
+        s.delete_division_webhooks(d).await.unwrap(); // twice is fine
+        assert_eq!(
+            s.connections_for_division(d).await.unwrap(),
+            vec![conn("bu_1")],
+            "the links stay"
+        );
+    }
+
     pub async fn webhook_dedupe_expires(s: &impl StateStore, _: &impl TokenStore) {
         let ttl = Duration::from_secs(3600);
         assert!(s.first_seen("evt-1", t(0), ttl).await.unwrap());
@@ -852,6 +957,8 @@ all_backends!(
     expired_claim_without_exact_invoice_accepts_a_corrected_body,
     release_frees_only_an_owned_claim_without_exact_invoice,
     invoice_life_after_the_push,
+    credited_is_settled_but_not_paid,
+    division_webhooks_live_beside_the_links,
     webhook_dedupe_expires,
     lease_owner_expiry_and_release,
     tokens_put_get_delete_and_reconnect,

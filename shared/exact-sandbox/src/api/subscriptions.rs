@@ -101,12 +101,12 @@ fn callback_allowed(url: &str) -> bool {
     }
 }
 
-fn exists(d: &Division, ctx: &Ctx, topic: &str, callback: &str) -> bool {
-    d.webhook_subscriptions.iter().any(|s| {
-        s.client_id == ctx.client_id
-            && s.topic.eq_ignore_ascii_case(topic)
-            && s.callback_url == callback
-    })
+/// Exact allows one subscription per topic per division for the app, whatever its callback URL: a second
+/// answers 500 "Data already exists".
+fn exists(d: &Division, ctx: &Ctx, topic: &str) -> bool {
+    d.webhook_subscriptions
+        .iter()
+        .any(|s| s.client_id == ctx.client_id && s.topic.eq_ignore_ascii_case(topic))
 }
 
 fn already_exists() -> ApiError {
@@ -149,7 +149,7 @@ pub(super) async fn create(inner: &Arc<Inner>, ctx: &Ctx, raw: &[u8]) -> ApiResu
         let d = world
             .division(ctx.division)
             .ok_or_else(|| ApiError::not_found("WebhookSubscriptions"))?;
-        if exists(d, ctx, &topic, &callback) {
+        if exists(d, ctx, &topic) {
             return Err(already_exists());
         }
     }
@@ -167,7 +167,7 @@ pub(super) async fn create(inner: &Arc<Inner>, ctx: &Ctx, raw: &[u8]) -> ApiResu
         .divisions
         .get_mut(&ctx.division)
         .ok_or_else(|| ApiError::not_found("WebhookSubscriptions"))?;
-    if exists(d, ctx, &topic, &callback) {
+    if exists(d, ctx, &topic) {
         return Err(already_exists());
     }
     let s = WebhookSubscription {

@@ -15,8 +15,7 @@ use crate::invoice::{
 };
 use crate::layout::{self, GSI1_PK, GSI1_SK, GSI2_PK, PK, SK, TTL};
 use crate::model::{
-    ConnectionRecord, ConnectionState, Delivery, OAuthState, SettingsRecord, TaxCategoryRecord,
-    TokenSlot, WebhookSubscriptionRecord,
+    ConnectionRecord, ConnectionState, Delivery, DivisionWebhooksRecord, OAuthState, SettingsRecord, TaxCategoryRecord, TokenSlot, WebhookSubscriptionRecord,
 };
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
@@ -271,6 +270,49 @@ pub(crate) fn connection_from(item: &Item) -> StoreResult<ConnectionRecord> {
             Some(i) => TokenSlot::from_index(i).ok_or_else(|| f.bad("token_slot"))?,
         },
         token_seq: f.n_opt("token_seq")?.unwrap_or(0),
+    })
+}
+
+// --- division webhooks (pk DIV#{division}, sk WEBHOOKS) ---
+
+fn subscription_maps(subs: &[WebhookSubscriptionRecord]) -> AttributeValue {
+    map_list(
+        subs.iter()
+            .map(|w| {
+                ItemBuilder::default()
+                    .s("id", w.id.to_string())
+                    .s("topic", w.topic.as_str())
+                    .build()
+            })
+            .collect(),
+    )
+}
+
+pub(crate) fn division_webhooks_item(d: &DivisionWebhooksRecord) -> Item {
+    ItemBuilder::key(
+        layout::division_pk(d.division),
+        layout::DIVISION_WEBHOOKS_SK,
+    )
+    .s("kind", "division_webhooks")
+    .n("division", d.division)
+    .s("callback_url", d.callback_url.as_str())
+    .attr("webhook_subscriptions", subscription_maps(&d.subscriptions))
+    .time("updated_at", d.updated_at)
+    .build()
+}
+
+pub(crate) fn division_webhooks_from(item: &Item) -> StoreResult<DivisionWebhooksRecord> {
+    let f = Fields::new(item, "division_webhooks.read");
+    Ok(DivisionWebhooksRecord {
+        division: f.division("division")?,
+        callback_url: f.s("callback_url")?.to_owned(),
+        subscriptions: f.maps("webhook_subscriptions", |w| {
+            Ok(WebhookSubscriptionRecord {
+                id: w.guid("id")?,
+                topic: w.s("topic")?.to_owned(),
+            })
+        })?,
+        updated_at: f.time("updated_at")?,
     })
 }
 

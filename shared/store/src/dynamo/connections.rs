@@ -7,9 +7,12 @@ use mapping::{ConnectionId, Division, ExactGuid};
 use super::codec::{self, Fields, ItemBuilder, n, s, time_text};
 use super::{Cond, DynamoStore};
 use crate::error::StoreResult;
-use crate::layout::{self, GSI1, GSI1_PK};
-use crate::model::{ConnectionRecord, ConnectionState, MappingKey, SettingsRecord, TokenSlot};
-use crate::ports::{ConnectionStore, MappingStore};
+use crate::layout::{self, GSI1, GSI1_PK, SK};
+use crate::model::{
+    ConnectionRecord, ConnectionState, DivisionWebhooksRecord, MappingKey, SettingsRecord,
+    TokenSlot,
+};
+use crate::ports::{AdministrationStore, ConnectionStore, MappingStore};
 
 #[async_trait]
 impl ConnectionStore for DynamoStore {
@@ -185,8 +188,49 @@ impl ConnectionStore for DynamoStore {
         self.query("division.connections", None, layout::division_pk(division))
             .await?
             .iter()
+            // The partition also holds the division's webhook item: only the links name connections.
+            .filter(|item| {
+                item.get(SK)
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|sk| sk.starts_with(layout::CONN_SK_PREFIX))
+            })
             .map(|item| Fields::new(item, "division.connections").conn("connection_id"))
             .collect()
+    }
+}
+
+#[async_trait]
+impl AdministrationStore for DynamoStore {
+    async fn get_division_webhooks(
+        &self,
+        division: Division,
+    ) -> StoreResult<Option<DivisionWebhooksRecord>> {
+        self.get_item(
+            "division_webhooks.get",
+            layout::division_pk(division),
+            layout::DIVISION_WEBHOOKS_SK,
+        )
+        .await?
+        .as_ref()
+        .map(codec::division_webhooks_from)
+        .transpose()
+    }
+
+    async fn put_division_webhooks(&self, record: &DivisionWebhooksRecord) -> StoreResult<()> {
+        self.put_item(
+            "division_webhooks.put",
+            codec::division_webhooks_item(record),
+        )
+        .await
+    }
+
+    async fn delete_division_webhooks(&self, division: Division) -> StoreResult<()> {
+        self.delete_item(
+            "division_webhooks.delete",
+            layout::division_pk(division),
+            layout::DIVISION_WEBHOOKS_SK,
+        )
+        .await
     }
 }
 

@@ -268,6 +268,20 @@ impl InvoiceStore for DynamoStore {
         .await
     }
 
+    async fn mark_credited(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.mutate_invoice("invoice.mark_credited", conn, invoice_id, |s| {
+            let changed = s.mark_credited(at, now);
+            Ok((changed, changed))
+        })
+        .await
+    }
+
     async fn mark_open(
         &self,
         conn: &ConnectionId,
