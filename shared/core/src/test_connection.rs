@@ -687,6 +687,7 @@ fn invoice_payload(
             quantity: 1.0,
             vat_code: settings.tax_code.clone(),
             // Nothing to pay: the invoice only proves the set-up.
+            unit_price: Decimal::ZERO,
             net_price: Decimal::ZERO,
             start_time: None,
             end_time: None,
