@@ -86,6 +86,17 @@ impl SandboxClock {
     }
 }
 
+/// Exact writes times as the Amsterdam wall clock spelled as epoch milliseconds (`/Date(ms)/`): a moment at 14:31
+/// UTC in summer is written as 16:31. This turns a UTC instant into that number (summer +2 h, winter +1 h).
+pub fn amsterdam_wall_ms(utc_ms: i64) -> i64 {
+    chrono::DateTime::from_timestamp_millis(utc_ms).map_or(utc_ms, |t| {
+        t.with_timezone(&chrono_tz::Europe::Amsterdam)
+            .naive_local()
+            .and_utc()
+            .timestamp_millis()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
