@@ -19,7 +19,7 @@ use serde_json::Value;
 use store::{AppSecret, AwsClients, MemoryStore, MemoryTokenStore};
 
 /// The PSA API key every harness uses.
-pub const PSA_KEY: &str = "local-psa-key";
+pub const PSA_KEY: &str = "local-psa-key-not-secret-0123456789";
 /// The PSA callback secret every harness uses.
 pub const PSA_CALLBACK_SECRET: &str = "psa-callback-secret-abc";
 
