@@ -294,7 +294,7 @@ fn item_check(settings: &Settings, item: Option<&Item>, now: DateTime<Utc>, admi
                  in Exact.",
                 described(&i.code, i.description.as_deref()),
                 i.end_date
-                    .map(|d| d.date_naive().to_string())
+                    .map(|d| exact::amsterdam_date(d).to_string())
                     .unwrap_or_default()
             ),
         ),

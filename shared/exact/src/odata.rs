@@ -263,6 +263,11 @@ pub fn amsterdam_wall_clock_to_utc(ms: i64) -> Option<DateTime<Utc>> {
     }
 }
 
+/// The calendar date an instant falls on in Amsterdam: the date Exact shows (e.g. an item's end date).
+pub fn amsterdam_date(t: DateTime<Utc>) -> chrono::NaiveDate {
+    t.with_timezone(&chrono_tz::Europe::Amsterdam).date_naive()
+}
+
 /// Serde helpers for Exact's field conventions (`#[serde(default, deserialize_with = "…")]`).
 pub mod de {
     use super::*;
