@@ -125,4 +125,21 @@ mod tests {
         c.advance(Duration::from_secs(3600));
         assert!(c.now_ms() >= before + 3_600_000);
     }
+
+    #[test]
+    fn amsterdam_wall_clock_is_utc_plus_one_or_two() {
+        let ms = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .timestamp_millis()
+        };
+        assert_eq!(
+            amsterdam_wall_ms(ms("2025-07-01T14:31:00Z")),
+            ms("2025-07-01T16:31:00Z")
+        );
+        assert_eq!(
+            amsterdam_wall_ms(ms("2025-01-15T14:31:00Z")),
+            ms("2025-01-15T15:31:00Z")
+        );
+    }
 }
