@@ -37,7 +37,8 @@ async fn status_with(h: &Harness, key: &str) -> (u16, Value) {
 
 /// The harness's secret with `psa_api_key` (and `psa_api_key_previous`) replaced.
 fn secret_with(h: &Harness, key: &str, previous: Option<&str>) -> String {
-    let mut v: Value = serde_json::from_str(&e2e::app_secret_json(&e2e::app_secret(&h.sandbox))).unwrap();
+    let mut v: Value =
+        serde_json::from_str(&e2e::app_secret_json(&e2e::app_secret(&h.sandbox))).unwrap();
     v["psa_api_key"] = Value::from(key);
     if let Some(p) = previous {
         v["psa_api_key_previous"] = Value::from(p);
@@ -85,22 +86,36 @@ async fn a_key_shorter_than_32_characters_is_refused_with_503_naming_the_field()
         assert_eq!(status, 503, "{e}");
         assert_eq!(e["error"]["code"], "app_not_configured");
         let message = e["error"]["message"].as_str().unwrap();
-        assert!(message.contains("psa_api_key") && message.contains("32"), "{message}");
+        assert!(
+            message.contains("psa_api_key") && message.contains("32"),
+            "{message}"
+        );
         assert!(!e.to_string().contains(short), "never the value: {e}");
     }
     // The push route too.
-    let (status, e) = h.post("/connections/bu_1/invoices", &serde_json::json!({})).await;
-    assert_eq!((status, e["error"]["code"].as_str()), (503, Some("app_not_configured")));
+    let (status, e) = h
+        .post("/connections/bu_1/invoices", &serde_json::json!({}))
+        .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (503, Some("app_not_configured"))
+    );
 }
 
 #[tokio::test]
 async fn both_keys_are_accepted_during_a_rotation() {
     let h = harness().await;
-    h.put_app_secret(&secret_with(&h, NEW_KEY, Some(PSA_KEY))).await;
+    h.put_app_secret(&secret_with(&h, NEW_KEY, Some(PSA_KEY)))
+        .await;
     h.sandbox.clock().advance(PAST_TTL);
     assert_eq!(status_with(&h, NEW_KEY).await.0, 200);
     assert_eq!(status_with(&h, PSA_KEY).await.0, 200);
-    assert_eq!(status_with(&h, "another-key-of-enough-length-0123456789").await.0, 401);
+    assert_eq!(
+        status_with(&h, "another-key-of-enough-length-0123456789")
+            .await
+            .0,
+        401
+    );
     // The rotation ends: the previous key is removed.
     h.put_app_secret(&secret_with(&h, NEW_KEY, None)).await;
     h.sandbox.clock().advance(PAST_TTL);

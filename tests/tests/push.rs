@@ -1282,7 +1282,11 @@ async fn failed_email_on_a_processed_invoice_is_reported_with_the_number() {
 // ---- Accounts Exact can invoice ----------------------------------------------------------------
 
 /// Seeds an account named `name` in 1001 and lets `edit` make it what the test needs; answers its ID.
-fn seed_account(h: &Harness, name: &str, edit: impl FnOnce(&mut exact_sandbox::world::Account)) -> String {
+fn seed_account(
+    h: &Harness,
+    name: &str,
+    edit: impl FnOnce(&mut exact_sandbox::world::Account),
+) -> String {
     let mut w = h.sandbox.world();
     let a = w.add_account(1001, name);
     edit(a);
@@ -1306,16 +1310,28 @@ async fn only_a_customer_that_is_not_blocked_is_reused_by_name() {
     assert_eq!(status, 201, "{answer}");
     let account = answer["account_id"].as_str().unwrap().to_owned();
     assert!(!not_invoiceable.contains(&account), "{account}");
-    assert_eq!(account_named(&h, 1001, "Acme B.V.").len(), 5, "a new customer");
+    assert_eq!(
+        account_named(&h, 1001, "Acme B.V.").len(),
+        5,
+        "a new customer"
+    );
     let w = h.sandbox.world();
-    let created = w.division(1001).unwrap().accounts.iter().find(|a| a.id.to_string() == account).cloned();
+    let created = w
+        .division(1001)
+        .unwrap()
+        .accounts
+        .iter()
+        .find(|a| a.id.to_string() == account)
+        .cloned();
     drop(w);
     assert_eq!(created.unwrap().status.as_deref(), Some("C"));
     assert_eq!(exact_invoices(&h, 1001, "REF-inv_acct").len(), 1);
 
     // A customer with the name (also a supplier) is reused.
     let customer = seed_account(&h, "Beta B.V.", |a| a.is_supplier = true);
-    let body = invoice_with("inv_beta", |v| v["company"] = json!({"id": "cmp_beta", "name": "Beta B.V."}));
+    let body = invoice_with("inv_beta", |v| {
+        v["company"] = json!({"id": "cmp_beta", "name": "Beta B.V."})
+    });
     let (status, _, answer) = push(&h, "bu_1", &body).await;
     assert_eq!(status, 201, "{answer}");
     assert_eq!(answer["account_id"], json!(customer));
@@ -1439,11 +1455,19 @@ async fn a_record_stored_with_the_raw_body_hash_is_still_replayed() {
     let raw = serde_json::to_vec(&body).unwrap();
     let c = cid("bu_1");
     let now = h.app.now();
-    let saved = json!({"invoice_id": "inv_legacy", "status": "created", "saved": "by an older release"});
+    let saved =
+        json!({"invoice_id": "inv_legacy", "status": "created", "saved": "by an older release"});
     let claim = h
         .app
         .state
-        .claim(&c, "inv_legacy", &store::body_hash(&raw), "old", now, Duration::from_secs(60))
+        .claim(
+            &c,
+            "inv_legacy",
+            &store::body_hash(&raw),
+            "old",
+            now,
+            Duration::from_secs(60),
+        )
         .await
         .unwrap();
     assert!(matches!(claim, store::Claim::Claimed { .. }));
@@ -1455,7 +1479,11 @@ async fn a_record_stored_with_the_raw_body_hash_is_still_replayed() {
         },
         progress: store::InvoiceProgress::default(),
     };
-    h.app.state.complete(&c, "inv_legacy", "old", &done, now).await.unwrap();
+    h.app
+        .state
+        .complete(&c, "inv_legacy", "old", &done, now)
+        .await
+        .unwrap();
 
     let before = h.sandbox.api_calls(1001);
     let (status, _, replay) = push(&h, "bu_1", &body).await;
@@ -1464,7 +1492,11 @@ async fn a_record_stored_with_the_raw_body_hash_is_still_replayed() {
     assert_eq!(h.sandbox.api_calls(1001), before);
     let changed = invoice_with("inv_legacy", |v| v["lines"][0]["amount"] = json!("1.00"));
     let (status, _, e) = push(&h, "bu_1", &changed).await;
-    assert_eq!((status, e["error"]["code"].as_str()), (409, Some("invoice_conflict")), "{e}");
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (409, Some("invoice_conflict")),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -1489,12 +1521,20 @@ async fn another_body_after_a_crashed_create_is_a_conflict_never_an_adoption() {
     let changed = invoice_with("inv_adopt", |v| v["lines"][0]["amount"] = json!("9000.00"));
     // While the claim lives: a conflict at once (no waiting for a push that cannot become this one).
     let (status, _, e) = push(&h, "bu_1", &changed).await;
-    assert_eq!((status, e["error"]["code"].as_str()), (409, Some("invoice_conflict")), "{e}");
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (409, Some("invoice_conflict")),
+        "{e}"
+    );
     // After its holder died: still a conflict, and Exact is not even asked.
     h.sandbox.clock().advance(PAST_LEASE);
     let before = h.sandbox.api_calls(1001);
     let (status, _, e) = push(&h, "bu_1", &changed).await;
-    assert_eq!((status, e["error"]["code"].as_str()), (409, Some("invoice_conflict")), "{e}");
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (409, Some("invoice_conflict")),
+        "{e}"
+    );
     assert_eq!(h.sandbox.api_calls(1001), before);
     assert_eq!(posted(&h, 1001, "salesinvoice/SalesInvoices").len(), 1);
 
@@ -1504,7 +1544,10 @@ async fn another_body_after_a_crashed_create_is_a_conflict_never_an_adoption() {
     let found = exact_invoices(&h, 1001, "REF-inv_adopt");
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(json!(found[0].0), answer["exact_invoice_id"]);
-    assert_eq!(exact_invoice(&h, 1001, &found[0].0).lines[0].net_price, 8000.0);
+    assert_eq!(
+        exact_invoice(&h, 1001, &found[0].0).lines[0].net_price,
+        8000.0
+    );
 }
 
 // ---- Caps ------------------------------------------------------------------------------------------
@@ -1535,10 +1578,16 @@ async fn oversized_bodies_long_lists_and_return_urls_are_refused_naming_the_limi
         assert_eq!(resp.status().as_u16(), 413, "{method} {path}");
         let e: Value = resp.json().await.unwrap();
         assert_eq!(e["error"]["code"], "payload_too_large");
-        assert!(e["error"]["message"].as_str().unwrap().contains("262144"), "{e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains("262144"),
+            "{e}"
+        );
     }
     // Just at the limit is read (and refused for what it says, not for its size).
-    let at_limit = format!("{{\"name\": \"{}\"}}", "x".repeat(connector::http::MAX_PSA_BODY_BYTES - 12));
+    let at_limit = format!(
+        "{{\"name\": \"{}\"}}",
+        "x".repeat(connector::http::MAX_PSA_BODY_BYTES - 12)
+    );
     assert_eq!(at_limit.len(), connector::http::MAX_PSA_BODY_BYTES);
     let (status, e) = push_raw(&h, "bu_1", &at_limit).await;
     assert_eq!(status, 400, "{e}");
@@ -1550,7 +1599,10 @@ async fn oversized_bodies_long_lists_and_return_urls_are_refused_naming_the_limi
     });
     let (status, _, e) = push(&h, "bu_1", &many_lines).await;
     assert_eq!(status, 400, "{e}");
-    assert_eq!((e["error"]["field"].as_str(), e["error"]["code"].as_str()), (Some("lines"), Some("too_many_lines")));
+    assert_eq!(
+        (e["error"]["field"].as_str(), e["error"]["code"].as_str()),
+        (Some("lines"), Some("too_many_lines"))
+    );
 
     let settings = json!({"item_code": "CONSULT", "journal_code": "70",
         "tax_categories": (0..101).map(|i| json!({"category": format!("c{i}"), "exact_vat_code": "2"})).collect::<Vec<_>>()});
@@ -1558,12 +1610,21 @@ async fn oversized_bodies_long_lists_and_return_urls_are_refused_naming_the_limi
     assert_eq!(status, 400, "{e}");
     assert_eq!(e["error"]["field"], "tax_categories");
 
-    let url = format!("https://psa.example/{}", "a".repeat(connector::http::MAX_RETURN_URL_LEN));
+    let url = format!(
+        "https://psa.example/{}",
+        "a".repeat(connector::http::MAX_RETURN_URL_LEN)
+    );
     let (status, e) = h
-        .post("/connections/bu_2/exact/authorize", &json!({"country": "nl", "return_url": url}))
+        .post(
+            "/connections/bu_2/exact/authorize",
+            &json!({"country": "nl", "return_url": url}),
+        )
         .await;
     assert_eq!(status, 400, "{e}");
     assert_eq!(e["error"]["field"], "return_url");
-    assert!(e["error"]["message"].as_str().unwrap().contains("2048"), "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("2048"),
+        "{e}"
+    );
     assert!(exact_invoices(&h, 1001, "REF-inv_many").is_empty());
 }

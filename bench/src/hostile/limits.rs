@@ -27,7 +27,7 @@ fn key() -> String {
 
 /// A body of `len` bytes that is valid JSON (one long string).
 fn padded(len: usize) -> Vec<u8> {
-    let mut v = format!("{{\"pad\": \"{}", "x".repeat(len.saturating_sub(12))).into_bytes();
+    let mut v = format!("{{\"pad\": \"{}", "x".repeat(len.saturating_sub(11))).into_bytes();
     v.extend_from_slice(b"\"}");
     v
 }
@@ -55,6 +55,7 @@ async fn caps(w: &World, table: &mut Table) {
     let test = format!("/connections/{TEST_CONN}/exact/test");
     let authorize = "/connections/bu_la/exact/authorize".to_owned();
     let mut cases: Vec<(String, Method, String, Vec<u8>, u16, &str)> = Vec::new();
+    debug_assert_eq!(padded(100).len(), 100);
     for (label, len) in [
         ("256 KiB + 1", CAP + 1),
         ("1 MiB", 1 << 20),
@@ -82,7 +83,14 @@ async fn caps(w: &World, table: &mut Table) {
         } else {
             (400, "lines")
         };
-        cases.push((format!("{n} lines"), Method::POST, push.clone(), body, status, field));
+        cases.push((
+            format!("{n} lines"),
+            Method::POST,
+            push.clone(),
+            body,
+            status,
+            field,
+        ));
     }
     for n in [101usize, 1000] {
         let body = json!({"item_code": "CONSULT", "journal_code": "72",
@@ -115,9 +123,9 @@ async fn caps(w: &World, table: &mut Table) {
         if got >= 500 {
             five += 1;
         }
-        let message_names = e["error"]["message"].as_str().is_some_and(|t| {
-            t.contains(field) || t.contains(&CAP.to_string())
-        });
+        let message_names = e["error"]["message"]
+            .as_str()
+            .is_some_and(|t| t.contains(field) || t.contains(&CAP.to_string()));
         if got != status || e["error"]["field"] != field || !message_names {
             unclear += 1;
             problems.push(format!("{what}: {got} {e}"));
@@ -126,7 +134,12 @@ async fn caps(w: &World, table: &mut Table) {
     for p in problems.iter().take(5) {
         table.note(format!("- limits: {p}"));
     }
-    table.exact("Oversized bodies, lines, tax categories, return URLs → 5xx", five, 0, &format!("{total} inputs"));
+    table.exact(
+        "Oversized bodies, lines, tax categories, return URLs → 5xx",
+        five,
+        0,
+        &format!("{total} inputs"),
+    );
     table.exact(
         "… answered other than 413/400 naming the field and the limit",
         unclear,
@@ -155,7 +168,10 @@ fn variants(v: &Value) -> Vec<String> {
     x["name"] = json!(format!("  {}  ", v["name"].as_str().unwrap_or_default()));
     x["lines"][0]["x_psa_internal"] = json!({"any": [1, 2]});
     x["period"]["x"] = Value::Null;
-    x["company"]["address"] = json!(format!(" {} ", v["company"]["address"].as_str().unwrap_or_default()));
+    x["company"]["address"] = json!(format!(
+        " {} ",
+        v["company"]["address"].as_str().unwrap_or_default()
+    ));
     out.push(x.to_string());
     let mut x = v.clone();
     x["credit"] = Value::Null;
@@ -196,8 +212,18 @@ async fn replays(w: &World, table: &mut Table) {
             .len()
             .saturating_sub(1);
     }
-    table.exact("Re-serialised replays of a pushed invoice → 409 invoice_conflict", conflicts, 0, &format!("{sent} replays of 5 invoices"));
-    table.exact("… answered other than 200 with the saved answer, or a second invoice", other + extra, 0, "");
+    table.exact(
+        "Re-serialised replays of a pushed invoice → 409 invoice_conflict",
+        conflicts,
+        0,
+        &format!("{sent} replays of 5 invoices"),
+    );
+    table.exact(
+        "… answered other than 200 with the saved answer, or a second invoice",
+        other + extra,
+        0,
+        "",
+    );
 }
 
 async fn changed_after_crash(w: &World, table: &mut Table) {
@@ -234,13 +260,32 @@ async fn changed_after_crash(w: &World, table: &mut Table) {
         let done = w.push_until_done(CONN, &v, 5).await;
         let last = done.last().map(|a| (a.status, a.body.clone()));
         let ok = matches!(&last, Some((201 | 200, b)) if found.first().is_some_and(|f| b["exact_invoice_id"] == json!(f.invoice_id.to_string())));
-        if !ok || found.iter().any(|f| f.lines.first().is_some_and(|l| l.net_price != 800.0)) {
+        if !ok
+            || found
+                .iter()
+                .any(|f| f.lines.first().is_some_and(|l| l.net_price != 800.0))
+        {
             adopted += 1;
         }
     }
-    table.exact("Another body after a create whose answer was lost → second Exact invoices", second, 0, "3 crashed pushes");
-    table.exact("… answered other than 409 invoice_conflict", not_conflict, 0, &format!("{tries} pushes"));
-    table.exact("… the first invoice adopted for the other body (or not finished by the first)", adopted, 0, "");
+    table.exact(
+        "Another body after a create whose answer was lost → second Exact invoices",
+        second,
+        0,
+        "3 crashed pushes",
+    );
+    table.exact(
+        "… answered other than 409 invoice_conflict",
+        not_conflict,
+        0,
+        &format!("{tries} pushes"),
+    );
+    table.exact(
+        "… the first invoice adopted for the other body (or not finished by the first)",
+        adopted,
+        0,
+        "",
+    );
 }
 
 async fn accounts(w: &World, table: &mut Table) {
@@ -269,7 +314,9 @@ async fn accounts(w: &World, table: &mut Table) {
                 name,
                 email: format!("ap{i}{j}@relation.example"),
             };
-            let a = w.push(CONN, &invoice(&format!("rel{i}{j}"), &company)).await;
+            let a = w
+                .push(CONN, &invoice(&format!("rel{i}{j}"), &company))
+                .await;
             if a.status != 201 {
                 refused += 1;
             } else if a.body["account_id"] == json!(seeded) {
@@ -277,6 +324,11 @@ async fn accounts(w: &World, table: &mut Table) {
             }
         }
     }
-    table.exact("Names matching only supplier-only/blocked/prospect/suspect accounts → invoices refused", refused, 0, &format!("{n} pushes"));
+    table.exact(
+        "Names matching only supplier-only/blocked/prospect/suspect accounts → invoices refused",
+        refused,
+        0,
+        &format!("{n} pushes"),
+    );
     table.exact("… such an account reused", reused, 0, "");
 }

@@ -88,7 +88,11 @@ pub async fn handle_http<F: Function + ?Sized>(f: &F, app: &App, req: Request) -
 }
 
 /// Runs one scheduled job with the current app secret.
-pub async fn run_job<F: Function + ?Sized>(f: &F, app: &App, name: &str) -> Result<Value, ApiError> {
+pub async fn run_job<F: Function + ?Sized>(
+    f: &F,
+    app: &App,
+    name: &str,
+) -> Result<Value, ApiError> {
     let app = with_current_secret(app, f.secret_fields()).await?;
     f.job(&app, name).await
 }

@@ -448,7 +448,10 @@ mod tests {
     }
 
     fn utc(s: &str) -> String {
-        parse_exact_date(s).unwrap().format("%Y-%m-%d %H:%M").to_string()
+        parse_exact_date(s)
+            .unwrap()
+            .format("%Y-%m-%d %H:%M")
+            .to_string()
     }
 
     #[test]

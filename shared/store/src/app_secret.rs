@@ -86,7 +86,9 @@ impl AppSecret {
     /// least [`MIN_PSA_API_KEY_LEN`] characters.
     pub fn usable(&self, field: &str) -> bool {
         match field {
-            "psa_api_key" => self.psa_api_key.expose_secret().chars().count() >= MIN_PSA_API_KEY_LEN,
+            "psa_api_key" => {
+                self.psa_api_key.expose_secret().chars().count() >= MIN_PSA_API_KEY_LEN
+            }
             f => !self.missing_fields().contains(&f),
         }
     }

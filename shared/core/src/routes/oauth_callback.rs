@@ -8,7 +8,8 @@ use serde_json::Value;
 use crate::app::App;
 use crate::connect::{self, CallbackOutcome};
 use crate::http::{
-    self, ApiError, check_psa_request, json, json_body, match_path, parse_connection_id, query_param,
+    self, ApiError, check_psa_request, json, json_body, match_path, parse_connection_id,
+    query_param,
 };
 use crate::lambda::Function;
 
