@@ -1315,16 +1315,16 @@ async fn only_a_customer_that_is_not_blocked_is_reused_by_name() {
         5,
         "a new customer"
     );
-    let w = h.sandbox.world();
-    let created = w
-        .division(1001)
-        .unwrap()
-        .accounts
-        .iter()
-        .find(|a| a.id.to_string() == account)
-        .cloned();
-    drop(w);
-    assert_eq!(created.unwrap().status.as_deref(), Some("C"));
+    let status = {
+        let w = h.sandbox.world();
+        w.division(1001)
+            .unwrap()
+            .accounts
+            .iter()
+            .find(|a| a.id.to_string() == account)
+            .and_then(|a| a.status.clone())
+    };
+    assert_eq!(status.as_deref(), Some("C"));
     assert_eq!(exact_invoices(&h, 1001, "REF-inv_acct").len(), 1);
 
     // A customer with the name (also a supplier) is reused.

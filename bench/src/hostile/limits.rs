@@ -49,12 +49,17 @@ pub async fn run(table: &mut Table, secrets: &mut Secrets) {
     secrets.collect(&w.h);
 }
 
-/// Oversized inputs: (what, method, path, body, status, field).
+/// One oversized input: what, method, path, body, the expected status and field.
+type CapCase = (String, Method, String, Vec<u8>, u16, &'static str);
+
+/// How a test makes a seeded account unusable for invoicing.
+type AccountEdit = fn(&mut exact_sandbox::world::Account);
+
 async fn caps(w: &World, table: &mut Table) {
     let push = format!("/connections/{CONN}/invoices");
     let test = format!("/connections/{TEST_CONN}/exact/test");
     let authorize = "/connections/bu_la/exact/authorize".to_owned();
-    let mut cases: Vec<(String, Method, String, Vec<u8>, u16, &str)> = Vec::new();
+    let mut cases: Vec<CapCase> = Vec::new();
     debug_assert_eq!(padded(100).len(), 100);
     for (label, len) in [
         ("256 KiB + 1", CAP + 1),
@@ -289,7 +294,7 @@ async fn changed_after_crash(w: &World, table: &mut Table) {
 }
 
 async fn accounts(w: &World, table: &mut Table) {
-    let kinds: [(&str, fn(&mut exact_sandbox::world::Account)); 4] = [
+    let kinds: [(&str, AccountEdit); 4] = [
         ("supplier-only", |a| {
             a.status = Some("A".into());
             a.is_supplier = true;
