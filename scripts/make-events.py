@@ -2,14 +2,14 @@
 """Writes events/: one API Gateway HTTP API (payload 2.0) event per route, the signed Exact webhook, the empty
 validation POST and the two scheduled events. Run from the repository root: python3 scripts/make-events.py
 
-The PSA key in the events is `local-psa-key` (the one `cargo run` and the end-to-end tests use). The webhook is
-signed with `sandbox-webhook-secret`, the Exact sandbox's webhook secret: HashCode = upper-case hex
+The PSA key in the events is `local-psa-key-not-secret-0123456789` (the one `cargo run` and the end-to-end tests
+use). The webhook is signed with `sandbox-webhook-secret`, the Exact sandbox's webhook secret: HashCode = upper-case hex
 HMAC-SHA256(secret, raw bytes of the Content object)."""
 import hashlib, hmac, json, pathlib
 
 API = "abc123def4"
 DOMAIN = f"{API}.execute-api.eu-west-1.amazonaws.com"
-PSA_KEY = "local-psa-key"
+PSA_KEY = "local-psa-key-not-secret-0123456789"
 WEBHOOK_SECRET = "sandbox-webhook-secret"
 out = pathlib.Path("events")
 out.mkdir(exist_ok=True)

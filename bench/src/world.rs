@@ -190,6 +190,7 @@ impl World {
                     Backend::Memory
                 },
                 aws,
+                app_secret_id: None,
             },
             faulty,
             driven,

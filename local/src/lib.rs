@@ -46,8 +46,8 @@ pub fn function_for(method: &Method, path: &str) -> Option<&'static dyn Function
 /// Runs the scheduled job `name` on the function that owns it (`keep-alive`, `reconcile`).
 pub async fn run_job(app: &App, name: &str) -> Result<serde_json::Value, connector::ApiError> {
     match name {
-        "keep-alive" => OAuthCallback.job(app, name).await,
-        _ => WebhookPaid.job(app, name).await,
+        "keep-alive" => connector::lambda::run_job(&OAuthCallback, app, name).await,
+        _ => connector::lambda::run_job(&WebhookPaid, app, name).await,
     }
 }
 
@@ -90,7 +90,7 @@ async fn handle(
         .unwrap_or_default();
     let req =
         lambda_http::http::Request::from_parts(parts, body).with_query_string_parameters(query);
-    to_axum(f.http(&app, req).await)
+    to_axum(connector::lambda::handle_http(f, &app, req).await)
 }
 
 fn to_axum(resp: lambda_http::Response<lambda_http::Body>) -> axum::response::Response {
@@ -159,6 +159,7 @@ pub fn sandbox_app_secret(
         exact_client_secret: SecretString::from(sandbox.client_secret()),
         exact_webhook_secret: SecretString::from(sandbox.webhook_secret()),
         psa_api_key: SecretString::from(psa_api_key),
+        psa_api_key_previous: SecretString::from(String::new()),
         psa_callback_secret: SecretString::from(psa_callback_secret),
     }
 }

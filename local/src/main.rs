@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use store::{AwsClients, MemoryStore, MemoryTokenStore, StateStore, TokenStore};
 
-const PSA_KEY: &str = "local-psa-key";
+const PSA_KEY: &str = "local-psa-key-not-secret-0123456789";
 const PSA_CALLBACK_SECRET: &str = "local-psa-callback-secret";
 
 type Received = Arc<Mutex<Vec<(Value, bool)>>>;

@@ -19,7 +19,7 @@ use serde_json::Value;
 use store::{AppSecret, AwsClients, MemoryStore, MemoryTokenStore};
 
 /// The PSA API key every harness uses.
-pub const PSA_KEY: &str = "local-psa-key";
+pub const PSA_KEY: &str = "local-psa-key-not-secret-0123456789";
 /// The PSA callback secret every harness uses.
 pub const PSA_CALLBACK_SECRET: &str = "psa-callback-secret-abc";
 
@@ -39,6 +39,8 @@ pub struct Harness {
     pub backend: Backend,
     /// Moto only: the clients, table and token prefix (to inspect what was stored).
     pub aws: Option<(AwsClients, String, String)>,
+    /// With [`Options::app_secret_in_secrets_manager`]: the app secret's name on moto.
+    pub app_secret_id: Option<String>,
 }
 
 /// Options for [`Harness::start`].
@@ -47,6 +49,9 @@ pub struct Options {
     pub backend: Backend,
     pub sandbox: SandboxConfig,
     pub psa_callback_url: Option<String>,
+    /// Moto only: the app secret lives in Secrets Manager as deployed (read through the app's cache) instead of
+    /// being fixed.
+    pub app_secret_in_secrets_manager: bool,
 }
 
 impl Default for Options {
@@ -55,6 +60,7 @@ impl Default for Options {
             backend: Backend::Memory,
             sandbox: SandboxConfig::default(),
             psa_callback_url: None,
+            app_secret_in_secrets_manager: false,
         }
     }
 }
@@ -62,6 +68,19 @@ impl Default for Options {
 /// The app secret matching the sandbox's seeded app.
 pub fn app_secret(sandbox: &Sandbox) -> AppSecret {
     psa_exact_local::sandbox_app_secret(sandbox, PSA_KEY, PSA_CALLBACK_SECRET)
+}
+
+/// The app secret as the JSON an operator stores in Secrets Manager.
+pub fn app_secret_json(s: &AppSecret) -> String {
+    use secrecy::ExposeSecret;
+    serde_json::json!({
+        "exact_client_id": s.exact_client_id,
+        "exact_client_secret": s.exact_client_secret.expose_secret(),
+        "exact_webhook_secret": s.exact_webhook_secret.expose_secret(),
+        "psa_api_key": s.psa_api_key.expose_secret(),
+        "psa_callback_secret": s.psa_callback_secret.expose_secret(),
+    })
+    .to_string()
 }
 
 impl Harness {
@@ -108,8 +127,24 @@ impl Harness {
                     )
                 }
             };
+        let app_secret_id = match (&aws, opts.app_secret_in_secrets_manager) {
+            (Some((clients, _, _)), true) => {
+                let id = testkit::unique("app-secret");
+                clients
+                    .secrets()
+                    .create_secret()
+                    .name(&id)
+                    .secret_string(app_secret_json(&secret))
+                    .send()
+                    .await
+                    .expect("create the app secret on moto");
+                Some((clients.secrets().clone(), id))
+            }
+            _ => None,
+        };
+        let cache_of = app_secret_id.clone();
         let (api, app) = psa_exact_local::serve("127.0.0.1:0", |base| async move {
-            App::new(AppParts {
+            let mut app = App::new(AppParts {
                 state,
                 tokens,
                 secret,
@@ -117,7 +152,16 @@ impl Harness {
                 exact_base_url: Some(sandbox_url),
                 psa_callback_url: callback,
                 clock,
-            })
+            });
+            if let Some((client, id)) = cache_of {
+                app.secret_cache = Some(Arc::new(store::AppSecretCache::new(
+                    client,
+                    id,
+                    store::APP_SECRET_TTL,
+                    None,
+                )));
+            }
+            app
         })
         .await
         .expect("bind the local API");
@@ -132,7 +176,23 @@ impl Harness {
             http,
             backend: opts.backend,
             aws,
+            app_secret_id: app_secret_id.map(|(_, id)| id),
         }
+    }
+
+    /// Replaces the app secret on moto (with [`Options::app_secret_in_secrets_manager`]).
+    pub async fn put_app_secret(&self, json: &str) {
+        let (Some((clients, _, _)), Some(id)) = (&self.aws, &self.app_secret_id) else {
+            panic!("the harness keeps no app secret in Secrets Manager");
+        };
+        clients
+            .secrets()
+            .put_secret_value()
+            .secret_id(id)
+            .secret_string(json)
+            .send()
+            .await
+            .expect("put the app secret on moto");
     }
 
     pub fn url(&self, path: &str) -> String {

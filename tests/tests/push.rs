@@ -257,6 +257,7 @@ async fn plain_invoice_sends_exactly_the_mapped_fields_and_returns_the_number() 
                 "Notes": "80 hours senior consultant",
                 "Quantity": 1.0,
                 "VATCode": "2",
+                "UnitPrice": 8000.0,
                 "NetPrice": 8000.0,
                 "StartTime": "2025-09-01",
                 "EndTime": "2025-09-30"
@@ -1276,4 +1277,354 @@ async fn failed_email_on_a_processed_invoice_is_reported_with_the_number() {
     assert!(emails(&h, 1001).is_empty());
     let found = exact_invoices(&h, 1001, "REF-inv_mail");
     assert_eq!((found.len(), found[0].1), (1, 50));
+}
+
+// ---- Accounts Exact can invoice ----------------------------------------------------------------
+
+/// Seeds an account named `name` in 1001 and lets `edit` make it what the test needs; answers its ID.
+fn seed_account(
+    h: &Harness,
+    name: &str,
+    edit: impl FnOnce(&mut exact_sandbox::world::Account),
+) -> String {
+    let mut w = h.sandbox.world();
+    let a = w.add_account(1001, name);
+    edit(a);
+    a.id.to_string()
+}
+
+#[tokio::test]
+async fn only_a_customer_that_is_not_blocked_is_reused_by_name() {
+    let h = Harness::memory().await;
+    ready(&h, "bu_1", 1001, "70", Delivery::Psa).await;
+    let not_invoiceable = [
+        seed_account(&h, "Acme B.V.", |a| {
+            a.status = Some("A".into());
+            a.is_supplier = true;
+        }),
+        seed_account(&h, "Acme B.V.", |a| a.blocked = true),
+        seed_account(&h, "Acme B.V.", |a| a.status = Some("P".into())),
+        seed_account(&h, "Acme B.V.", |a| a.status = Some("S".into())),
+    ];
+    let (status, _, answer) = push(&h, "bu_1", &invoice("inv_acct")).await;
+    assert_eq!(status, 201, "{answer}");
+    let account = answer["account_id"].as_str().unwrap().to_owned();
+    assert!(!not_invoiceable.contains(&account), "{account}");
+    assert_eq!(
+        account_named(&h, 1001, "Acme B.V.").len(),
+        5,
+        "a new customer"
+    );
+    let status = {
+        let w = h.sandbox.world();
+        w.division(1001)
+            .unwrap()
+            .accounts
+            .iter()
+            .find(|a| a.id.to_string() == account)
+            .and_then(|a| a.status.clone())
+    };
+    assert_eq!(status.as_deref(), Some("C"));
+    assert_eq!(exact_invoices(&h, 1001, "REF-inv_acct").len(), 1);
+
+    // A customer with the name (also a supplier) is reused.
+    let customer = seed_account(&h, "Beta B.V.", |a| a.is_supplier = true);
+    let body = invoice_with("inv_beta", |v| {
+        v["company"] = json!({"id": "cmp_beta", "name": "Beta B.V."})
+    });
+    let (status, _, answer) = push(&h, "bu_1", &body).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["account_id"], json!(customer));
+}
+
+#[tokio::test]
+async fn exact_refuses_invoicing_a_supplier_only_or_blocked_account() {
+    // What the sandbox does, as Exact: checked through a cached account, which the push does not look up again.
+    let h = Harness::memory().await;
+    ready(&h, "bu_1", 1001, "70", Delivery::Psa).await;
+    for (id, expected, edit) in [
+        (
+            "inv_sup",
+            "Ongeldig: Besteld door (Type)",
+            (|a: &mut exact_sandbox::world::Account| {
+                a.status = Some("A".into());
+                a.is_supplier = true;
+            }) as fn(&mut exact_sandbox::world::Account),
+        ),
+        ("inv_blk", "Geblokkeerd: Besteld door", |a| a.blocked = true),
+    ] {
+        let account = seed_account(&h, &format!("Account {id}"), edit);
+        let company = format!("cmp_{id}");
+        h.app
+            .state
+            .put_mapping(
+                &cid("bu_1"),
+                Division::new(1001).unwrap(),
+                &store::MappingKey::Account {
+                    psa_company_id: company.clone(),
+                },
+                account.parse::<ExactGuid>().unwrap(),
+            )
+            .await
+            .unwrap();
+        let body = invoice_with(id, |v| v["company"]["id"] = json!(company));
+        let (status, _, e) = push(&h, "bu_1", &body).await;
+        assert_eq!(status, 422, "{e}");
+        assert_eq!(e["error"]["exact_message"], expected, "{e}");
+        assert!(exact_invoices(&h, 1001, &format!("REF-{id}")).is_empty());
+    }
+}
+
+// ---- Unit price ----------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn every_line_carries_its_amount_as_unit_price_and_net_price() {
+    let h = Harness::memory().await;
+    ready(&h, "bu_1", 1001, "70", Delivery::Psa).await;
+    let body = invoice_with("inv_unit", |v| {
+        v["lines"] = json!([
+            {"number": 1, "name": "Consultancy", "amount": "8000.00"},
+            {"number": 2, "name": "Travel", "amount": "45.50"}
+        ]);
+    });
+    let (status, _, answer) = push(&h, "bu_1", &body).await;
+    assert_eq!(status, 201, "{answer}");
+    let inv = exact_invoice(&h, 1001, answer["exact_invoice_id"].as_str().unwrap());
+    let prices: Vec<(f64, f64, f64)> = inv
+        .lines
+        .iter()
+        .map(|l| (l.quantity, l.unit_price, l.net_price))
+        .collect();
+    assert_eq!(prices, [(1.0, 8000.0, 8000.0), (1.0, 45.5, 45.5)]);
+}
+
+// ---- Idempotency: what is "the same invoice" -----------------------------------------------------
+
+/// POSTs `text` as it is (the PSA's own serialisation).
+async fn push_raw(h: &Harness, conn: &str, text: &str) -> (u16, Value) {
+    let resp = h
+        .http
+        .post(h.url(&format!("/connections/{conn}/invoices")))
+        .bearer_auth(PSA_KEY)
+        .header("content-type", "application/json")
+        .body(text.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_same_invoice_serialised_differently_is_a_replay() {
+    let h = Harness::memory().await;
+    ready(&h, "bu_1", 1001, "70", Delivery::Exact).await;
+    let (status, _, created) = push(&h, "bu_1", &invoice("inv_ser")).await;
+    assert_eq!(status, 201, "{created}");
+    // Keys in another order, other whitespace, the amount written with one decimal, blanks around a name, an
+    // explicit null, a field this connector does not know.
+    let text = r#"{
+        "lines": [ { "amount": "8000.0", "name": " Consultancy ", "number": 1,
+                     "description": "80 hours senior consultant", "item_code": null, "x_psa_field": 7 } ],
+        "contact": {"email": "jane@acme.example", "last_name": "Doe", "first_name": "Jane"},
+        "company": {"city": "Utrecht", "address": "Stationsplein 1", "name": "Acme B.V.", "id": "cmp_17"},
+        "project": {"name": "Website relaunch", "number": "P-1001"},
+        "period": {"until": "2025-09-30", "from": "2025-09-01"},
+        "invoice_date": "2025-10-01", "credit": false,
+        "name": "September 2025 - Website relaunch", "reference": "REF-inv_ser", "id": "inv_ser"
+    }"#;
+    let before = h.sandbox.api_calls(1001);
+    let (status, replay) = push_raw(&h, "bu_1", text).await;
+    assert_eq!(status, 200, "{replay}");
+    assert_eq!(replay, created);
+    assert_eq!(h.sandbox.api_calls(1001), before, "a replay calls no Exact");
+    // A real change is still a conflict.
+    let (status, e) = push_raw(&h, "bu_1", &text.replace("8000.0", "8000.01")).await;
+    assert_eq!(status, 409, "{e}");
+    assert_eq!(e["error"]["code"], "invoice_conflict");
+    assert_eq!(exact_invoices(&h, 1001, "REF-inv_ser").len(), 1);
+}
+
+#[tokio::test]
+async fn a_record_stored_with_the_raw_body_hash_is_still_replayed() {
+    // Records written before the canonical hash carry the hash of the raw body: a retry of that body after the
+    // deploy is a replay, not a conflict.
+    let h = Harness::moto().await;
+    ready(&h, "bu_1", 1001, "70", Delivery::Exact).await;
+    let body = invoice("inv_legacy");
+    let raw = serde_json::to_vec(&body).unwrap();
+    let c = cid("bu_1");
+    let now = h.app.now();
+    let saved =
+        json!({"invoice_id": "inv_legacy", "status": "created", "saved": "by an older release"});
+    let claim = h
+        .app
+        .state
+        .claim(
+            &c,
+            "inv_legacy",
+            &store::body_hash(&raw),
+            "old",
+            now,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(claim, store::Claim::Claimed { .. }));
+    let done = store::InvoiceDone {
+        state: store::OpenState::Created,
+        response: store::SavedResponse {
+            status: 201,
+            body: saved.clone(),
+        },
+        progress: store::InvoiceProgress::default(),
+    };
+    h.app
+        .state
+        .complete(&c, "inv_legacy", "old", &done, now)
+        .await
+        .unwrap();
+
+    let before = h.sandbox.api_calls(1001);
+    let (status, _, replay) = push(&h, "bu_1", &body).await;
+    assert_eq!(status, 200, "{replay}");
+    assert_eq!(replay, saved);
+    assert_eq!(h.sandbox.api_calls(1001), before);
+    let changed = invoice_with("inv_legacy", |v| v["lines"][0]["amount"] = json!("1.00"));
+    let (status, _, e) = push(&h, "bu_1", &changed).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (409, Some("invoice_conflict")),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn another_body_after_a_crashed_create_is_a_conflict_never_an_adoption() {
+    let h = Harness::moto().await;
+    ready(&h, "bu_1", 1001, "70", Delivery::Psa).await;
+    // The create reaches Exact but its answer is lost, and Exact cannot be asked: the record keeps the attempt.
+    h.sandbox.inject(
+        Fault::new("salesinvoice/SalesInvoices", FaultKind::DropAfterStore).on_method("POST"),
+    );
+    h.sandbox.inject(
+        Fault::status("salesinvoice/SalesInvoices", 503, "Service Unavailable")
+            .on_method("GET")
+            .times(10),
+    );
+    let body = invoice("inv_adopt");
+    let (status, _, e) = push(&h, "bu_1", &body).await;
+    assert_eq!(status, 502, "{e}");
+    h.sandbox.clear_faults();
+    assert_eq!(exact_invoices(&h, 1001, "REF-inv_adopt").len(), 1);
+
+    let changed = invoice_with("inv_adopt", |v| v["lines"][0]["amount"] = json!("9000.00"));
+    // While the claim lives: a conflict at once (no waiting for a push that cannot become this one).
+    let (status, _, e) = push(&h, "bu_1", &changed).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (409, Some("invoice_conflict")),
+        "{e}"
+    );
+    // After its holder died: still a conflict, and Exact is not even asked.
+    h.sandbox.clock().advance(PAST_LEASE);
+    let before = h.sandbox.api_calls(1001);
+    let (status, _, e) = push(&h, "bu_1", &changed).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (409, Some("invoice_conflict")),
+        "{e}"
+    );
+    assert_eq!(h.sandbox.api_calls(1001), before);
+    assert_eq!(posted(&h, 1001, "salesinvoice/SalesInvoices").len(), 1);
+
+    // The original body continues with the invoice Exact has.
+    let (status, _, answer) = push(&h, "bu_1", &body).await;
+    assert_eq!(status, 201, "{answer}");
+    let found = exact_invoices(&h, 1001, "REF-inv_adopt");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(json!(found[0].0), answer["exact_invoice_id"]);
+    assert_eq!(
+        exact_invoice(&h, 1001, &found[0].0).lines[0].net_price,
+        8000.0
+    );
+}
+
+// ---- Caps ------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn oversized_bodies_long_lists_and_return_urls_are_refused_naming_the_limit() {
+    let h = Harness::memory().await;
+    ready(&h, "bu_1", 1001, "70", Delivery::Psa).await;
+    let huge = format!(
+        "{{\"name\": \"{}\"}}",
+        "x".repeat(connector::http::MAX_PSA_BODY_BYTES)
+    );
+    for (method, path) in [
+        (reqwest::Method::POST, "/connections/bu_1/invoices"),
+        (reqwest::Method::POST, "/connections/bu_1/exact/test"),
+        (reqwest::Method::POST, "/connections/bu_1/exact/authorize"),
+        (reqwest::Method::GET, "/connections/bu_1/exact"),
+        (reqwest::Method::GET, "/connections/bu_1/invoices/inv_1"),
+    ] {
+        let resp = h
+            .http
+            .request(method.clone(), h.url(path))
+            .bearer_auth(PSA_KEY)
+            .body(huge.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 413, "{method} {path}");
+        let e: Value = resp.json().await.unwrap();
+        assert_eq!(e["error"]["code"], "payload_too_large");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains("262144"),
+            "{e}"
+        );
+    }
+    // Just at the limit is read (and refused for what it says, not for its size).
+    let at_limit = format!(
+        "{{\"name\": \"{}\"}}",
+        "x".repeat(connector::http::MAX_PSA_BODY_BYTES - 12)
+    );
+    assert_eq!(at_limit.len(), connector::http::MAX_PSA_BODY_BYTES);
+    let (status, e) = push_raw(&h, "bu_1", &at_limit).await;
+    assert_eq!(status, 400, "{e}");
+
+    let many_lines = invoice_with("inv_many", |v| {
+        v["lines"] = (1..=501)
+            .map(|n| json!({"number": n, "name": "Work", "amount": "1.00"}))
+            .collect();
+    });
+    let (status, _, e) = push(&h, "bu_1", &many_lines).await;
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(
+        (e["error"]["field"].as_str(), e["error"]["code"].as_str()),
+        (Some("lines"), Some("too_many_lines"))
+    );
+
+    let settings = json!({"item_code": "CONSULT", "journal_code": "70",
+        "tax_categories": (0..101).map(|i| json!({"category": format!("c{i}"), "exact_vat_code": "2"})).collect::<Vec<_>>()});
+    let (status, e) = h.post("/connections/bu_1/exact/test", &settings).await;
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["field"], "tax_categories");
+
+    let url = format!(
+        "https://psa.example/{}",
+        "a".repeat(connector::http::MAX_RETURN_URL_LEN)
+    );
+    let (status, e) = h
+        .post(
+            "/connections/bu_2/exact/authorize",
+            &json!({"country": "nl", "return_url": url}),
+        )
+        .await;
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["field"], "return_url");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("2048"),
+        "{e}"
+    );
+    assert!(exact_invoices(&h, 1001, "REF-inv_many").is_empty());
 }

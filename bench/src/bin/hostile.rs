@@ -17,6 +17,8 @@ async fn main() -> ExitCode {
     let step = |name: &str| eprintln!("[{:>6.1} s] {name}", started.elapsed().as_secs_f64());
     step("malformed and hostile inputs");
     hostile::inputs::run(&mut table, &mut secrets).await;
+    step("limits, re-serialised replays, changed bodies after a crash, non-customer accounts");
+    hostile::limits::run(&mut table, &mut secrets).await;
     step("forged and replayed webhooks");
     hostile::webhooks::run(&mut table, &mut secrets).await;
     step("tenants: shared administrations, reconnects, repeat events, credit notes");

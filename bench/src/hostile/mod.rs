@@ -5,6 +5,7 @@ pub mod concurrency;
 pub mod crashes;
 pub mod faults;
 pub mod inputs;
+pub mod limits;
 pub mod tenants;
 pub mod tokens;
 pub mod webhooks;

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use exact::{CallStats, Clock, ExactAuth, ExactClient, ExactConfig, RateLimiter, SystemClock};
 use mapping::{Country, Division};
 use secrecy::SecretString;
-use store::{AppSecret, AwsClients, StateStore, TokenStore};
+use store::{APP_SECRET_TTL, AppSecret, AppSecretCache, AwsClients, StateStore, TokenStore};
 use url::Url;
 
 /// How long one request may spend waiting for Exact (rate-limit windows, back-off). The functions time out at
@@ -70,7 +70,10 @@ impl Config {
 pub struct App {
     pub state: Arc<dyn StateStore>,
     pub tokens: Arc<dyn TokenStore>,
+    /// The app secret as read for this request (see [`crate::lambda::with_current_secret`]).
     pub secret: Arc<AppSecret>,
+    /// Where [`App::secret`] is read again from (Secrets Manager); `None`: fixed (tests, the local run).
+    pub secret_cache: Option<Arc<AppSecretCache>>,
     pub http: reqwest::Client,
     pub public_base_url: Option<String>,
     pub exact_base_url: Option<Url>,
@@ -110,6 +113,7 @@ impl App {
             state: p.state,
             tokens: p.tokens,
             secret: Arc::new(p.secret),
+            secret_cache: None,
             http: exact::http_client(timeout),
             public_base_url: p.public_base_url,
             exact_base_url: p.exact_base_url,
@@ -121,7 +125,7 @@ impl App {
         }
     }
 
-    /// The deployed shape: DynamoDB, Secrets Manager, the app secret read once.
+    /// The deployed shape: DynamoDB, Secrets Manager, the app secret read now and again every few minutes.
     pub async fn from_env() -> Result<App, ConfigError> {
         let cfg = Config::from_env()?;
         let aws = AwsClients::from_env()
@@ -135,15 +139,22 @@ impl App {
             // Not fatal: the functions answer, and say what to fill in, instead of crashing in a loop.
             tracing::error!(fields = ?missing, "the app secret has empty fields; fill them in Secrets Manager");
         }
-        Ok(App::new(AppParts {
+        let mut app = App::new(AppParts {
             state: Arc::new(aws.dynamo_store(&cfg.table_name)),
             tokens: Arc::new(aws.token_store(&cfg.token_secret_prefix)),
-            secret,
+            secret: secret.clone(),
             public_base_url: cfg.public_base_url,
             exact_base_url: cfg.exact_base_url,
             psa_callback_url: cfg.psa_callback_url,
             clock: Arc::new(SystemClock),
-        }))
+        });
+        app.secret_cache = Some(Arc::new(AppSecretCache::new(
+            aws.secrets().clone(),
+            cfg.app_secret_arn,
+            APP_SECRET_TTL,
+            Some((secret, app.now_ms())),
+        )));
+        Ok(app)
     }
 
     pub fn now(&self) -> DateTime<Utc> {

@@ -7,7 +7,13 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use mapping::ConnectionId;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
+use store::{AppSecret, MIN_PSA_API_KEY_LEN};
 use subtle::ConstantTimeEq;
+
+/// The largest request body a PSA route takes: 256 KiB (an invoice of 500 lines is far below it).
+pub const MAX_PSA_BODY_BYTES: usize = 256 * 1024;
+/// The longest `return_url` the authorize route takes.
+pub const MAX_RETURN_URL_LEN: usize = 2048;
 
 /// A failure as the PSA sees it: status, a stable snake_case code, a message saying what happened and
 /// what to do, and Exact's own text (verbatim) where Exact refused.
@@ -196,7 +202,63 @@ fn escape_html(s: &str) -> String {
         .collect()
 }
 
-/// `Authorization: Bearer <psa_api_key>`, compared in constant time. An unset key refuses everything.
+/// Everything a PSA route checks before reading the body: the app is configured (503 `app_not_configured` while
+/// `psa_api_key` is empty or shorter than [`MIN_PSA_API_KEY_LEN`], naming the field, never a value), the body is
+/// at most [`MAX_PSA_BODY_BYTES`] (413 `payload_too_large`), and the key is `psa_api_key` or, during a rotation,
+/// `psa_api_key_previous` (401).
+pub fn check_psa_request(req: &Request, secret: &AppSecret) -> Result<(), ApiError> {
+    if !secret.usable("psa_api_key") {
+        return Err(ApiError::new(
+            503,
+            "app_not_configured",
+            format!(
+                "the connector is not configured: fill `psa_api_key` in the app secret (Secrets Manager) with a \
+                 random key of at least {MIN_PSA_API_KEY_LEN} characters; it is used within a few minutes"
+            ),
+        )
+        .with_field("psa_api_key"));
+    }
+    let size = body_bytes(req).len();
+    if size > MAX_PSA_BODY_BYTES {
+        return Err(ApiError::new(
+            413,
+            "payload_too_large",
+            format!(
+                "the request body is {size} bytes; the limit is {MAX_PSA_BODY_BYTES} bytes (256 KiB)"
+            ),
+        )
+        .with_field("body"));
+    }
+    // Every accepted key is compared, so the time taken does not say which one matched.
+    let mut ok = false;
+    for key in secret.psa_keys() {
+        ok |= check_psa_key(req, key).is_ok();
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized())
+    }
+}
+
+/// `return_url` of the authorize body, when it is a string longer than [`MAX_RETURN_URL_LEN`]: a 400 naming it.
+pub fn check_return_url_len(
+    body: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), ApiError> {
+    match body.get("return_url").and_then(serde_json::Value::as_str) {
+        Some(u) if u.len() > MAX_RETURN_URL_LEN => Err(ApiError::bad_field(
+            "return_url",
+            "return_url_too_long",
+            format!(
+                "return_url is {} characters long; the limit is {MAX_RETURN_URL_LEN}",
+                u.len()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `Authorization: Bearer <key>`, compared in constant time. An unset key refuses everything.
 pub fn check_psa_key(req: &Request, key: &SecretString) -> Result<(), ApiError> {
     let expected = key.expose_secret().as_bytes();
     let given = req

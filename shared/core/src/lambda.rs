@@ -1,6 +1,7 @@
 //! The Lambda entry: one event loop per function that takes API Gateway HTTP API (payload 2.0) events and the
 //! scheduled events (`{"job":"keep-alive"}`, `{"job":"reconcile"}`) of the template.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -18,6 +19,11 @@ use crate::http::ApiError;
 pub trait Function: Send + Sync + 'static {
     /// The function's name (logs).
     fn name(&self) -> &'static str;
+    /// The app-secret fields the function cannot work without: while one is unusable, the secret is read again
+    /// on every request instead of after the cache's TTL (see [`with_current_secret`]).
+    fn secret_fields(&self) -> &'static [&'static str] {
+        &["psa_api_key"]
+    }
     /// Answers an HTTP request. Every failure is already an error envelope.
     async fn http(&self, app: &App, req: Request) -> Response<Body>;
     /// Runs a scheduled job and reports what it did.
@@ -46,6 +52,51 @@ pub async fn run<F: Function>(f: F) -> Result<(), Error> {
     .await
 }
 
+/// The app with the app secret as it is now: the cached one while fresh, else read again (see
+/// [`store::AppSecretCache`]). Without a cache (tests, the local run) the app as it is.
+pub async fn with_current_secret<'a>(
+    app: &'a App,
+    need: &[&str],
+) -> Result<Cow<'a, App>, ApiError> {
+    let Some(cache) = &app.secret_cache else {
+        return Ok(Cow::Borrowed(app));
+    };
+    match cache.get(app.now_ms(), need).await {
+        Ok(secret) if Arc::ptr_eq(&secret, &app.secret) => Ok(Cow::Borrowed(app)),
+        Ok(secret) => {
+            let mut fresh = app.clone();
+            fresh.secret = secret;
+            Ok(Cow::Owned(fresh))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the app secret");
+            Err(ApiError::new(
+                503,
+                "app_secret_unavailable",
+                "the app secret cannot be read from Secrets Manager; try again later",
+            ))
+        }
+    }
+}
+
+/// Answers one HTTP request with the current app secret.
+pub async fn handle_http<F: Function + ?Sized>(f: &F, app: &App, req: Request) -> Response<Body> {
+    match with_current_secret(app, f.secret_fields()).await {
+        Ok(app) => f.http(&app, req).await,
+        Err(e) => e.to_response(),
+    }
+}
+
+/// Runs one scheduled job with the current app secret.
+pub async fn run_job<F: Function + ?Sized>(
+    f: &F,
+    app: &App,
+    name: &str,
+) -> Result<Value, ApiError> {
+    let app = with_current_secret(app, f.secret_fields()).await?;
+    f.job(&app, name).await
+}
+
 /// Handles one raw Lambda event: an HTTP API event → its answer as API Gateway expects it; a scheduled job → the
 /// job's report. Public so tests can feed the files of `events/` exactly as Lambda would.
 pub async fn dispatch<F: Function + ?Sized>(
@@ -57,12 +108,12 @@ pub async fn dispatch<F: Function + ?Sized>(
         let ev: ApiGatewayV2httpRequest = serde_json::from_value(event)
             .map_err(|e| Error::from(format!("not an HTTP API (2.0) event: {e}")))?;
         let req: Request = LambdaRequest::ApiGatewayV2(ev).into();
-        let resp = f.http(app, req).await;
+        let resp = handle_http(f, app, req).await;
         return Ok(serde_json::to_value(to_apigw(resp))?);
     }
     if let Some(job) = event.get("job").and_then(Value::as_str) {
         tracing::info!(function = f.name(), job, "scheduled job");
-        return match f.job(app, job).await {
+        return match run_job(f, app, job).await {
             Ok(report) => Ok(report),
             Err(e) => Err(Error::from(e.to_string())),
         };

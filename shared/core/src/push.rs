@@ -5,11 +5,16 @@
 //! 1. Parse and validate the body (400 naming the field, 422 for a rule) — before anything is stored.
 //! 2. The connection must be connected (404/409) and have settings saved by a connection test *in its current
 //!    administration* (409 `not_configured`).
-//! 3. Claim the idempotency record for (connection, PSA invoice id) with the body's hash. A finished push with the
-//!    same body answers its saved response (200) without touching Exact; another body is a 409; a push that is
-//!    still running is waited for briefly (so concurrent retries get the same answer), else 409 + `Retry-After`.
+//! 3. Claim the idempotency record for (connection, PSA invoice id) with the hash of the *parsed* invoice
+//!    ([`mapping::Invoice::canonical_bytes`]: the same invoice re-serialised is the same invoice). Records stored
+//!    before that hash was used carry the hash of the raw body, which is accepted too. A finished push with the
+//!    same invoice answers its saved response (200) without touching Exact; another body is a 409
+//!    `invoice_conflict` — also while or after a push of another body recorded a create attempt, even one whose
+//!    holder died: its Exact invoice is never adopted for the new body, and no second one is created. A push
+//!    that is still running is waited for briefly (so concurrent retries get the same answer), else 409 +
+//!    `Retry-After`.
 //!    Only then is the Exact token fetched: a replay needs nothing from Exact.
-//! 4. Account (cache → find by name → create) and contact (cache → find by e-mail on this account → create); an
+//! 4. Account (cache → find by name, reusing only a customer that is not blocked → create) and contact (cache → find by e-mail on this account → create); an
 //!    account created by this push has no contacts, so its contact is created without a search.
 //! 5. The Exact invoice: the one already recorded, else — when an earlier holder may have created it (a claim taken
 //!    over, or one that records a create attempt) — the one Exact has with our `YourRef` on the account, else a
@@ -78,8 +83,11 @@ pub async fn push(app: &App, conn: &ConnectionId, raw: &[u8]) -> Result<PushAnsw
         .ok_or_else(not_configured)?;
 
     let owner = uuid::Uuid::new_v4().to_string();
-    let hash = store::body_hash(raw);
-    let (record, taken_over) = match claim_or_wait(app, conn, &inv.id, &hash, &owner).await? {
+    let hashes = BodyHashes {
+        canonical: store::body_hash(&inv.canonical_bytes()),
+        legacy: store::body_hash(raw),
+    };
+    let (record, taken_over) = match claim_or_wait(app, conn, &inv.id, &hashes, &owner).await? {
         Claimed::Work { record, taken_over } => (record, taken_over),
         Claimed::Answer(answer) => return Ok(answer),
     };
@@ -245,6 +253,44 @@ fn mapping_settings(s: &SettingsRecord) -> Settings {
 
 // ---- Idempotency claim -----------------------------------------------------------------------
 
+/// The two hashes a push is recognised by: of the parsed invoice (what new records store), and of the raw body
+/// (what records stored before the canonical form carry).
+struct BodyHashes {
+    canonical: String,
+    legacy: String,
+}
+
+fn invoice_conflict() -> ApiError {
+    ApiError::conflict(
+        "invoice_conflict",
+        "this invoice id was already pushed with a different body; a pushed invoice cannot be changed — send a \
+         credit note and a new invoice (with a new id) instead",
+    )
+}
+
+/// The hash to claim with, given the record as last read: the stored hash when it is this invoice's (canonical,
+/// or the raw body's for an older record); otherwise the canonical one, unless the record shows that a push of
+/// another body attempted the Exact create — then the answer is a conflict, whether that push is still running
+/// or died (the store would hand a dead holder's claim over afresh, and the new push would then find and adopt
+/// the other body's invoice by its reference).
+fn claim_hash<'h>(prior: Option<&InvoiceRecord>, h: &'h BodyHashes) -> Result<&'h str, ApiError> {
+    let Some(r) = prior else {
+        return Ok(&h.canonical);
+    };
+    if r.body_hash == h.canonical {
+        return Ok(&h.canonical);
+    }
+    if r.body_hash == h.legacy {
+        return Ok(&h.legacy);
+    }
+    let create_attempted = r.reference.is_some() || r.exact_invoice_id.is_some();
+    match r.phase {
+        InvoicePhase::Done => Err(invoice_conflict()),
+        InvoicePhase::InProgress { .. } if create_attempted => Err(invoice_conflict()),
+        InvoicePhase::InProgress { .. } => Ok(&h.canonical),
+    }
+}
+
 enum Claimed {
     Work {
         record: Box<InvoiceRecord>,
@@ -258,12 +304,19 @@ async fn claim_or_wait(
     app: &App,
     conn: &ConnectionId,
     invoice_id: &str,
-    hash: &str,
+    hashes: &BodyHashes,
     owner: &str,
 ) -> Result<Claimed, ApiError> {
     let mut waited = Duration::ZERO;
     let mut polls = POLLS_MS.iter().copied();
+    // One read first: which hash the record carries, and whether another body's create was attempted.
+    let mut prior = app
+        .state
+        .get_invoice(conn, invoice_id)
+        .await
+        .map_err(from_store)?;
     loop {
+        let hash = claim_hash(prior.as_ref(), hashes)?;
         let claim = app
             .state
             .claim(conn, invoice_id, hash, owner, app.now(), CLAIM_LEASE)
@@ -279,13 +332,7 @@ async fn claim_or_wait(
                     body: response.body,
                 }));
             }
-            Claim::DifferentBody => {
-                return Err(ApiError::conflict(
-                    "invoice_conflict",
-                    "this invoice id was already pushed with a different body; a pushed invoice cannot be \
-                     changed — send a credit note and a new invoice (with a new id) instead",
-                ));
-            }
+            Claim::DifferentBody => return Err(invoice_conflict()),
             Claim::InProgress { retry_after } => retry_after,
         };
         // Another push holds it: wait (reading, not claiming) until it finishes or our patience ends.
@@ -303,12 +350,18 @@ async fn claim_or_wait(
                 .map_err(from_store)?
             {
                 Some(r) => match r.phase {
-                    InvoicePhase::Done => break,
+                    InvoicePhase::Done => {
+                        prior = Some(r);
+                        break;
+                    }
                     InvoicePhase::InProgress { expires_at, .. } => {
                         let left = expires_at.timestamp_millis() - app.now_ms();
                         if left <= 0 {
+                            prior = Some(r);
                             break; // the holder died: take it over
                         }
+                        // A push of another body that has attempted the create: a conflict, not worth waiting.
+                        claim_hash(Some(&r), hashes)?;
                         retry_after = Duration::from_millis(left.unsigned_abs());
                     }
                 },
@@ -661,6 +714,10 @@ impl Push<'_> {
             .find_accounts_by_name(&company.name)
             .await
             .map_err(&release)?;
+        // Only a relation Exact lets us invoice: a customer, not blocked (a supplier-only or blocked relation with
+        // this name would make Exact refuse the invoice; prospects and suspects are not reused either — see
+        // `exact::AccountRef::can_be_invoiced`). Otherwise a new customer account is created.
+        found.retain(exact::AccountRef::can_be_invoiced);
         // Names are not unique: the exact spelling first, then the oldest (lowest code).
         found.sort_by_key(|a| {
             (

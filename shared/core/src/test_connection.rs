@@ -294,7 +294,7 @@ fn item_check(settings: &Settings, item: Option<&Item>, now: DateTime<Utc>, admi
                  in Exact.",
                 described(&i.code, i.description.as_deref()),
                 i.end_date
-                    .map(|d| d.date_naive().to_string())
+                    .map(|d| exact::amsterdam_date(d).to_string())
                     .unwrap_or_default()
             ),
         ),
@@ -687,6 +687,7 @@ fn invoice_payload(
             quantity: 1.0,
             vat_code: settings.tax_code.clone(),
             // Nothing to pay: the invoice only proves the set-up.
+            unit_price: Decimal::ZERO,
             net_price: Decimal::ZERO,
             start_time: None,
             end_time: None,

@@ -86,6 +86,17 @@ impl SandboxClock {
     }
 }
 
+/// Exact writes times as the Amsterdam wall clock spelled as epoch milliseconds (`/Date(ms)/`): a moment at 14:31
+/// UTC in summer is written as 16:31. This turns a UTC instant into that number (summer +2 h, winter +1 h).
+pub fn amsterdam_wall_ms(utc_ms: i64) -> i64 {
+    chrono::DateTime::from_timestamp_millis(utc_ms).map_or(utc_ms, |t| {
+        t.with_timezone(&chrono_tz::Europe::Amsterdam)
+            .naive_local()
+            .and_utc()
+            .timestamp_millis()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +124,22 @@ mod tests {
         let before = c.now_ms();
         c.advance(Duration::from_secs(3600));
         assert!(c.now_ms() >= before + 3_600_000);
+    }
+
+    #[test]
+    fn amsterdam_wall_clock_is_utc_plus_one_or_two() {
+        let ms = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .timestamp_millis()
+        };
+        assert_eq!(
+            amsterdam_wall_ms(ms("2025-07-01T14:31:00Z")),
+            ms("2025-07-01T16:31:00Z")
+        );
+        assert_eq!(
+            amsterdam_wall_ms(ms("2025-01-15T14:31:00Z")),
+            ms("2025-01-15T15:31:00Z")
+        );
     }
 }

@@ -88,6 +88,8 @@ pub(crate) enum Msg {
     InvalidReference(Label),
     InvalidValue(Label),
     Blocked(Label),
+    /// The relation's type does not allow it (a supplier-only account as `OrderedBy`).
+    InvalidType(Label),
     Duplicate(Label),
     NotSalesJournal,
     ItemNotSalesItem(String),
@@ -113,6 +115,8 @@ impl Msg {
             InvalidValue(l) => format!("Invalid value: {}", l.text(lang)),
             Blocked(l) if nl => format!("Geblokkeerd: {}", l.text(lang)),
             Blocked(l) => format!("Blocked: {}", l.text(lang)),
+            InvalidType(l) if nl => format!("Ongeldig: {} (Type)", l.text(lang)),
+            InvalidType(l) => format!("Invalid: {} (Type)", l.text(lang)),
             Duplicate(l) if nl => format!("Bestaat al: {}", l.text(lang)),
             Duplicate(l) => format!("Already exists: {}", l.text(lang)),
             NotSalesJournal if nl => "Ongeldig dagboek. Het dagboek moet een verkoopboek zijn.".into(),

@@ -94,7 +94,7 @@ pub mod world;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-pub use clock::SandboxClock;
+pub use clock::{SandboxClock, amsterdam_wall_ms};
 pub use config::SandboxConfig;
 pub use faults::{Fault, FaultKind};
 pub use record::RecordedRequest;

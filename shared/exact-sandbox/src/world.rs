@@ -102,6 +102,8 @@ pub struct Account {
     pub sales_vat_code: Option<String>,
     pub main_contact: Option<Uuid>,
     pub blocked: bool,
+    /// A supplier (`IsSupplier`); with no customer status (`A`) it cannot be invoiced.
+    pub is_supplier: bool,
     pub created_ms: i64,
     pub modified_ms: i64,
 }
@@ -528,6 +530,8 @@ impl Division {
             id: new_id(),
             code,
             name: name.into(),
+            // A customer unless the test says otherwise (set `status`, `is_supplier`, `blocked`).
+            status: Some("C".into()),
             created_ms: now_ms,
             modified_ms: now_ms,
             ..Account::default()

@@ -293,7 +293,11 @@ async fn account_codes_are_18_characters_padded_and_dates_are_ms() {
         code_b.trim().parse().unwrap(),
     );
     assert!(nb > na, "codes increase");
-    assert_eq!(a.d()["Created"], format!("/Date({now})/"));
+    // Exact writes moments as the Amsterdam wall clock.
+    assert_eq!(
+        a.d()["Created"],
+        format!("/Date({})/", exact_sandbox::amsterdam_wall_ms(now))
+    );
 
     let trimmed = code_a.trim();
     let r = api

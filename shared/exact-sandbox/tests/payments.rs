@@ -50,7 +50,11 @@ async fn a_partial_payment_leaves_the_invoice_open_and_the_rest_pays_it() {
     assert_eq!(open.len(), 1);
     assert_eq!(open[0]["AmountDC"], 8680.0);
     assert_eq!(open[0]["Status"], 20);
-    assert_eq!(open[0]["LastPaymentDate"], format!("/Date({now})/"));
+    // Exact writes moments as the Amsterdam wall clock.
+    assert_eq!(
+        open[0]["LastPaymentDate"],
+        format!("/Date({})/", exact_sandbox::amsterdam_wall_ms(now))
+    );
     let total: f64 = after_partial
         .iter()
         .map(|r| r["AmountDC"].as_f64().unwrap())

@@ -20,7 +20,7 @@ pub const ME_FIELDS: &[&str] = &[
     "LanguageCode",
 ];
 pub const DIVISION_FIELDS: &[&str] = &["Code", "Description", "Country"];
-pub const ACCOUNT_FIELDS: &[&str] = &["ID", "Name", "Code"];
+pub const ACCOUNT_FIELDS: &[&str] = &["ID", "Name", "Code", "Status", "IsSupplier", "Blocked"];
 pub const CONTACT_FIELDS: &[&str] = &["ID", "Account", "Email"];
 pub const ITEM_FIELDS: &[&str] = &[
     "ID",

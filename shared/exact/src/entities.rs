@@ -1,5 +1,6 @@
 //! What the product reads from Exact, deserialised from Exact's PascalCase fields. Codes are
-//! trimmed; `/Date(ms)/` values become `DateTime<Utc>`; everything Exact may leave empty is optional.
+//! trimmed; `/Date(ms)/` values (Amsterdam wall-clock time, see [`crate::parse_exact_date`]) become
+//! `DateTime<Utc>`; everything Exact may leave empty is optional.
 
 use chrono::{DateTime, Utc};
 use mapping::{Division, ExactGuid};
@@ -44,6 +45,24 @@ pub struct AccountRef {
     /// Exact pads it to 18 characters; trimmed here.
     #[serde(default, deserialize_with = "de::opt_trimmed")]
     pub code: Option<String>,
+    /// The relation type: `C` customer, `P` prospect, `S` suspect, `A` none (e.g. a supplier only).
+    #[serde(default, deserialize_with = "de::opt_trimmed")]
+    pub status: Option<String>,
+    #[serde(default, deserialize_with = "de::null_false")]
+    pub is_supplier: bool,
+    #[serde(default, deserialize_with = "de::null_false")]
+    pub blocked: bool,
+}
+
+impl AccountRef {
+    /// Whether a sales invoice may be made out to this account: a customer (`Status` `C`) that is not blocked.
+    ///
+    /// Exact refuses an invoice ordered by a relation that is not a customer (`Ongeldig: Besteld door (Type)`) or
+    /// is blocked. Prospects (`P`) and suspects (`S`) are not reused either: invoicing them would depend on
+    /// Exact converting the relation, which is not documented here; a new customer account is created instead.
+    pub fn can_be_invoiced(&self) -> bool {
+        !self.blocked && self.status.as_deref() == Some(mapping::ACCOUNT_STATUS_CUSTOMER)
+    }
 }
 
 /// `crm/Contacts`, as far as finding one goes.

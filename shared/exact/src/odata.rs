@@ -216,8 +216,12 @@ fn describe(e: serde_json::Error) -> String {
     }
 }
 
-/// Parses Exact's `/Date(1723420800000)/` (epoch ms, UTC; an offset suffix `+0100` is ignored
-/// because the number is already UTC). Also accepts RFC 3339 and `yyyy-mm-ddThh:mm:ss[.fff]` (UTC).
+/// Parses Exact's `/Date(1723420800000)/`. Exact writes the *Amsterdam wall-clock time* as if it were UTC epoch
+/// milliseconds (a POST at 14:31 UTC in summer comes back as 16:31), so the number is read as a local time in
+/// Europe/Amsterdam and converted to UTC: summer time −2 h, winter time −1 h. In the autumn hour that occurs twice
+/// the earlier (summer-time) instant is taken; a time in the spring-forward gap, which no clock shows, is read with
+/// the winter offset. With an explicit offset suffix (`/Date(ms+0100)/`, the Microsoft form) the number is UTC, as
+/// that form defines. Also accepts RFC 3339 and `yyyy-mm-ddThh:mm:ss[.fff]` (UTC).
 pub fn parse_exact_date(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();
     if let Some(inner) = s.strip_prefix("/Date(").and_then(|r| r.strip_suffix(")/")) {
@@ -234,7 +238,10 @@ pub fn parse_exact_date(s: &str) -> Option<DateTime<Utc>> {
             return None;
         }
         let ms: i64 = num.parse().ok()?;
-        return DateTime::from_timestamp_millis(ms);
+        if !rest.is_empty() {
+            return DateTime::from_timestamp_millis(ms);
+        }
+        return amsterdam_wall_clock_to_utc(ms);
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
@@ -242,6 +249,23 @@ pub fn parse_exact_date(s: &str) -> Option<DateTime<Utc>> {
     NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
         .ok()
         .map(|n| n.and_utc())
+}
+
+/// Epoch milliseconds that spell an Amsterdam wall-clock time (Exact's `/Date(ms)/`) → the UTC instant.
+pub fn amsterdam_wall_clock_to_utc(ms: i64) -> Option<DateTime<Utc>> {
+    use chrono::{LocalResult, TimeZone};
+    let wall = DateTime::from_timestamp_millis(ms)?.naive_utc();
+    let tz = chrono_tz::Europe::Amsterdam;
+    match tz.from_local_datetime(&wall) {
+        LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Some(t.with_timezone(&Utc)),
+        // The spring-forward gap (02:00–03:00): read with the winter offset (+1 h) it was meant in.
+        LocalResult::None => Some((wall - chrono::Duration::hours(1)).and_utc()),
+    }
+}
+
+/// The calendar date an instant falls on in Amsterdam: the date Exact shows (e.g. an item's end date).
+pub fn amsterdam_date(t: DateTime<Utc>) -> chrono::NaiveDate {
+    t.with_timezone(&chrono_tz::Europe::Amsterdam).date_naive()
 }
 
 /// Serde helpers for Exact's field conventions (`#[serde(default, deserialize_with = "…")]`).
@@ -384,11 +408,12 @@ mod tests {
 
     #[test]
     fn exact_dates() {
+        // Amsterdam wall clock: midnight 12 August 2024 (summer time) is 22:00 UTC the day before.
         assert_eq!(
             parse_exact_date("/Date(1723420800000)/")
                 .unwrap()
                 .to_rfc3339(),
-            "2024-08-12T00:00:00+00:00"
+            "2024-08-11T22:00:00+00:00"
         );
         assert_eq!(
             parse_exact_date("/Date(1723420800000+0100)/")
@@ -396,11 +421,12 @@ mod tests {
                 .timestamp_millis(),
             1_723_420_800_000
         );
+        // 1 January 1970 was winter time (+1 h).
         assert_eq!(
             parse_exact_date("/Date(-1000)/")
                 .unwrap()
                 .timestamp_millis(),
-            -1000
+            -1000 - 3_600_000
         );
         assert_eq!(
             parse_exact_date("2023-01-17T22:56:23.087")
@@ -411,6 +437,38 @@ mod tests {
         assert!(parse_exact_date("/Date(abc)/").is_none());
         assert!(parse_exact_date("/Date(12x)/").is_none());
         assert!(parse_exact_date("yesterday").is_none());
+    }
+
+    fn wall(s: &str) -> String {
+        let ms = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M")
+            .unwrap()
+            .and_utc()
+            .timestamp_millis();
+        format!("/Date({ms})/")
+    }
+
+    fn utc(s: &str) -> String {
+        parse_exact_date(s)
+            .unwrap()
+            .format("%Y-%m-%d %H:%M")
+            .to_string()
+    }
+
+    #[test]
+    fn exact_dates_are_amsterdam_wall_clock_across_dst() {
+        // The recorded case: a POST at 14:31 GMT in summer came back as 16:31.
+        assert_eq!(utc(&wall("2025-07-01 16:31")), "2025-07-01 14:31");
+        // Winter: +1 h.
+        assert_eq!(utc(&wall("2025-01-15 16:31")), "2025-01-15 15:31");
+        // Spring forward (30 March 2025, 02:00 → 03:00): just before and after.
+        assert_eq!(utc(&wall("2025-03-30 01:59")), "2025-03-30 00:59");
+        assert_eq!(utc(&wall("2025-03-30 03:00")), "2025-03-30 01:00");
+        // In the gap no clock shows: read with the winter offset.
+        assert_eq!(utc(&wall("2025-03-30 02:30")), "2025-03-30 01:30");
+        // Fall back (26 October 2025, 03:00 → 02:00): the hour that occurs twice is taken as summer time.
+        assert_eq!(utc(&wall("2025-10-26 01:59")), "2025-10-25 23:59");
+        assert_eq!(utc(&wall("2025-10-26 02:30")), "2025-10-26 00:30");
+        assert_eq!(utc(&wall("2025-10-26 03:00")), "2025-10-26 02:00");
     }
 
     #[derive(Debug, Deserialize)]
@@ -434,7 +492,7 @@ mod tests {
         assert_eq!(rows[1].code, "2");
         assert_eq!(
             rows[0].end_date.unwrap().timestamp_millis(),
-            1_723_420_800_000
+            1_723_420_800_000 - 2 * 3_600_000
         );
         assert!(rows[1].end_date.is_none());
         assert_eq!(

@@ -135,7 +135,10 @@ async fn every_call_sends_accept_json_and_the_bearer_token() {
         Some("2"),
         "codes are trimmed"
     );
-    assert_eq!(item.end_date.unwrap().timestamp_millis(), 1_723_420_800_000);
+    assert_eq!(
+        item.end_date.unwrap().timestamp_millis(),
+        1_723_420_800_000 - 2 * 3_600_000
+    );
     let id = c
         .create_account(&json!({"Name": "Acme", "Status": "C"}))
         .await
@@ -172,9 +175,9 @@ async fn filters_escape_quotes_and_every_get_has_filter_and_select() {
     Mock::given(method("GET"))
         .and(path(api("crm/Accounts")))
         .and(query_param("$filter", "Name eq 'O''Brien & Zn.'"))
-        .and(query_param("$select", "ID,Name,Code"))
+        .and(query_param("$select", "ID,Name,Code,Status,IsSupplier,Blocked"))
         .respond_with(ResponseTemplate::new(200).set_body_json(list(
-            json!([{"ID": GUID, "Name": "O'Brien & Zn.", "Code": "                42"}]),
+            json!([{"ID": GUID, "Name": "O'Brien & Zn.", "Code": "                42", "Status": "C ", "IsSupplier": true, "Blocked": null}]),
         )))
         .expect(1)
         .mount(&f.server)
@@ -190,6 +193,9 @@ async fn filters_escape_quotes_and_every_get_has_filter_and_select() {
     let found = c.find_accounts_by_name("O'Brien & Zn.").await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].code.as_deref(), Some("42"));
+    // A customer that is also a supplier, not blocked: it can be invoiced.
+    assert_eq!(found[0].status.as_deref(), Some("C"));
+    assert!(found[0].can_be_invoiced());
     let vat = c.find_vat_code("2").await.unwrap().unwrap();
     assert_eq!(vat.code, "2");
     assert!(vat.usable_for_sales());
@@ -818,7 +824,8 @@ async fn webhook_list_and_get_by_key() {
     assert_eq!(inv.status, Some(50));
     assert_eq!(
         inv.invoice_date.unwrap().timestamp_millis(),
-        1_759_276_800_000
+        // Amsterdam wall-clock midnight (summer time) is 22:00 UTC the day before.
+        1_759_276_800_000 - 2 * 3_600_000
     );
     // Unknown key → None; deleting a subscription that is gone → Ok.
     let other = ExactGuid::new_random();

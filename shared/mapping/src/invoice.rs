@@ -22,7 +22,8 @@
 //! | `lines[i].description` | optional, ≤ 1000 — becomes the line `Notes` | 400 |
 //! | `lines[i].amount` | a decimal *string*, see [`Amount`]; a JSON number is refused | 400 |
 //! | `lines[i].item_code`, `lines[i].tax_category` | optional, ≤ 60 | 400 |
-//! | `lines` | at least 1 line, at most 500 | 422 |
+//! | `lines` | at most 500 (checked before any line is read) | 400 |
+//! | `lines` | at least 1 line | 422 |
 //! | `credit` vs total | credit note: total ≤ 0; invoice: total ≥ 0 (zero allowed for both) | 422 |
 //!
 //! All strings are trimmed; control characters inside are refused; lengths count characters; an
@@ -139,6 +140,19 @@ impl Invoice {
         self.lines.iter().map(|l| l.amount.as_decimal()).sum()
     }
 
+    /// The bytes that identify "the same invoice" for idempotency: the *parsed* invoice in a fixed form, so a
+    /// body re-serialised by the PSA is a replay, not a conflict. Two bodies are the same invoice when they parse
+    /// to the same values: key order, whitespace and unknown fields do not count, nor do surrounding blanks, a
+    /// blank optional (= absent), `null` (= absent), `"credit": false` (= absent) or how an amount is written
+    /// (`"8000"`, `"8000.0"` and `"8000.00"` are one amount). Everything that reaches Exact counts, including the
+    /// order of the lines. Versioned, so a later change of the form cannot collide with this one.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut out = b"psa-invoice/v1\n".to_vec();
+        // Serialising the validated model cannot fail: strings, numbers, dates and amounts (always 2 decimals).
+        out.extend(serde_json::to_vec(self).unwrap_or_default());
+        out
+    }
+
     fn check_rules(&self) -> Result<(), InvalidInvoice> {
         let rule = |field: &str, code, message: String| {
             Err(InvalidInvoice::Rule(FieldError::new(field, code, message)))
@@ -149,16 +163,6 @@ impl Invoice {
                 "no_lines",
                 "lines must contain at least one line: Exact cannot book an invoice without lines"
                     .into(),
-            );
-        }
-        if self.lines.len() > MAX_LINES {
-            return rule(
-                "lines",
-                "too_many_lines",
-                format!(
-                    "lines may contain at most {MAX_LINES} lines, got {}; split the invoice",
-                    self.lines.len()
-                ),
             );
         }
         // Named `credit` in both cases: the flag and the amounts disagree.
@@ -248,9 +252,21 @@ fn read_invoice(value: &Value) -> Result<Invoice, FieldError> {
     };
 
     let lines_path = root.path("lines");
+    let raw_lines = root.array("lines")?;
+    // Bounded before any line is read, so a huge list costs nothing.
+    if raw_lines.len() > MAX_LINES {
+        return Err(FieldError::new(
+            &lines_path,
+            "too_many_lines",
+            format!(
+                "{lines_path} may contain at most {MAX_LINES} lines, got {}; split the invoice",
+                raw_lines.len()
+            ),
+        ));
+    }
     let mut lines = Vec::new();
     let mut seen: HashMap<u32, usize> = HashMap::new();
-    for (i, item) in root.array("lines")?.iter().enumerate() {
+    for (i, item) in raw_lines.iter().enumerate() {
         let line = read_line(item, &index_path(&lines_path, i))?;
         if let Some(first) = seen.insert(line.number, i) {
             let field = format!("{}.number", index_path(&lines_path, i));
@@ -890,7 +906,7 @@ pub(crate) mod tests {
                     .collect();
                 v["lines"] = Value::Array(lines);
             },
-            true,
+            false,
             "lines",
             "too_many_lines",
         );
@@ -936,5 +952,36 @@ pub(crate) mod tests {
         assert!(parse(&with_amounts(false, &["10.00", "-10.00"])).is_ok());
         let inv = parse(&with_amounts(true, &["-100.00", "20.00"])).unwrap();
         assert_eq!(inv.total().to_string(), "-80.00");
+    }
+
+    #[test]
+    fn canonical_bytes_ignore_the_writing_but_not_the_invoice() {
+        let base = design_body();
+        let canon = |v: &Value| parse(v).unwrap().canonical_bytes();
+        let expected = canon(&base);
+        // Re-serialised: keys in another order, whitespace, amounts written otherwise, unknown fields.
+        let text = serde_json::to_string_pretty(&base).unwrap();
+        let mut reordered: serde_json::Map<String, Value> = serde_json::Map::new();
+        for (k, v) in base.as_object().unwrap().iter().rev() {
+            reordered.insert(k.clone(), v.clone());
+        }
+        let mut same = Value::Object(reordered);
+        same["lines"][0]["amount"] = json!("8000.0");
+        same["lines"][0]["future_field"] = json!(1);
+        same["name"] = json!(format!("  {}  ", base["name"].as_str().unwrap()));
+        assert_eq!(canon(&serde_json::from_str(&text).unwrap()), expected);
+        assert_eq!(canon(&same), expected);
+        assert!(expected.starts_with(b"psa-invoice/v1\n"));
+        // Anything that reaches Exact counts.
+        for edit in [
+            (|v: &mut Value| v["lines"][0]["amount"] = json!("8000.01")) as fn(&mut Value),
+            |v| v["reference"] = json!("other"),
+            |v| v["contact"]["email"] = json!("other@example.com"),
+            |v| v["invoice_date"] = json!("2025-10-02"),
+        ] {
+            let mut v = base.clone();
+            edit(&mut v);
+            assert_ne!(canon(&v), expected, "{v}");
+        }
     }
 }

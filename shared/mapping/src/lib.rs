@@ -35,6 +35,6 @@ pub use payloads::{
 };
 pub use rust_decimal::Decimal;
 pub use settings::{
-    DEFAULT_TAX_CODE, Delivery, MAX_ITEM_CODE_LEN, MAX_JOURNAL_CODE_LEN, MAX_TAX_CATEGORY_LEN,
-    MAX_VAT_CODE_LEN, Settings, TaxCategoryMapping,
+    DEFAULT_TAX_CODE, Delivery, MAX_ITEM_CODE_LEN, MAX_JOURNAL_CODE_LEN, MAX_TAX_CATEGORIES,
+    MAX_TAX_CATEGORY_LEN, MAX_VAT_CODE_LEN, Settings, TaxCategoryMapping,
 };

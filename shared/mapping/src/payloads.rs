@@ -113,8 +113,9 @@ pub struct SalesInvoicePayload {
     pub sales_invoice_lines: Vec<SalesInvoiceLinePayload>,
 }
 
-/// One element of `SalesInvoiceLines`. No `UnitPrice`: the design maps the amount to `NetPrice`
-/// and Exact computes the rest (sending both with different values is a documented pitfall).
+/// One element of `SalesInvoiceLines`. The amount goes to `NetPrice` *and* `UnitPrice` (equal, with `Quantity`
+/// 1): without `UnitPrice` Exact prints a unit price of 0 on the invoice. The two never differ, so Exact has no
+/// discount to compute.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SalesInvoiceLinePayload {
     #[serde(rename = "Item")]
@@ -128,6 +129,9 @@ pub struct SalesInvoiceLinePayload {
     pub quantity: f64,
     #[serde(rename = "VATCode")]
     pub vat_code: String,
+    /// Equal to `net_price`.
+    #[serde(rename = "UnitPrice", with = "decimal_number")]
+    pub unit_price: Decimal,
     #[serde(rename = "NetPrice", with = "decimal_number")]
     pub net_price: Decimal,
     #[serde(rename = "StartTime", default, skip_serializing_if = "Option::is_none")]
@@ -191,6 +195,7 @@ pub fn sales_invoice_payload(
             vat_code: settings
                 .vat_code_for(line.tax_category.as_deref())
                 .to_owned(),
+            unit_price: line.amount.as_decimal(),
             net_price: line.amount.as_decimal(),
             start_time: period.map(|p| p.from),
             end_time: period.map(|p| p.until),
@@ -559,10 +564,11 @@ mod tests {
         assert_eq!(l0, &json!(8000.0));
         assert_eq!(serde_json::to_string(l0).unwrap(), "8000.0");
         assert_eq!(v["SalesInvoiceLines"][1]["NetPrice"], json!(45.5));
-        assert!(
-            v["SalesInvoiceLines"][0].get("UnitPrice").is_none(),
-            "UnitPrice is not sent"
-        );
+        // UnitPrice equals NetPrice on every line (Quantity 1), so Exact's printed invoice shows the price.
+        for l in v["SalesInvoiceLines"].as_array().unwrap() {
+            assert_eq!(l["UnitPrice"], l["NetPrice"], "{l}");
+            assert_eq!(l["Quantity"], json!(1.0));
+        }
     }
 
     #[test]
@@ -617,6 +623,7 @@ mod tests {
                     "Notes": "80 hours senior consultant",
                     "Quantity": 1.0,
                     "VATCode": "2",
+                    "UnitPrice": 8000.0,
                     "NetPrice": 8000.0,
                     "StartTime": "2025-09-01",
                     "EndTime": "2025-09-30"

@@ -5,7 +5,7 @@
 //! | `item_code` | required, 1..=60 (the default Exact item code) |
 //! | `journal_code` | required, 1..=20 (a sales journal code such as `70`) |
 //! | `tax_code` | optional, ≤ 3 (Exact VAT codes are at most 3 characters); absent/blank = `"2"` |
-//! | `tax_categories` | optional array of `{category, exact_vat_code}`; category 1..=60 and unique; code 1..=3 |
+//! | `tax_categories` | optional array of at most 100 `{category, exact_vat_code}`; category 1..=60 and unique; code 1..=3 |
 //! | `send_invoice_to_customer` | optional boolean, default `false` |
 //! | `delivery` | optional `"psa"` or `"exact"`, default `"psa"` (the PSA sends its own document, the invoice is processed in Exact right away) |
 //!
@@ -26,6 +26,8 @@ pub const MAX_JOURNAL_CODE_LEN: usize = 20;
 /// `vat/VATCodes.Code` is at most 3 characters (exact-online-api.md §5.8).
 pub const MAX_VAT_CODE_LEN: usize = 3;
 pub const MAX_TAX_CATEGORY_LEN: usize = 60;
+/// A PSA has a handful of tax categories; 100 mappings is far beyond that and keeps the saved settings small.
+pub const MAX_TAX_CATEGORIES: usize = 100;
 
 /// How an invoice reaches the customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -82,7 +84,18 @@ impl Settings {
 
         let list_path = root.path("tax_categories");
         let mut tax_categories: Vec<TaxCategoryMapping> = Vec::new();
-        for (i, item) in root.opt_array("tax_categories")?.iter().enumerate() {
+        let raw_categories = root.opt_array("tax_categories")?;
+        if raw_categories.len() > MAX_TAX_CATEGORIES {
+            return Err(FieldError::new(
+                &list_path,
+                "too_many_tax_categories",
+                format!(
+                    "{list_path} may contain at most {MAX_TAX_CATEGORIES} mappings, got {}",
+                    raw_categories.len()
+                ),
+            ));
+        }
+        for (i, item) in raw_categories.iter().enumerate() {
             let entry = Obj::new(item, &index_path(&list_path, i))?;
             let category = entry.text("category", MAX_TAX_CATEGORY_LEN)?;
             if let Some(first) = tax_categories.iter().position(|m| m.category == category) {
@@ -277,6 +290,20 @@ pub(crate) mod tests {
             |v| v["tax_categories"][0]["exact_vat_code"] = json!(""),
             "tax_categories[0].exact_vat_code",
             "empty",
+        );
+        refused(
+            |v| v["tax_categories"][0]["exact_vat_code"] = json!("1234"),
+            "tax_categories[0].exact_vat_code",
+            "too_long",
+        );
+        refused(
+            |v| {
+                v["tax_categories"] = (0..=MAX_TAX_CATEGORIES)
+                    .map(|i| json!({"category": format!("c{i}"), "exact_vat_code": "2"}))
+                    .collect();
+            },
+            "tax_categories",
+            "too_many_tax_categories",
         );
         refused(
             |v| v["tax_categories"][0]["exact_vat_code"] = json!("1234"),

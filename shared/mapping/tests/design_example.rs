@@ -57,7 +57,7 @@ fn design_invoice_and_settings_map_to_the_exact_bodies() {
             r#""YourRef":"INV-2025-0042","PaymentReference":"P-1001 - Website relaunch","#,
             r#""SalesInvoiceLines":[{"Item":"097a82a9-6ef7-4edc-8036-3f7559d9ef82","#,
             r#""Description":"1 - Consultancy","Notes":"80 hours senior consultant","#,
-            r#""Quantity":1.0,"VATCode":"2","NetPrice":8000.0,"#,
+            r#""Quantity":1.0,"VATCode":"2","UnitPrice":8000.0,"NetPrice":8000.0,"#,
             r#""StartTime":"2025-09-01","EndTime":"2025-09-30"}]}"#
         ),
         "the wire text Exact receives: numbers unquoted, dates yyyy-mm-dd, GUIDs bare"

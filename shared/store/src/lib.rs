@@ -111,7 +111,7 @@ pub mod model;
 pub mod ports;
 mod secrets;
 
-pub use app_secret::AppSecret;
+pub use app_secret::{APP_SECRET_TTL, AppSecret, AppSecretCache, MIN_PSA_API_KEY_LEN};
 pub use clients::AwsClients;
 pub use dynamo::{DynamoStore, create_table};
 pub use error::{BoxError, StoreError, StoreResult};

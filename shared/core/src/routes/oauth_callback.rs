@@ -8,7 +8,8 @@ use serde_json::Value;
 use crate::app::App;
 use crate::connect::{self, CallbackOutcome};
 use crate::http::{
-    self, ApiError, check_psa_key, json, json_body, match_path, parse_connection_id, query_param,
+    self, ApiError, check_psa_request, json, json_body, match_path, parse_connection_id,
+    query_param,
 };
 use crate::lambda::Function;
 
@@ -48,15 +49,16 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
         if method != Method::POST {
             return Err(ApiError::method_not_allowed());
         }
-        check_psa_key(&req, &app.secret.psa_api_key)?;
+        check_psa_request(&req, &app.secret)?;
         let conn = parse_connection_id(&ids[0])?;
         let body = json_body(&req)?;
+        http::check_return_url_len(&body)?;
         let base = public_base(app, &req)?;
         let v = connect::authorize(app, &conn, &body, &base).await?;
         return Ok(json(200, &v));
     }
     if let Some(ids) = match_path(&path, "/connections/{}/exact") {
-        check_psa_key(&req, &app.secret.psa_api_key)?;
+        check_psa_request(&req, &app.secret)?;
         let conn = parse_connection_id(&ids[0])?;
         let v: Value = match method {
             Method::GET => connect::status(app, &conn).await?,
@@ -72,6 +74,10 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
 impl Function for OAuthCallback {
     fn name(&self) -> &'static str {
         "oauth-callback"
+    }
+
+    fn secret_fields(&self) -> &'static [&'static str] {
+        &["psa_api_key", "exact_client_id", "exact_client_secret"]
     }
 
     async fn http(&self, app: &App, req: Request) -> Response<Body> {

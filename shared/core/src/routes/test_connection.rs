@@ -7,7 +7,7 @@ use lambda_http::{Body, Request, Response};
 
 use crate::app::App;
 use crate::http::{
-    self, ApiError, body_bytes, check_psa_key, json, match_path, parse_connection_id,
+    self, ApiError, body_bytes, check_psa_request, json, match_path, parse_connection_id,
 };
 use crate::lambda::Function;
 use crate::test_connection;
@@ -20,7 +20,7 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
         if req.method() != Method::POST {
             return Err(ApiError::method_not_allowed());
         }
-        check_psa_key(&req, &app.secret.psa_api_key)?;
+        check_psa_request(&req, &app.secret)?;
         let conn = parse_connection_id(&ids[0])?;
         let outcome = test_connection::run(app, &conn, body_bytes(&req)).await?;
         return Ok(json(outcome.status(), &outcome.body));

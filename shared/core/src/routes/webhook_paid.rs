@@ -18,6 +18,10 @@ impl Function for WebhookPaid {
         "exact-webhook-paid"
     }
 
+    fn secret_fields(&self) -> &'static [&'static str] {
+        &["exact_webhook_secret"]
+    }
+
     async fn http(&self, app: &App, req: Request) -> Response<Body> {
         let body = http::body_bytes(&req);
         // Exact's validation call when subscribing: an empty POST, answered 200 at once (the connect flow

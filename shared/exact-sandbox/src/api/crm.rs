@@ -51,6 +51,7 @@ const ACCOUNT_FIELDS: &[FieldDef] = &[
     rw("SalesVATCode", Ty::Str),
     rw("MainContact", Ty::Guid),
     rw("Blocked", Ty::Bool),
+    rw("IsSupplier", Ty::Bool),
     ro("IsSales", Ty::Bool),
     ro("Type", Ty::Str),
     ro("Division", Ty::Int32),
@@ -86,11 +87,12 @@ impl Resource for AccountRow<'_> {
             "SalesVATCode" => Val::opt_str(&a.sales_vat_code),
             "MainContact" => Val::opt_guid(a.main_contact),
             "Blocked" => Val::Bool(a.blocked),
+            "IsSupplier" => Val::Bool(a.is_supplier),
             "IsSales" => Val::Bool(a.status.as_deref() == Some("C")),
             "Type" => Val::str("A"),
             "Division" => Val::Int(i64::from(self.division)),
-            "Created" => Val::DateTime(a.created_ms),
-            "Modified" => Val::DateTime(a.modified_ms),
+            "Created" => Val::instant(a.created_ms),
+            "Modified" => Val::instant(a.modified_ms),
             _ => Val::Null,
         }
     }
@@ -194,6 +196,7 @@ pub(super) fn create_account(inner: &Arc<Inner>, ctx: &Ctx, raw: &[u8]) -> ApiRe
         sales_vat_code: p.text("SalesVATCode"),
         main_contact: p.guid("MainContact"),
         blocked: p.bool("Blocked").unwrap_or(false),
+        is_supplier: p.bool("IsSupplier").unwrap_or(false),
         created_ms: ctx.now_ms,
         modified_ms: ctx.now_ms,
     };
@@ -253,8 +256,8 @@ impl Resource for ContactRow<'_> {
             "Phone" => Val::opt_str(&c.phone),
             "IsMainContact" => Val::Bool(false),
             "Division" => Val::Int(i64::from(self.division)),
-            "Created" => Val::DateTime(c.created_ms),
-            "Modified" => Val::DateTime(c.modified_ms),
+            "Created" => Val::instant(c.created_ms),
+            "Modified" => Val::instant(c.modified_ms),
             _ => Val::Null,
         }
     }

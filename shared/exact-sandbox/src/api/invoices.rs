@@ -140,8 +140,8 @@ impl Resource for InvoiceRow<'_> {
             "AmountFCExclVat" | "AmountDCExclVat" => Val::Double(i.amount_fc_excl_vat),
             "VATAmountDC" | "VATAmountFC" => Val::Double(i.vat_amount_fc),
             "Division" => Val::Int(i64::from(d.code)),
-            "Created" => Val::DateTime(i.created_ms),
-            "Modified" => Val::DateTime(i.modified_ms),
+            "Created" => Val::instant(i.created_ms),
+            "Modified" => Val::instant(i.modified_ms),
             _ => Val::Null,
         }
     }
@@ -362,8 +362,22 @@ pub(super) fn create(inner: &Arc<Inner>, ctx: &Ctx, raw: &[u8]) -> ApiResult {
     let ordered_by = p.guid("OrderedBy");
     match ordered_by {
         None => errors.push(Msg::Mandatory(Label::OrderedBy)),
-        Some(a) if d.account(a).is_none() => errors.push(Msg::InvalidReference(Label::OrderedBy)),
-        Some(_) => {}
+        Some(a) => match d.account(a) {
+            None => errors.push(Msg::InvalidReference(Label::OrderedBy)),
+            // As Exact: only a customer, prospect or suspect can be invoiced (a supplier-only relation has no
+            // such status), and not while blocked.
+            Some(acc)
+                if !match acc.status.as_deref() {
+                    Some("C" | "P" | "S") => true,
+                    None => !acc.is_supplier,
+                    Some(_) => false,
+                } =>
+            {
+                errors.push(Msg::InvalidType(Label::OrderedBy));
+            }
+            Some(acc) if acc.blocked => errors.push(Msg::Blocked(Label::OrderedBy)),
+            Some(_) => {}
+        },
     }
     let invoice_to = p.guid("InvoiceTo").or(ordered_by);
     if let Some(a) = p.guid("InvoiceTo")
@@ -449,7 +463,8 @@ pub(super) fn create(inner: &Arc<Inner>, ctx: &Ctx, raw: &[u8]) -> ApiResult {
         };
         let quantity = lp.f64("Quantity").unwrap_or(1.0);
         let discount = lp.f64("Discount").unwrap_or(0.0);
-        let unit_price = lp.f64("UnitPrice").or(lp.f64("NetPrice")).unwrap_or(0.0);
+        // As Exact: a line without `UnitPrice` keeps a unit price of 0 (printed as such), whatever `NetPrice` is.
+        let unit_price = lp.f64("UnitPrice").unwrap_or(0.0);
         let net_price = lp
             .f64("NetPrice")
             .unwrap_or_else(|| round2(unit_price * (1.0 - discount)));

@@ -68,7 +68,7 @@ impl Resource for ReceivableRow<'_> {
             "AmountDC" | "AmountFC" => Val::Double(r.amount_dc),
             "IsFullyPaid" => Val::Bool(r.is_fully_paid),
             "Status" => Val::Int(i64::from(r.status)),
-            "LastPaymentDate" => Val::opt_date(r.last_payment_date_ms),
+            "LastPaymentDate" => Val::opt_instant(r.last_payment_date_ms),
             "EndDate" => Val::opt_date(r.end_date_ms),
             "Division" => Val::Int(i64::from(self.d.code)),
             _ => Val::Null,

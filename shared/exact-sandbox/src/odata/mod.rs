@@ -70,7 +70,7 @@ pub(crate) enum Val {
     Int(i64),
     Double(f64),
     Bool(bool),
-    /// Epoch milliseconds, UTC.
+    /// Epoch milliseconds as Exact writes them: the Amsterdam wall clock (see [`Val::instant`]).
     DateTime(i64),
 }
 
@@ -89,6 +89,16 @@ impl Val {
 
     pub(crate) fn opt_date(ms: Option<i64>) -> Val {
         ms.map_or(Val::Null, Val::DateTime)
+    }
+
+    /// A moment (a UTC instant, e.g. from the clock) as Exact writes it: Amsterdam wall-clock time. Date-only
+    /// values (`InvoiceDate`, midnight of the date) are kept as given with [`Val::opt_date`].
+    pub(crate) fn instant(utc_ms: i64) -> Val {
+        Val::DateTime(crate::clock::amsterdam_wall_ms(utc_ms))
+    }
+
+    pub(crate) fn opt_instant(utc_ms: Option<i64>) -> Val {
+        utc_ms.map_or(Val::Null, Val::instant)
     }
 
     pub(crate) fn opt_int(i: Option<i64>) -> Val {
