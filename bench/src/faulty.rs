@@ -10,7 +10,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mapping::{ConnectionId, Division, ExactGuid};
 use store::{
-    AdministrationStore, Claim, ConnectionRecord, ConnectionStore, DivisionWebhooksRecord, InvoiceDone, InvoiceProgress, InvoiceRecord, InvoiceStore, LeaseStore, MappingKey, MappingStore, OAuthState, OAuthStateStore, SettingsRecord, StateStore, StoreError, StoreResult, TokenSlot, WebhookDedupe,
+    AdministrationStore, Claim, ConnectionRecord, ConnectionStore, DivisionWebhooksRecord,
+    InvoiceDone, InvoiceProgress, InvoiceRecord, InvoiceStore, LeaseStore, MappingKey,
+    MappingStore, OAuthState, OAuthStateStore, SettingsRecord, StateStore, StoreError, StoreResult,
+    TokenSlot, WebhookDedupe,
 };
 
 /// What happens to the next calls of one operation.

@@ -1,4 +1,4 @@
-//! Issue 4: connecting, status, disconnect, token access and the keep-alive, end to end through the handlers.
+//! Connecting, status, disconnect, token access and the keep-alive, end to end through the handlers.
 
 use e2e::Harness;
 use serde_json::json;

@@ -1,4 +1,4 @@
-//! Issue 7: invoice paid — Exact's signed webhooks, the receivable check, the reconciliation and the signed PSA
+//! Invoice paid — Exact's signed webhooks, the receivable check, the reconciliation and the signed PSA
 //! notification, end to end: sandbox → local API (the exact-webhook-paid handler) → store → a loopback PSA receiver.
 //!
 //! The invoices are made the way a finished push leaves them (the push function is built separately): created

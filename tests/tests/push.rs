@@ -1,4 +1,4 @@
-//! Issue 6: pushing invoices, end to end through the push-invoice handler, the Exact sandbox and the stores
+//! Pushing invoices, end to end through the push-invoice handler, the Exact sandbox and the stores
 //! (memory, and moto for the concurrency and crash-recovery cases).
 //!
 //! Settings are seeded straight into the store (what a successful connection test saves), with the Exact IDs read

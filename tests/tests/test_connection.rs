@@ -1,4 +1,4 @@
-//! Issue 5: the test-connection function, end to end through the handler (local router → TestConnection →
+//! The test-connection function, end to end through the handler (local router → TestConnection →
 //! Exact sandbox; stores in memory or on moto).
 
 use e2e::Harness;

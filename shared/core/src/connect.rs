@@ -8,7 +8,8 @@ use exact::CallStats;
 use mapping::{ConnectionId, Country, Division};
 use serde_json::{Value, json};
 use store::{
-    ConnectionRecord, ConnectionState, DivisionWebhooksRecord, OAuthState, SettingsRecord, TokenRecord, TokenSlot, WebhookSubscriptionRecord,
+    ConnectionRecord, ConnectionState, DivisionWebhooksRecord, OAuthState, SettingsRecord,
+    TokenRecord, TokenSlot, WebhookSubscriptionRecord,
 };
 use url::Url;
 
@@ -23,7 +24,7 @@ pub const STATE_TTL: Duration = Duration::from_secs(600);
 /// 30 days unused).
 pub const KEEP_ALIVE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The webhook topics subscribed per division: invoice processing, and every entry type a payment or its
-/// matching can be booked as (`exact-online-api.md` §6.5).
+/// matching can be booked as (`docs/exact-online.md` §6.5).
 pub const WEBHOOK_TOPICS: &[&str] = &[
     "SalesInvoices",
     "BankEntries",

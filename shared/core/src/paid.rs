@@ -1,7 +1,7 @@
 //! Invoice paid: Exact webhooks, the receivable check, the scheduled reconciliation and the PSA notification.
 //!
 //! Exact has no "invoice paid" event: a payment shows up as a bank, cash, journal or sales entry, and the truth is
-//! the invoice's receivable (`exact-online-api.md` §5.9, §6.5). So every payment-related webhook is only a hint
+//! the invoice's receivable (`docs/exact-online.md` §5.6, §6.5). So every payment-related webhook is only a hint
 //! ("something financial changed in division D"), answered by one check of the connection's open invoices:
 //!
 //! - **One query per journal** (per 25 open invoices): `Journal eq 'J' and (IsFullyPaid eq false or InvoiceNumber
@@ -56,7 +56,7 @@ use crate::http::ApiError;
 use crate::tokens::{self, Session};
 
 /// All the work one webhook delivery may do (token, Exact calls, store writes, the PSA callback) before it answers.
-/// Exact's callback timeout is unknown (§6.4); a few seconds keeps it well clear, and what is left over is done by
+/// Exact's callback timeout is unknown (`docs/exact-online.md` §6.5); a few seconds keeps it well clear, and what is left over is done by
 /// the next event or the reconciliation.
 pub const WEBHOOK_BUDGET: Duration = Duration::from_secs(4);
 /// How long the same `Content` bytes (SHA-256) count as a duplicate delivery (Exact's retries of one event).
@@ -90,7 +90,7 @@ pub const FORMER_ADMINISTRATION: &str = "former_administration";
 pub const NOTIFY_ATTEMPTS: u32 = 3;
 pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The Exact topics whose events can mean a payment was booked, matched or undone (§6.5).
+/// The Exact topics whose events can mean a payment was booked, matched or undone (`docs/exact-online.md` §6.5).
 const PAYMENT_TOPICS: &[&str] = &[
     "BankEntries",
     "CashEntries",
@@ -120,7 +120,7 @@ const MIN_LEFT_MS: i64 = 500;
 // ---------------------------------------------------------------------------------------------------------------
 // HashCode
 
-/// Upper-case hex HMAC-SHA256 of `content` with `key`: Exact's HashCode (§6.3).
+/// Upper-case hex HMAC-SHA256 of `content` with `key`: Exact's HashCode (`docs/exact-online.md` §6.3).
 pub fn hash_code(key: &[u8], content: &[u8]) -> String {
     hex::encode_upper(hmac_sha256(key, content))
 }
@@ -264,6 +264,10 @@ pub async fn webhook(app: &App, body: &[u8]) -> Result<Value, ApiError> {
         verify_delivery(body, &app.secret.exact_webhook_secret).ok_or_else(invalid_signature)?;
     let started = app.now_ms();
     let deadline = started + ms(WEBHOOK_BUDGET);
+    // A token refresh is bounded by the invocation, not by the webhook's soft budget: a connection idle for ten
+    // minutes has an expired token, and deferring every such refresh would leave all paid checks to the
+    // reconciliation.
+    let token_deadline = started + ms(tokens::REQUEST_BUDGET);
     let ev: Content = match serde_json::from_slice(content) {
         Ok(c) => c,
         Err(_) => {
@@ -308,10 +312,19 @@ pub async fn webhook(app: &App, body: &[u8]) -> Result<Value, ApiError> {
     let mut results = Vec::with_capacity(conns.len());
     for conn in &conns {
         let r = match kind {
-            Topic::Invoice => invoice_event(app, conn, division, &ev, deadline).await,
-            _ => single_flight(app, conn, division, Mode::Webhook, deadline, None)
-                .await
-                .map(|o| o.label()),
+            Topic::Invoice => {
+                invoice_event(app, conn, division, &ev, deadline, token_deadline).await
+            }
+            _ => single_flight(
+                app,
+                conn,
+                division,
+                Mode::Webhook,
+                (deadline, token_deadline),
+                None,
+            )
+            .await
+            .map(|o| o.label()),
         };
         match r {
             Ok(label) => results.push(label),
@@ -339,6 +352,7 @@ async fn invoice_event(
     division: Division,
     ev: &Content,
     deadline: i64,
+    token_deadline: i64,
 ) -> Result<&'static str, ApiError> {
     if ev.action.eq_ignore_ascii_case("delete") {
         return Ok("ignored");
@@ -360,7 +374,7 @@ async fn invoice_event(
     {
         return Ok("ignored");
     }
-    let session = exact_session(app, conn, deadline).await?;
+    let session = exact_session(app, conn, deadline, token_deadline).await?;
     let Some(inv) = session
         .exact
         .get_sales_invoice(id)
@@ -395,9 +409,15 @@ async fn learn_number(
         .map_err(from_store)
 }
 
-/// A session whose Exact calls (waits and retries included) end before `deadline`.
-async fn exact_session(app: &App, conn: &ConnectionId, deadline: i64) -> Result<Session, ApiError> {
-    let mut s = tokens::session(app, conn).await?;
+/// A session whose Exact calls (waits and retries included) end before `deadline`; a token refresh starts only
+/// when it can finish before `token_deadline` (the invocation's end).
+async fn exact_session(
+    app: &App,
+    conn: &ConnectionId,
+    deadline: i64,
+    token_deadline: i64,
+) -> Result<Session, ApiError> {
+    let mut s = tokens::session_until(app, conn, token_deadline).await?;
     let left = (deadline - app.now_ms()).max(1);
     let timeout = app
         .exact_timeout
@@ -486,7 +506,7 @@ async fn single_flight(
     conn: &ConnectionId,
     division: Division,
     mode: Mode,
-    deadline: i64,
+    (deadline, token_deadline): (i64, i64),
     max_calls: Option<u64>,
 ) -> Result<RunReport, ApiError> {
     // Raise the flag before trying the lease: a holder looks at the flag after releasing the lease, so either it
@@ -495,6 +515,7 @@ async fn single_flight(
     let lease = check_lease_name(conn);
     let owner = uuid::Uuid::new_v4().to_string();
     let mut run = Run::new(app, conn, division, mode, deadline, max_calls);
+    run.token_deadline = token_deadline;
     let mut owed = false;
     loop {
         let ttl = Duration::from_millis(u64::try_from(left_ms(app, deadline).max(0)).unwrap_or(0))
@@ -541,6 +562,8 @@ struct Run<'a> {
     division: Division,
     mode: Mode,
     deadline: i64,
+    /// The invocation's end: a token refresh must finish before it.
+    token_deadline: i64,
     max_calls: Option<u64>,
     session: Option<(Session, u64)>,
     report: RunReport,
@@ -561,6 +584,7 @@ impl<'a> Run<'a> {
             division,
             mode,
             deadline,
+            token_deadline: deadline,
             max_calls,
             session: None,
             report: RunReport::default(),
@@ -585,7 +609,7 @@ impl<'a> Run<'a> {
 
     async fn client(&mut self) -> Result<ExactClient, ApiError> {
         if self.session.is_none() {
-            let s = exact_session(self.app, self.conn, self.deadline).await?;
+            let s = exact_session(self.app, self.conn, self.deadline, self.token_deadline).await?;
             let base = s.stats.total();
             self.session = Some((s, base));
         }
@@ -871,7 +895,7 @@ impl<'a> Run<'a> {
                 unknown.push(id);
             }
         }
-        // Exact's TransactionEntryID is the invoice's ID (the sandbox; §5.9 calls it likely): the store finds our
+        // Exact's TransactionEntryID is the invoice's ID (the sandbox; `docs/exact-online.md` §6.6 calls it likely): the store finds our
         // record by it. An ID that is not ours is remembered, so a warm function does not look it up again.
         for id in unknown.into_iter().take(MAX_LOOKUPS) {
             if left_ms(self.app, self.deadline) < MIN_LEFT_MS {
@@ -1380,7 +1404,7 @@ pub async fn reconcile(app: &App) -> Result<Value, ApiError> {
                 conn,
                 c.division,
                 Mode::Reconcile,
-                deadline,
+                (deadline, started + ms(tokens::REQUEST_BUDGET)),
                 Some(budget),
             )
             .await
@@ -1497,7 +1521,7 @@ mod tests {
     #[test]
     fn verifies_the_documented_example() {
         let content = verify_delivery(DOC_BODY.as_bytes(), &secret("demo-webhook-secret-2025"))
-            .expect("the §8.3 example verifies");
+            .expect("the example of docs/exact-online.md §6.3 verifies");
         assert!(content.starts_with(b"{\"Topic\":\"SalesInvoices\""));
         assert!(content.ends_with(b"\"EventCreatedOn\":\"2025-03-14T10:15:42.137\"}"));
         assert!(verify_delivery(DOC_BODY.as_bytes(), &secret("other")).is_none());

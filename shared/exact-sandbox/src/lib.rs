@@ -1,7 +1,7 @@
 //! # exact-sandbox: a stateful Exact Online emulator
 //!
 //! An axum HTTP server on a random loopback port that behaves like Exact Online as described in
-//! `exact-online-api.md`, strictly: the authorize page and single-use codes, 600 s access tokens, single-use rotating
+//! `docs/exact-online.md`, strictly: the authorize page and single-use codes, 600 s access tokens, single-use rotating
 //! refresh tokens (and the too-early and 30-day rules), rate limits with Exact's headers, mandatory `$filter`/`$select`,
 //! 60-row pages with `__next`, padded codes, `/Date(ms)/`, localized errors in Exact's envelope, sales invoices with
 //! processing (numbers, receivables, e-mails), payments, webhook subscriptions and signed deliveries.

@@ -141,7 +141,7 @@ pub(crate) async fn validate_callback(http: &reqwest::Client, url: &str) -> Resu
     }
 }
 
-/// Topics Exact accepts for subscriptions (exact-online-api.md §6.1).
+/// Topics Exact accepts for subscriptions (`docs/exact-online.md` §6.1).
 pub const TOPICS: &[&str] = &[
     "Accounts",
     "BankAccounts",
@@ -177,7 +177,7 @@ pub const TOPICS: &[&str] = &[
 mod tests {
     use super::*;
 
-    /// exact-online-api.md §8.3: the documented body and HashCode.
+    /// `docs/exact-online.md` §6.3: the documented body and HashCode.
     #[test]
     fn reproduces_the_documented_example() {
         let expected = r#"{"Content":{"Topic":"SalesInvoices","ClientId":"3f1c2b7e-8d4a-4c61-9b2e-5a7d0e9c1f42","Division":1234567,"Action":"Update","Key":"7b9e4c2a-1d3f-4e5a-8b6c-0f1e2d3c4b5a","ExactOnlineEndpoint":"https://start.exactonline.nl/api/v1/1234567/salesinvoice/SalesInvoices(guid'7b9e4c2a-1d3f-4e5a-8b6c-0f1e2d3c4b5a')","EventCreatedOn":"2025-03-14T10:15:42.137"},"HashCode":"0DFF441BE9735A9E20039517DFCECFCE0BBEB8785636886B2B5ED7567C4F8519"}"#;

@@ -316,7 +316,7 @@ impl<'c> oauth2::AsyncHttpClient<'c> for TokenSender {
     }
 }
 
-/// The oauth2 → reqwest 0.13 adapter (tooling.md §1), with an explicit timeout, keeping a copy of
+/// The oauth2 → reqwest 0.13 adapter (oauth2 5 is built without its own reqwest 0.12, so this feeds it ours), with an explicit timeout, keeping a copy of
 /// the answer's status, `Reason` header and body for error mapping.
 async fn send_token_request(
     http: &reqwest::Client,

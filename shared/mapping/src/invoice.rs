@@ -1,6 +1,6 @@
 //! The PSA invoice as the PSA posts it, parsed and validated in one pass.
 //!
-//! Limits (Exact's own field lengths are not documented — see `exact-online-api.md` §5 — so each
+//! Limits (Exact's own field lengths are not documented — see `docs/exact-online.md` §5.7 — so each
 //! limit below is our choice, kept generous but sane, and says why):
 //!
 //! | field | rule | refusal |

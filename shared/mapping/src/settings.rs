@@ -23,7 +23,7 @@ use crate::json::{Obj, index_path, parse_body, type_error};
 pub const DEFAULT_TAX_CODE: &str = "2";
 pub const MAX_ITEM_CODE_LEN: usize = 60;
 pub const MAX_JOURNAL_CODE_LEN: usize = 20;
-/// `vat/VATCodes.Code` is at most 3 characters (exact-online-api.md §5.8).
+/// `vat/VATCodes.Code` is at most 3 characters (`docs/exact-online.md` §5.7).
 pub const MAX_VAT_CODE_LEN: usize = 3;
 pub const MAX_TAX_CATEGORY_LEN: usize = 60;
 /// A PSA has a handful of tax categories; 100 mappings is far beyond that and keeps the saved settings small.

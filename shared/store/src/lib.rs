@@ -121,7 +121,8 @@ pub use invoice::{
 };
 pub use memory::{MemoryStore, MemoryTokenStore};
 pub use model::{
-    ConnectionRecord, ConnectionState, Delivery, DivisionWebhooksRecord, MappingKey, OAuthState, SettingsRecord, TaxCategoryRecord, TokenRecord, TokenSlot, WebhookSubscriptionRecord,
+    ConnectionRecord, ConnectionState, Delivery, DivisionWebhooksRecord, MappingKey, OAuthState,
+    SettingsRecord, TaxCategoryRecord, TokenRecord, TokenSlot, WebhookSubscriptionRecord,
 };
 pub use ports::{
     AdministrationStore, ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore,

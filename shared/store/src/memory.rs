@@ -15,7 +15,8 @@ use crate::invoice::{
     to_delta,
 };
 use crate::model::{
-    ConnectionRecord, ConnectionState, DivisionWebhooksRecord, MappingKey, OAuthState, SettingsRecord, TokenRecord, TokenSlot,
+    ConnectionRecord, ConnectionState, DivisionWebhooksRecord, MappingKey, OAuthState,
+    SettingsRecord, TokenRecord, TokenSlot,
 };
 use crate::ports::{
     AdministrationStore, ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore,

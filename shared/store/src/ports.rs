@@ -10,7 +10,8 @@ use mapping::{ConnectionId, Division, ExactGuid};
 use crate::error::StoreResult;
 use crate::invoice::{Claim, InvoiceDone, InvoiceProgress, InvoiceRecord};
 use crate::model::{
-    ConnectionRecord, DivisionWebhooksRecord, MappingKey, OAuthState, SettingsRecord, TokenRecord, TokenSlot,
+    ConnectionRecord, DivisionWebhooksRecord, MappingKey, OAuthState, SettingsRecord, TokenRecord,
+    TokenSlot,
 };
 
 /// Connections, their settings, and which connections sit on a division (for webhooks).

@@ -10,7 +10,10 @@ use mapping::{ConnectionId, Country};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use store::{
-    Claim, ConnectionState, Delivery, DivisionWebhooksRecord, InvoiceDone, InvoicePhase, InvoiceProgress, InvoiceState, MappingKey, OAuthState, OpenState, SavedResponse, SettingsRecord, StateStore, StoreError, TaxCategoryRecord, TokenRecord, TokenSlot, TokenStore, WebhookSubscriptionRecord,
+    Claim, ConnectionState, Delivery, DivisionWebhooksRecord, InvoiceDone, InvoicePhase,
+    InvoiceProgress, InvoiceState, MappingKey, OAuthState, OpenState, SavedResponse,
+    SettingsRecord, StateStore, StoreError, TaxCategoryRecord, TokenRecord, TokenSlot, TokenStore,
+    WebhookSubscriptionRecord,
 };
 
 use common::{conn, connection, div, guid, t};

@@ -15,7 +15,8 @@ use crate::invoice::{
 };
 use crate::layout::{self, GSI1_PK, GSI1_SK, GSI2_PK, PK, SK, TTL};
 use crate::model::{
-    ConnectionRecord, ConnectionState, Delivery, DivisionWebhooksRecord, OAuthState, SettingsRecord, TaxCategoryRecord, TokenSlot, WebhookSubscriptionRecord,
+    ConnectionRecord, ConnectionState, Delivery, DivisionWebhooksRecord, OAuthState,
+    SettingsRecord, TaxCategoryRecord, TokenSlot, WebhookSubscriptionRecord,
 };
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
