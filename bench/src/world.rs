@@ -231,6 +231,38 @@ impl World {
     }
 
     /// `POST /connections/{conn}/invoices`.
+    /// Pushes `body` for `conn`, which must answer 201; gives (PSA invoice id, Exact invoice ID, the amount Exact
+    /// holds for it).
+    pub async fn push_created(
+        &self,
+        conn: &str,
+        body: &Value,
+        division: u32,
+    ) -> Result<(String, String, f64), String> {
+        let a = self.push(conn, body).await;
+        if a.status != 201 {
+            return Err(format!("push answered {}: {}", a.status, a.body));
+        }
+        let exact_id = a.body["exact_invoice_id"].as_str().unwrap_or("").to_owned();
+        let amount = {
+            let world = self.h.sandbox.world();
+            world
+                .division(division)
+                .and_then(|d| {
+                    d.sales_invoices
+                        .iter()
+                        .find(|i| i.invoice_id.to_string() == exact_id)
+                })
+                .map(|i| i.amount_fc)
+                .ok_or("the pushed invoice is not in Exact")?
+        };
+        Ok((
+            body["id"].as_str().unwrap_or("").to_owned(),
+            exact_id,
+            amount,
+        ))
+    }
+
     pub async fn push(&self, conn: &str, invoice: &Value) -> Answer {
         let (status, headers, body) = self
             .h

@@ -42,37 +42,6 @@ fn count(w: &World, invoice_id: &str, kind: &str) -> usize {
         .count()
 }
 
-/// Pushes `body` for `conn`; answers (invoice id, Exact ID, amount in Exact).
-async fn push(
-    w: &World,
-    conn: &str,
-    body: &Value,
-    division: u32,
-) -> Result<(String, String, f64), String> {
-    let a = w.push(conn, body).await;
-    if a.status != 201 {
-        return Err(format!("push answered {}: {}", a.status, a.body));
-    }
-    let exact_id = a.body["exact_invoice_id"].as_str().unwrap_or("").to_owned();
-    let amount = {
-        let world = w.h.sandbox.world();
-        world
-            .division(division)
-            .and_then(|d| {
-                d.sales_invoices
-                    .iter()
-                    .find(|i| i.invoice_id.to_string() == exact_id)
-            })
-            .map(|i| i.amount_fc)
-            .ok_or("the pushed invoice is not in Exact")?
-    };
-    Ok((
-        body["id"].as_str().unwrap_or("").to_owned(),
-        exact_id,
-        amount,
-    ))
-}
-
 async fn deliver(w: &World) {
     for (d, r) in w.h.sandbox.deliver_webhooks().await {
         if r.as_ref().ok() != Some(&200) {
@@ -150,13 +119,13 @@ async fn shared_administration(w: &World, table: &mut Table) -> Result<(), Strin
         ),
     );
     w.configure("bu_tb", "72").await?;
-    let (id, exact_id, amount) = push(
-        w,
-        "bu_tb",
-        &invoice("t_shared", &Company::new("t_shared")),
-        2001,
-    )
-    .await?;
+    let (id, exact_id, amount) = w
+        .push_created(
+            "bu_tb",
+            &invoice("t_shared", &Company::new("t_shared")),
+            2001,
+        )
+        .await?;
     w.h.sandbox.take_webhooks();
     let (status, _, body) =
         w.h.call(Method::DELETE, "/connections/bu_ta/exact", None)
@@ -175,13 +144,13 @@ async fn shared_administration(w: &World, table: &mut Table) -> Result<(), Strin
     );
 
     // Genuine repeat events on one key: a bank entry that gets a second payment matched.
-    let (id, exact_id, amount) = push(
-        w,
-        "bu_tb",
-        &invoice("t_repeat", &Company::new("t_shared")),
-        2001,
-    )
-    .await?;
+    let (id, exact_id, amount) = w
+        .push_created(
+            "bu_tb",
+            &invoice("t_repeat", &Company::new("t_shared")),
+            2001,
+        )
+        .await?;
     w.h.sandbox.take_webhooks();
     let key = mapping::ExactGuid::new_random().to_string();
     w.h.sandbox.pay_invoice(2001, &exact_id, 100.0)?;
@@ -217,11 +186,13 @@ async fn shared_administration(w: &World, table: &mut Table) -> Result<(), Strin
 
     // Our credit note settles an invoice of the same customer.
     let company = Company::new("t_credit");
-    let (inv, inv_exact, _) = push(w, "bu_tb", &invoice("t_credit", &company), 2001).await?;
+    let (inv, inv_exact, _) = w
+        .push_created("bu_tb", &invoice("t_credit", &company), 2001)
+        .await?;
     let mut note = invoice("t_credit_note", &company);
     note["credit"] = true.into();
     note["lines"][0]["amount"] = "-800.00".into();
-    let (cn, cn_exact, _) = push(w, "bu_tb", &note, 2001).await?;
+    let (cn, cn_exact, _) = w.push_created("bu_tb", &note, 2001).await?;
     w.h.sandbox.take_webhooks();
     w.h.sandbox
         .settle_with_credit_note(2001, &inv_exact, &cn_exact)?;
@@ -244,14 +215,18 @@ async fn former_administration(w: &World, table: &mut Table) -> Result<(), Strin
     w.connect("bu_tj", JAN, 1001).await;
     w.configure("bu_tj", "72").await?;
     let company = Company::new("t_former");
-    let (old, _, _) = push(w, "bu_tj", &invoice("t_old", &company), 1001).await?;
+    let (old, _, _) = w
+        .push_created("bu_tj", &invoice("t_old", &company), 1001)
+        .await?;
     w.h.sandbox
         .world()
         .division_mut(1002)
         .default_payment_condition = Some("30".into());
     w.connect("bu_tj", JAN, 1002).await;
     w.configure("bu_tj", "72").await?;
-    let (new, new_exact, amount) = push(w, "bu_tj", &invoice("t_new", &company), 1002).await?;
+    let (new, new_exact, amount) = w
+        .push_created("bu_tj", &invoice("t_new", &company), 1002)
+        .await?;
     w.h.sandbox.take_webhooks();
     w.h.sandbox.pay_invoice(1002, &new_exact, amount)?;
     deliver(w).await;

@@ -39,23 +39,7 @@ async fn paid_invoice(
     w.configure(conn, "72").await?;
     let tag = format!("wh_{conn}");
     let body = invoice(&tag, &Company::new(&tag));
-    let a = w.push(conn, &body).await;
-    if a.status != 201 {
-        return Err(format!("push answered {}: {}", a.status, a.body));
-    }
-    let exact_id = a.body["exact_invoice_id"].as_str().unwrap_or("").to_owned();
-    let amount = {
-        let world = w.h.sandbox.world();
-        world
-            .division(division)
-            .and_then(|d| {
-                d.sales_invoices
-                    .iter()
-                    .find(|i| i.invoice_id.to_string() == exact_id)
-            })
-            .map(|i| i.amount_fc)
-            .ok_or("the pushed invoice is not in Exact")?
-    };
+    let (_, exact_id, amount) = w.push_created(conn, &body, division).await?;
     w.h.sandbox.take_webhooks();
     w.h.sandbox.pay_invoice(division, &exact_id, amount)?;
     let delivery =

@@ -69,33 +69,7 @@ pub(crate) fn pay_invoice(
     if amount > open_total + 0.005 {
         return Err(format!("{amount} exceeds the open amount {open_total}"));
     }
-    let mut remaining = amount;
-    let mut split: Option<Receivable> = None;
-    for i in open {
-        if remaining <= 0.005 {
-            break;
-        }
-        let r = &mut d.receivables[i];
-        if remaining + 0.005 >= r.amount_dc {
-            remaining = round2(remaining - r.amount_dc);
-            r.is_fully_paid = true;
-            r.status = STATUS_MATCHED;
-            r.end_date_ms = Some(now);
-        } else {
-            // Partial match: the paid part becomes its own matched row; this row stays open for the rest.
-            let mut paid = r.clone();
-            paid.id = crate::world::new_id();
-            paid.amount_dc = remaining;
-            paid.is_fully_paid = true;
-            paid.status = STATUS_MATCHED;
-            paid.end_date_ms = Some(now);
-            paid.last_payment_date_ms = Some(now);
-            r.amount_dc = round2(r.amount_dc - remaining);
-            remaining = 0.0;
-            split = Some(paid);
-        }
-    }
-    d.receivables.extend(split);
+    match_rows(&mut d.receivables, &open, amount, now);
     for r in d
         .receivables
         .iter_mut()
@@ -258,13 +232,21 @@ pub(crate) fn settle_with_credit_note(
         r.status = STATUS_MATCHED;
         r.end_date_ms = Some(now);
     }
-    let mut remaining = credit;
+    match_rows(&mut d.receivables, &invoice_rows, credit, now);
+    Ok(())
+}
+
+/// Matches `amount` against the open receivable rows `rows` in order: whole rows become matched (fully paid, Status
+/// 50); a row only partly covered is split, its matched part becoming a row of its own while the rest stays open.
+/// A payment then stamps `LastPaymentDate` on the invoice's rows; a credit note does not.
+fn match_rows(receivables: &mut Vec<Receivable>, rows: &[usize], amount: f64, now: i64) {
+    let mut remaining = amount;
     let mut split: Option<Receivable> = None;
-    for i in invoice_rows {
+    for &i in rows {
         if remaining <= 0.005 {
             break;
         }
-        let r = &mut d.receivables[i];
+        let r = &mut receivables[i];
         if remaining + 0.005 >= r.amount_dc {
             remaining = round2(remaining - r.amount_dc);
             r.is_fully_paid = true;
@@ -282,6 +264,5 @@ pub(crate) fn settle_with_credit_note(
             split = Some(matched);
         }
     }
-    d.receivables.extend(split);
-    Ok(())
+    receivables.extend(split);
 }
