@@ -262,6 +262,74 @@ async fn a_refresh_slower_than_the_old_lease_keeps_the_connection() {
     assert_eq!(state_of(&h, "bu_slow").await, "connected");
 }
 
+/// The user reconnects while a refresh of the old grant is still waiting for Exact: when that refresh finally
+/// answers, its pair must not replace the reconnect's (the refresher's commit fails, and the slot it writes is not
+/// the one the reconnect made current).
+#[tokio::test]
+async fn a_reconnect_during_a_slow_refresh_keeps_the_new_pair() {
+    let h = Harness::memory().await;
+    ready(&h, "bu_re").await;
+    h.sandbox.clock().advance(CADENCE);
+    // Only the refresh (the first token call) is slow; the reconnect's code exchange is not.
+    h.sandbox.inject(
+        Fault::new(
+            "/api/oauth2/token",
+            FaultKind::Delay(Duration::from_millis(1500)),
+        )
+        .on_method("POST"),
+    );
+    let refresh = {
+        let app = h.app.clone();
+        tokio::spawn(async move {
+            connector::tokens::session(&app, &cid("bu_re"))
+                .await
+                .map(|_| ())
+        })
+    };
+    let in_flight = || {
+        h.sandbox
+            .requests()
+            .iter()
+            .any(|r| r.path.contains("/api/oauth2/token") && r.status == 0)
+    };
+    for _ in 0..200 {
+        if in_flight() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(in_flight(), "the refresh never reached Exact");
+    let loc = h.connect("bu_re", JAN, "nl").await;
+    assert!(loc.contains("exact=connected"), "{loc}");
+    let current = |h: &Harness| {
+        let app = h.app.clone();
+        async move {
+            let c = app
+                .state
+                .get_connection(&cid("bu_re"))
+                .await
+                .unwrap()
+                .unwrap();
+            let t = app
+                .tokens
+                .get(&cid("bu_re"), c.token_slot)
+                .await
+                .unwrap()
+                .unwrap();
+            use secrecy::ExposeSecret;
+            t.refresh_token.expose_secret().to_owned()
+        }
+    };
+    let after_reconnect = current(&h).await;
+    let _ = refresh.await.unwrap();
+    assert_eq!(
+        current(&h).await,
+        after_reconnect,
+        "the late refresh of the old grant replaced the reconnect's tokens"
+    );
+    assert_eq!(state_of(&h, "bu_re").await, "connected");
+}
+
 /// A refresh is not started with less than 15 s left of the request: 503 with Retry-After, no token call.
 #[tokio::test]
 async fn no_refresh_starts_without_time_to_finish() {

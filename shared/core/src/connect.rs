@@ -277,9 +277,13 @@ async fn complete_connect(
         country: bound.country,
         division,
     };
-    // A new pair goes to the slot that is not current; the connection record written below makes it current.
+    // A reconnect writes the new grant's pair over the *current* slot, and the record written below raises the
+    // sequence. A refresh of the old grant that is still in flight writes the other slot and then fails its
+    // commit (the sequence moved), so it can never overwrite the new pair; had the reconnect used the other slot,
+    // that late refresher would have written over it. (Refreshes, in contrast, write the slot that is not current,
+    // so a crash before their commit leaves the current pair intact.)
     let (token_slot, token_seq) = match &previous {
-        Some(p) => (p.token_slot.other(), p.token_seq + 1),
+        Some(p) => (p.token_slot, p.token_seq + 1),
         None => (TokenSlot::Zero, 1),
     };
     app.tokens

@@ -91,12 +91,13 @@
 //! connection in use around the clock stores up to 24 h / 570 s ≈ 152 pairs a day; alternating slots puts at most
 //! 76 versions a day on each secret.
 //!
-//! A new pair (refresh, connect, reconnect) is first written to the slot that is *not* current (a new version;
-//! the secret is created on its first write, restored if a disconnect scheduled it for deletion), then committed
-//! with `commit_tokens`: one conditional UpdateItem (`state = connected AND token_seq = :expected`) that sets
-//! `token_slot`, `token_seq + 1` and `last_token_refresh_at`. That write is the commit point: a late refresher whose
-//! sequence is stale cannot make its pair current. Connect and reconnect write the whole connection item with the
-//! next slot and sequence. Readers already read the connection item, then read the current slot's secret: no
+//! A refreshed pair is first written to the slot that is *not* current (a new version; the secret is created on
+//! its first write, restored if a disconnect scheduled it for deletion), then committed with `commit_tokens`: one
+//! conditional UpdateItem (`state = connected AND token_seq = :expected`) that sets `token_slot`, `token_seq + 1`
+//! and `last_token_refresh_at`. That write is the commit point: a late refresher whose sequence is stale cannot
+//! make its pair current. Connect and reconnect write the new grant's pair over the *current* slot and then the
+//! whole connection item with the next sequence: a refresh of the old grant still in flight writes the other slot
+//! and fails its commit, so it can never overwrite the new pair. Readers already read the connection item, then read the current slot's secret: no
 //! extra AWS call per request. Disconnect deletes both secrets with the minimum 7-day recovery window (restored
 //! by a later write within it). A missing (or deletion-scheduled) secret reads as `None`: "not connected".
 
