@@ -111,14 +111,6 @@ impl ConnectionStore for FaultyStore {
         self.gate("connection.mark_needs_reconnect").await?;
         self.inner.mark_needs_reconnect(conn, reason, now).await
     }
-    async fn record_token_refresh(
-        &self,
-        conn: &ConnectionId,
-        at: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        self.gate("connection.record_token_refresh").await?;
-        self.inner.record_token_refresh(conn, at).await
-    }
     async fn commit_tokens(
         &self,
         conn: &ConnectionId,

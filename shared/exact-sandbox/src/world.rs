@@ -495,18 +495,6 @@ impl World {
             .iter()
             .find(|i| i.invoice_id == invoice_id)
     }
-
-    /// The receivable rows of an invoice in `division`.
-    pub fn receivables_of(&self, division: u32, invoice_id: Uuid) -> Vec<&Receivable> {
-        self.division(division)
-            .map(|d| {
-                d.receivables
-                    .iter()
-                    .filter(|r| r.transaction_entry_id == invoice_id)
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
 }
 
 impl Division {

@@ -122,11 +122,6 @@ impl ExactClient {
         self
     }
 
-    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
     pub fn division(&self) -> Division {
         self.division
     }

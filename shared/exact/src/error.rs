@@ -96,11 +96,6 @@ impl ExactError {
         self
     }
 
-    pub fn with_reason(mut self, reason: Option<String>) -> Self {
-        self.reason = reason;
-        self
-    }
-
     pub fn with_retry_at(mut self, retry_at_ms: i64) -> Self {
         self.retry_at_ms = Some(retry_at_ms);
         self

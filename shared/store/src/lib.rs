@@ -74,7 +74,7 @@
 //!   the last disconnect) on one administration never subscribe or unsubscribe at once.
 //! - **OAuth state**: a conditional delete with `ReturnValues=ALL_OLD`: single use even under concurrent callbacks.
 //! - **Connection vs settings**: separate items, so saving settings never overwrites a concurrent connection
-//!   change; `mark_needs_reconnect` / `record_token_refresh` / `commit_tokens` are UpdateItems of only their
+//!   change; `mark_needs_reconnect` / `commit_tokens` are UpdateItems of only their
 //!   attributes, conditional on the connection being connected (and, for `commit_tokens`, on `token_seq`).
 //!
 //! # Tokens (Secrets Manager)

@@ -123,21 +123,6 @@ impl ConnectionStore for MemoryStore {
         }
     }
 
-    async fn record_token_refresh(
-        &self,
-        conn: &ConnectionId,
-        at: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        let mut inner = self.lock();
-        match inner.connections.get_mut(conn) {
-            Some(c) if c.state == ConnectionState::Connected => {
-                c.last_token_refresh_at = Some(at);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-
     async fn commit_tokens(
         &self,
         conn: &ConnectionId,

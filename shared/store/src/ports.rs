@@ -28,12 +28,6 @@ pub trait ConnectionStore: Send + Sync {
         reason: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
-    /// Records a token refresh on a connected connection (for the keep-alive). False when not connected.
-    async fn record_token_refresh(
-        &self,
-        conn: &ConnectionId,
-        at: DateTime<Utc>,
-    ) -> StoreResult<bool>;
     /// The token commit point: the pair just written to `slot` becomes current — `token_slot = slot`,
     /// `token_seq = expected_seq + 1`, `last_token_refresh_at = at` — only while the connection is connected and its
     /// `token_seq` is still `expected_seq` (an item without one counts as 0). False, and nothing written, otherwise.

@@ -84,10 +84,13 @@ mod suite {
                 .unwrap(),
             "missing"
         );
-        assert!(!s.record_token_refresh(&c, t(1)).await.unwrap(), "missing");
+        assert!(
+            !s.commit_tokens(&c, 0, TokenSlot::One, t(1)).await.unwrap(),
+            "missing"
+        );
 
         s.put_connection(&connection("bu_1")).await.unwrap();
-        assert!(s.record_token_refresh(&c, t(2)).await.unwrap());
+        assert!(s.commit_tokens(&c, 0, TokenSlot::One, t(2)).await.unwrap());
         assert!(
             s.mark_needs_reconnect(&c, "refresh refused", t(3))
                 .await
@@ -111,7 +114,7 @@ mod suite {
             "already needs reconnect"
         );
         assert!(
-            !s.record_token_refresh(&c, t(4)).await.unwrap(),
+            !s.commit_tokens(&c, 1, TokenSlot::Zero, t(4)).await.unwrap(),
             "not connected"
         );
 
@@ -119,7 +122,7 @@ mod suite {
         let mut gone = connection("bu_1");
         gone.state = ConnectionState::Disconnected;
         s.put_connection(&gone).await.unwrap();
-        assert!(!s.record_token_refresh(&c, t(5)).await.unwrap());
+        assert!(!s.commit_tokens(&c, 0, TokenSlot::One, t(5)).await.unwrap());
         assert!(!s.mark_needs_reconnect(&c, "late", t(5)).await.unwrap());
         assert_eq!(s.get_connection(&c).await.unwrap(), Some(gone));
     }

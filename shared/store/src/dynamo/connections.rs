@@ -53,26 +53,6 @@ impl ConnectionStore for DynamoStore {
         .await
     }
 
-    async fn record_token_refresh(
-        &self,
-        conn: &ConnectionId,
-        at: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        let cond = Cond::new("#state = :connected")
-            .name("#state", "state")
-            .name("#refresh", "last_token_refresh_at")
-            .value(":connected", s(ConnectionState::Connected.as_str()))
-            .value(":at", s(time_text(at)));
-        self.update_if(
-            "connection.record_token_refresh",
-            layout::conn_pk(conn),
-            layout::META,
-            "SET #refresh = :at",
-            cond,
-        )
-        .await
-    }
-
     async fn commit_tokens(
         &self,
         conn: &ConnectionId,

@@ -108,7 +108,7 @@ pub async fn push(app: &App, conn: &ConnectionId, raw: &[u8]) -> Result<PushAnsw
     let unsure = record.exact_invoice_id.is_some() || record.reference.is_some() || taken_over;
     let session = match session(app, conn).await {
         Ok(s) => s,
-        Err(e) => return Err(claim.fail(Failure::release(e).keep_if(unsure)).await),
+        Err(e) => return Err(claim.fail(PushFailure::release(e).keep_if(unsure)).await),
     };
     let job = Push {
         app,
@@ -379,12 +379,12 @@ async fn claim_or_wait(
 }
 
 /// What went wrong, and whether the claim must be kept because an Exact invoice exists or may exist.
-struct Failure {
+struct PushFailure {
     error: ApiError,
     keep_claim: bool,
 }
 
-impl Failure {
+impl PushFailure {
     fn release(error: ApiError) -> Self {
         Self {
             error,
@@ -414,8 +414,8 @@ struct HeldClaim<'a> {
 impl HeldClaim<'_> {
     /// Releases or keeps the claim and answers the error. A kept claim blocks pushes until it expires, so the
     /// answer's `Retry-After` is at least that long.
-    async fn fail(&self, f: Failure) -> ApiError {
-        let Failure {
+    async fn fail(&self, f: PushFailure) -> ApiError {
+        let PushFailure {
             mut error,
             keep_claim,
         } = f;
@@ -450,8 +450,8 @@ struct Push<'a> {
     division: Division,
 }
 
-fn exact_error(app: &App, keep_claim: bool) -> impl Fn(ExactError) -> Failure + '_ {
-    move |e| Failure {
+fn exact_error(app: &App, keep_claim: bool) -> impl Fn(ExactError) -> PushFailure + '_ {
+    move |e| PushFailure {
         error: from_exact(&e, app.now_ms()),
         keep_claim,
     }
@@ -459,7 +459,7 @@ fn exact_error(app: &App, keep_claim: bool) -> impl Fn(ExactError) -> Failure + 
 
 impl Push<'_> {
     /// `unsure`: an earlier holder may have created the invoice (see [`push`]).
-    async fn run(&self, record: &InvoiceRecord, unsure: bool) -> Result<PushAnswer, Failure> {
+    async fn run(&self, record: &InvoiceRecord, unsure: bool) -> Result<PushAnswer, PushFailure> {
         let (account, new_account) = match record.exact_account_id {
             Some(a) => (a, false),
             None => self.account().await.map_err(|f| f.keep_if(unsure))?,
@@ -498,7 +498,7 @@ impl Push<'_> {
                         ..self.base_progress()
                     })
                     .await
-                    .map_err(Failure::keep)?;
+                    .map_err(PushFailure::keep)?;
                 }
                 found
             }
@@ -535,7 +535,7 @@ impl Push<'_> {
             .state
             .complete(self.conn, &self.inv.id, self.owner, &done, self.app.now())
             .await
-            .map_err(|e| Failure::keep(store_error(e)))?;
+            .map_err(|e| PushFailure::keep(store_error(e)))?;
         Ok(PushAnswer { status: 201, body })
     }
 
@@ -570,8 +570,8 @@ impl Push<'_> {
         &self,
         account: ExactGuid,
         contact: ExactGuid,
-    ) -> Result<SalesInvoice, Failure> {
-        let items = self.line_items().await.map_err(Failure::release)?;
+    ) -> Result<SalesInvoice, PushFailure> {
+        let items = self.line_items().await.map_err(PushFailure::release)?;
         let refs = InvoiceRefs {
             account,
             contact,
@@ -585,7 +585,7 @@ impl Push<'_> {
             ..self.base_progress()
         };
         // Nothing is created yet: a failure here may release the claim.
-        self.save(attempt).await.map_err(Failure::release)?;
+        self.save(attempt).await.map_err(PushFailure::release)?;
 
         let created = match self.exact.create_sales_invoice(&payload).await {
             Ok(si) => si,
@@ -604,7 +604,7 @@ impl Push<'_> {
             ..InvoiceProgress::default()
         })
         .await
-        .map_err(Failure::keep)?;
+        .map_err(PushFailure::keep)?;
         Ok(created)
     }
 
@@ -612,7 +612,7 @@ impl Push<'_> {
     async fn deliver(
         &self,
         invoice: &SalesInvoice,
-    ) -> Result<(OpenState, Option<i64>, Option<String>), Failure> {
+    ) -> Result<(OpenState, Option<i64>, Option<String>), PushFailure> {
         let processed = invoice.status == Some(INVOICE_STATUS_PROCESSED);
         let mut number = invoice.invoice_number;
         if self.settings.delivery == store::Delivery::Exact {
@@ -638,7 +638,7 @@ impl Push<'_> {
                     let text = result.errors().join("\r\n");
                     let now = self.reread(invoice.invoice_id).await.map_err(&kept)?;
                     if now.status != Some(INVOICE_STATUS_PROCESSED) {
-                        return Err(Failure::keep(
+                        return Err(PushFailure::keep(
                             ApiError::unprocessable(
                                 "exact_refused",
                                 "Exact did not process the invoice; see exact_message for Exact's reason. The \
@@ -700,7 +700,7 @@ impl Push<'_> {
 
     /// Account: cached ID for the PSA company, else the account with this name, else a new one. Answers whether
     /// it was created now.
-    async fn account(&self) -> Result<(ExactGuid, bool), Failure> {
+    async fn account(&self) -> Result<(ExactGuid, bool), PushFailure> {
         let key = MappingKey::Account {
             psa_company_id: self.inv.company.id.clone(),
         };
@@ -744,7 +744,11 @@ impl Push<'_> {
     }
 
     /// Contact: cached ID for (account, e-mail), else one with this e-mail on this account, else a new one on it.
-    async fn contact(&self, account: ExactGuid, new_account: bool) -> Result<ExactGuid, Failure> {
+    async fn contact(
+        &self,
+        account: ExactGuid,
+        new_account: bool,
+    ) -> Result<ExactGuid, PushFailure> {
         let email = self.inv.contact.email.as_str();
         let key = MappingKey::Contact {
             account_id: account,
@@ -842,12 +846,12 @@ impl Push<'_> {
         }
     }
 
-    async fn cached(&self, key: &MappingKey) -> Result<Option<ExactGuid>, Failure> {
+    async fn cached(&self, key: &MappingKey) -> Result<Option<ExactGuid>, PushFailure> {
         self.app
             .state
             .get_mapping(self.conn, self.division, key)
             .await
-            .map_err(|e| Failure::release(from_store(e)))
+            .map_err(|e| PushFailure::release(from_store(e)))
     }
 
     /// Caches an ID; a failed write only costs a lookup next time.

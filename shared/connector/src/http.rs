@@ -277,19 +277,6 @@ pub fn check_psa_key(req: &Request, key: &SecretString) -> Result<(), ApiError> 
     Ok(())
 }
 
-/// The `{connection_id}` path parameter, validated.
-pub fn connection_id(req: &Request) -> Result<ConnectionId, ApiError> {
-    let params = req.path_parameters();
-    let raw = params.first("connection_id").unwrap_or_default();
-    ConnectionId::parse(raw)
-        .map_err(|e| ApiError::bad_field("connection_id", "invalid_connection_id", e.to_string()))
-}
-
-/// Another path parameter, as given (the caller validates it).
-pub fn path_param(req: &Request, name: &str) -> Option<String> {
-    req.path_parameters().first(name).map(str::to_owned)
-}
-
 /// A query-string parameter.
 pub fn query_param(req: &Request, name: &str) -> Option<String> {
     req.query_string_parameters().first(name).map(str::to_owned)

@@ -14,7 +14,7 @@ use store::{
 use url::Url;
 
 use crate::app::App;
-use crate::errors::{from_exact, from_store, unknown_connection};
+use crate::errors::{from_store, unknown_connection};
 use crate::http::ApiError;
 use crate::tokens::{Want, ensure_tokens, request_deadline, time_to_refresh};
 
@@ -770,11 +770,6 @@ pub async fn keep_alive_until(app: &App, deadline: i64) -> Result<Value, ApiErro
     });
     tracing::info!(report = %report, "keep-alive done");
     Ok(report)
-}
-
-/// Exact's refusal in the callback flow, for callers that want an [`ApiError`].
-pub fn exact_to_api(app: &App, e: &exact::ExactError) -> ApiError {
-    from_exact(e, app.now_ms())
 }
 
 #[cfg(test)]

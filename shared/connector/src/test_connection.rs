@@ -203,8 +203,8 @@ async fn test(app: &App, session: &Session, settings: &Settings) -> Result<TestO
                 }),
             })
         }
-        Err(Failure::Api(e)) => Err(e),
-        Err(Failure::Refused { error, invoice }) => {
+        Err(TestInvoiceFailure::Api(e)) => Err(e),
+        Err(TestInvoiceFailure::Refused { error, invoice }) => {
             checks.push(Check::new(
                 "test_invoice",
                 None,
@@ -495,7 +495,7 @@ fn invoice_success_text(done: &Done, emailed_to: Option<&str>) -> String {
 }
 
 /// Why the test invoice did not get through.
-enum Failure {
+enum TestInvoiceFailure {
     /// Not a verdict on the settings (rate limit, Exact or AWS unavailable…): answered as the error it is.
     Api(ApiError),
     /// Exact refused a step, or processed the invoice but could not create its document or e-mail. The message
@@ -507,9 +507,9 @@ enum Failure {
     },
 }
 
-impl From<ApiError> for Failure {
+impl From<ApiError> for TestInvoiceFailure {
     fn from(e: ApiError) -> Self {
-        Failure::Api(e)
+        TestInvoiceFailure::Api(e)
     }
 }
 
@@ -562,10 +562,16 @@ impl Step {
 
 /// Exact's refusal of `step`: a verdict (422 with Exact's text and what to do) when Exact refused on the merits,
 /// otherwise the error it is (429, 502, 503…).
-fn refused(app: &App, step: Step, e: &ExactError, email: &str, invoice: Option<Value>) -> Failure {
+fn refused(
+    app: &App,
+    step: Step,
+    e: &ExactError,
+    email: &str,
+    invoice: Option<Value>,
+) -> TestInvoiceFailure {
     let api = from_exact(e, app.now_ms());
     match e.kind {
-        ErrorKind::Validation => Failure::Refused {
+        ErrorKind::Validation => TestInvoiceFailure::Refused {
             error: ApiError {
                 code: step.code(),
                 message: step.hint(email),
@@ -573,11 +579,11 @@ fn refused(app: &App, step: Step, e: &ExactError, email: &str, invoice: Option<V
             },
             invoice,
         },
-        ErrorKind::Forbidden => Failure::Refused {
+        ErrorKind::Forbidden => TestInvoiceFailure::Refused {
             error: api,
             invoice,
         },
-        _ => Failure::Api(api),
+        _ => TestInvoiceFailure::Api(api),
     }
 }
 
@@ -586,7 +592,7 @@ async fn test_invoice(
     session: &Session,
     settings: &Settings,
     item: &Item,
-) -> Result<Done, Failure> {
+) -> Result<Done, TestInvoiceFailure> {
     let c = &session.connection;
     let exact = &session.exact;
     let email = c.connected_user_email.as_str();
@@ -600,7 +606,7 @@ async fn test_invoice(
             if e.kind == ErrorKind::Validation && customer.from_cache {
                 // The cached customer may have been deleted in Exact: look it up again next time.
                 forget_customer(app, c, &customer).await;
-                if let Failure::Refused { error, .. } = &mut failure {
+                if let TestInvoiceFailure::Refused { error, .. } = &mut failure {
                     error.message.push_str(&format!(
                         " If the test customer \"{TEST_ACCOUNT_NAME}\" or its contact was deleted in Exact, test \
                          again: they are created anew."
@@ -647,7 +653,7 @@ async fn test_invoice(
                     .to_owned(),
             )
         };
-        return Err(Failure::Refused {
+        return Err(TestInvoiceFailure::Refused {
             error: ApiError::unprocessable(code, hint).with_exact_message(Some(text)),
             invoice: Some(json!({
                 "exact_invoice_id": invoice_id,
@@ -755,7 +761,7 @@ fn contact_key(account: ExactGuid, email: &str) -> MappingKey {
 
 /// The test customer and its contact (the connected user's e-mail): cached IDs, else found by name / e-mail,
 /// else created; remembered per connection and administration.
-async fn test_customer(app: &App, session: &Session) -> Result<Customer, Failure> {
+async fn test_customer(app: &App, session: &Session) -> Result<Customer, TestInvoiceFailure> {
     let c = &session.connection;
     let (conn, division) = (&c.connection_id, c.division);
     let exact = &session.exact;
