@@ -1,8 +1,6 @@
 //! Accounts and contacts: required fields, references, typed bodies, lookups.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use exact_sandbox::Sandbox;
 use serde_json::json;
 

@@ -1,10 +1,8 @@
 //! Fault switches: status answers, delays, dropped connections after the create is stored, forced 429s.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use exact_sandbox::{Fault, FaultKind, Sandbox};
 
 #[tokio::test]

@@ -1,8 +1,6 @@
 //! Sales invoices: validation, amounts, numbering, processing (number, receivable, e-mail), payment conditions.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use exact_sandbox::Sandbox;
 use serde_json::{Value, json};
 

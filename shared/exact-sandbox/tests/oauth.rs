@@ -1,10 +1,8 @@
 //! OAuth: the authorize page, single-use codes, token shapes, access-token lifetime, refresh rotation and its limits.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use exact_sandbox::{Sandbox, SandboxConfig};
 
 fn authorize_url(sb: &Sandbox, extra: &str) -> String {

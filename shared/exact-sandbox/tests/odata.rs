@@ -1,11 +1,9 @@
 //! OData rules: Accept, mandatory $filter, $select, paging with __next, the $filter language, padding, dates,
 //! Me, divisions and localized errors.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::common::*;
 use exact_sandbox::{Sandbox, SandboxConfig};
 use serde_json::json;
 

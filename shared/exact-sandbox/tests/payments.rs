@@ -1,8 +1,6 @@
 //! Paying invoices (as bank entries): receivable rows, partial payments, reversal, BankEntries webhooks.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use exact_sandbox::Sandbox;
 use serde_json::Value;
 

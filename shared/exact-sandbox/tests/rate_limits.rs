@@ -1,10 +1,8 @@
 //! Rate limits per (client, division): headers on every answer, minutely and daily 429s, windows, budgets.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use exact_sandbox::{Sandbox, SandboxConfig};
 
 const JOURNALS: &str = "/api/v1/1001/financial/Journals";

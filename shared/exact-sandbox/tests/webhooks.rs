@@ -1,8 +1,6 @@
 //! Webhook subscriptions (validation POST, duplicates, URL rules, delete) and signed deliveries.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use exact_sandbox::webhooks::{WebhookContent, delivery_body, hash_code};
 use exact_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{Value, json};

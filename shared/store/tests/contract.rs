@@ -1,8 +1,6 @@
 //! One contract suite for the ports, run against the in-memory adapters and against DynamoDB + Secrets Manager
 //! on a moto server (started by the test setup on a loopback port; a missing moto is a failure, not a skip).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -16,7 +14,7 @@ use store::{
     WebhookSubscriptionRecord,
 };
 
-use common::{conn, connection, div, guid, t};
+use crate::common::{conn, connection, div, guid, t};
 
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -938,7 +936,7 @@ macro_rules! contract {
                 #[tokio::test]
                 async fn $case() {
                     let (state, tokens) = crate::common::$backend().await;
-                    crate::suite::$case(&state, &tokens).await;
+                    crate::contract::suite::$case(&state, &tokens).await;
                 }
             )*
         }

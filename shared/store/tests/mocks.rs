@@ -1,7 +1,5 @@
 //! Fault injection with aws-smithy-mocks (and a failing HTTP connector): how AWS errors map to domain outcomes.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -37,7 +35,7 @@ use store::{
     TokenRecord, TokenSlot, TokenStore, WebhookDedupe,
 };
 
-use common::{conn, div, t};
+use crate::common::{conn, div, t};
 
 const TABLE: &str = "state";
 

@@ -1,8 +1,6 @@
 //! Concurrency on moto (DynamoDB over the wire): many pushes of one invoice, many holders of one lease.
 //! The in-memory adapter runs the same races, so both keep the same guarantees.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -11,7 +9,7 @@ use serde_json::json;
 use store::{Claim, InvoiceDone, InvoiceProgress, OpenState, SavedResponse, StateStore};
 use tokio::sync::Barrier;
 
-use common::{conn, guid, t};
+use crate::common::{conn, guid, t};
 
 const CLAIMERS: usize = 32;
 const LEASE_HOLDERS: usize = 16;
@@ -197,36 +195,36 @@ async fn one_lease_holder_at_a_time<S: StateStore + 'static>(store: S) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn moto_32_claims_one_winner_then_32_replays() {
-    let (state, _) = common::moto().await;
+    let (state, _) = crate::common::moto().await;
     exactly_one_claim_wins_then_everyone_replays(state).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn moto_32_claims_on_an_expired_claim_one_takeover() {
-    let (state, _) = common::moto().await;
+    let (state, _) = crate::common::moto().await;
     exactly_one_takes_over_an_expired_claim(state).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn moto_16_lease_holders_one_at_a_time() {
-    let (state, _) = common::moto().await;
+    let (state, _) = crate::common::moto().await;
     one_lease_holder_at_a_time(state).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn memory_32_claims_one_winner_then_32_replays() {
-    let (state, _) = common::memory().await;
+    let (state, _) = crate::common::memory().await;
     exactly_one_claim_wins_then_everyone_replays(state).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn memory_32_claims_on_an_expired_claim_one_takeover() {
-    let (state, _) = common::memory().await;
+    let (state, _) = crate::common::memory().await;
     exactly_one_takes_over_an_expired_claim(state).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn memory_16_lease_holders_one_at_a_time() {
-    let (state, _) = common::memory().await;
+    let (state, _) = crate::common::memory().await;
     one_lease_holder_at_a_time(state).await;
 }

@@ -1,5 +1,4 @@
 //! Helpers for the sandbox's HTTP tests: sign in over the real token endpoint and call the API like a client.
-#![allow(dead_code)]
 
 use exact_sandbox::Sandbox;
 use reqwest::header::HeaderMap;

@@ -1,5 +1,4 @@
 //! Backends and fixtures shared by the store's integration tests.
-#![allow(dead_code)] // each test binary uses a different part of this module
 
 use chrono::{DateTime, TimeDelta, Utc};
 use mapping::{ConnectionId, Country, Division, ExactGuid};

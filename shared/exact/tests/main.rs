@@ -1,0 +1,5 @@
+//! The Exact client against wiremock and the sandbox (one test binary).
+
+mod auth_wiremock;
+mod client_wiremock;
+mod sandbox;

@@ -1,0 +1,6 @@
+//! The store crate's tests over both adapters, moto and aws-smithy-mocks (one test binary).
+
+mod common;
+mod contract;
+mod mocks;
+mod race;

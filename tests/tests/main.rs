@@ -1,0 +1,12 @@
+//! End-to-end tests across the four functions (one test binary: one link, one moto server).
+
+mod administrations;
+mod app_secret;
+mod connect;
+mod events;
+mod exact_dates;
+mod openapi;
+mod paid;
+mod push;
+mod test_connection;
+mod tokens_day;
