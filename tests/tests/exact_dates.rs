@@ -1,6 +1,6 @@
 //! Exact's `/Date(ms)/` values are the Amsterdam wall clock (see `exact::parse_exact_date`): the sandbox writes
 //! them that way over HTTP and the connector reads them back as the UTC instant, across the DST edges (summer
-//! +2 h, winter +1 h). The paid-at round trip through webhooks and reconciliation is in `paid.rs`.
+//! +2 h, winter +1 h). The paid-at round trip through webhooks and reconciliation is in the `paid` tests.
 
 use e2e::Harness;
 use serde_json::Value;

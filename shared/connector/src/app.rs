@@ -80,6 +80,8 @@ pub struct App {
     pub psa_callback_url: Option<Url>,
     pub clock: Arc<dyn Clock>,
     pub limiter: RateLimiter,
+    /// What the paid checks remember between requests of this execution environment.
+    pub paid_memory: Arc<crate::paid::PaidMemory>,
     /// How long a request may wait for Exact.
     pub exact_budget: Duration,
     /// Per-request timeout of Exact calls.
@@ -120,6 +122,7 @@ impl App {
             psa_callback_url: p.psa_callback_url,
             clock: p.clock,
             limiter: RateLimiter::new(),
+            paid_memory: Arc::default(),
             exact_budget: DEFAULT_EXACT_BUDGET,
             exact_timeout: timeout,
         }

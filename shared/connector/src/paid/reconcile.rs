@@ -1,0 +1,210 @@
+//! The scheduled reconciliation: every connection with open invoices, resumed where the last run stopped.
+
+use super::*;
+
+pub(super) fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The calls one reconciliation run may make in `division`: its share of the daily budget, nothing when the
+/// division is down to its reserve (known from the last answers' headers in this process).
+pub fn reconcile_call_budget(app: &App, division: Division) -> u64 {
+    let st = app.limiter.state(division).unwrap_or_default();
+    let daily_limit = u64::from(st.daily_limit.unwrap_or(5_000));
+    let share = (daily_limit * RECONCILE_DAILY_SHARE_PERCENT / 100 / RECONCILE_RUNS_PER_DAY)
+        .max(RECONCILE_MIN_CALLS);
+    let now = app.now_ms();
+    match (st.daily_remaining, st.daily_reset_ms) {
+        (Some(left), reset) if reset.is_none_or(|r| r > now) => {
+            let reserve = daily_limit * RECONCILE_RESERVE_PERCENT / 100;
+            share.min(u64::from(left).saturating_sub(reserve))
+        }
+        _ => share,
+    }
+}
+
+/// The scheduled reconciliation: every connected connection with open (or paid, unnotified) invoices gets the
+/// receivable check and the notifications, within the run's time and each division's call budget.
+pub async fn reconcile(app: &App) -> Result<Value, ApiError> {
+    let started = app.now_ms();
+    let run_deadline = started + ms(RECONCILE_BUDGET);
+    let mut all: Vec<ConnectionRecord> = app
+        .state
+        .list_connections()
+        .await
+        .map_err(from_store)?
+        .into_iter()
+        .filter(|c| c.state == ConnectionState::Connected)
+        .collect();
+    all.sort_by(|a, b| a.connection_id.as_str().cmp(b.connection_id.as_str()));
+    // Resume after the connection the last run finished, wrapping round: a run that cannot cover everyone
+    // leaves the rest to the next one instead of starving the tail.
+    let cursor = app
+        .state
+        .get_job_cursor(RECONCILE_CURSOR)
+        .await
+        .map_err(from_store)?;
+    if let Some(after) = cursor.as_deref() {
+        let start = all
+            .iter()
+            .position(|c| c.connection_id.as_str() > after)
+            .unwrap_or(0);
+        all.rotate_left(start);
+    }
+    let mut last_done: Option<String> = None;
+    // Once a connection is left unfinished (no budget, incomplete), the cursor stays before it.
+    let mut stalled = false;
+    let mut deferred = 0usize;
+    let mut used: HashMap<Division, u64> = HashMap::new();
+    let mut rate_limited: HashSet<Division> = HashSet::new();
+    let (mut checked, mut paid, mut reopened, mut numbered, mut notified) =
+        (0usize, Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut invoices_checked, mut notify_failed, mut exact_calls) = (0usize, 0usize, 0u64);
+    let (mut failures, mut skipped) = (Vec::new(), Vec::new());
+    for (i, c) in all.iter().enumerate() {
+        let conn = &c.connection_id;
+        // Never begin a connection the run cannot finish: stop here, the next run resumes with it.
+        if left_ms(app, run_deadline) < ms(RECONCILE_CONNECTION_BUDGET) {
+            deferred = all.len() - i;
+            break;
+        }
+        let open: Vec<InvoiceRecord> = app
+            .state
+            .open_invoices(conn)
+            .await
+            .map_err(from_store)?
+            .into_iter()
+            .filter(|r| in_division(r, c.division))
+            .collect();
+        let unnotified = app.state.paid_unnotified(conn).await.map_err(from_store)?;
+        if open.is_empty() && unnotified.is_empty() {
+            if !stalled {
+                last_done = Some(conn.as_str().to_owned());
+            }
+            continue;
+        }
+        let skip = |why: &str| json!({"connection_id": conn.as_str(), "reason": why});
+        let budget = if rate_limited.contains(&c.division) {
+            0
+        } else {
+            reconcile_call_budget(app, c.division)
+                .saturating_sub(used.get(&c.division).copied().unwrap_or(0))
+        };
+        // Whether this connection got all it needed; the cursor never moves past one that did not.
+        let mut finished = true;
+        if budget == 0 && !open.is_empty() && unnotified.is_empty() {
+            skipped.push(skip("rate_limit_budget"));
+            stalled = true;
+            continue;
+        }
+        let deadline = run_deadline.min(app.now_ms() + ms(RECONCILE_CONNECTION_BUDGET));
+        let result = if open.is_empty() || budget == 0 {
+            // Nothing to ask Exact (or no budget for it): only the notifications.
+            finished = open.is_empty();
+            notify_only(app, conn, deadline).await
+        } else {
+            single_flight(
+                app,
+                conn,
+                c.division,
+                Mode::Reconcile,
+                (deadline, started + ms(tokens::REQUEST_BUDGET)),
+                Some(budget),
+            )
+            .await
+        };
+        match result {
+            Ok(r) if r.busy => skipped.push(skip("busy")),
+            Ok(r) => {
+                checked += usize::from(r.checks > 0);
+                invoices_checked += r.invoices_checked;
+                exact_calls += r.exact_calls;
+                *used.entry(c.division).or_default() += r.exact_calls;
+                notify_failed += r.notify_failed;
+                paid.extend(r.paid);
+                reopened.extend(r.reopened);
+                numbered.extend(r.numbered);
+                notified.extend(r.notified);
+                if r.incomplete {
+                    skipped.push(skip("incomplete"));
+                    finished = false;
+                }
+            }
+            Err(e) => {
+                if e.status == 429 {
+                    rate_limited.insert(c.division);
+                    finished = false;
+                }
+                tracing::warn!(connection_id = %conn, error = %e, "reconciliation of a connection failed");
+                failures.push(
+                    json!({"connection_id": conn.as_str(), "code": e.code, "message": e.message}),
+                );
+            }
+        }
+        stalled |= !finished;
+        if !stalled {
+            last_done = Some(conn.as_str().to_owned());
+        }
+    }
+    if let Some(id) = &last_done
+        && let Err(e) = app.state.put_job_cursor(RECONCILE_CURSOR, Some(id)).await
+    {
+        tracing::warn!(error = %e, "saving the reconciliation cursor failed (the next run starts over)");
+    }
+    if deferred > 0 {
+        tracing::info!(
+            deferred,
+            "reconciliation out of time; the next run resumes after the last connection finished"
+        );
+    }
+    let report = json!({
+        "job": "reconcile",
+        "connections": all.len(),
+        "connections_deferred": deferred,
+        "resume_after": last_done,
+        "connections_checked": checked,
+        "invoices_checked": invoices_checked,
+        "invoices_paid": paid,
+        "invoices_reopened": reopened,
+        "invoices_numbered": numbered,
+        "notified": notified,
+        "notify_failed": notify_failed,
+        "failures": failures,
+        "skipped": skipped,
+        "exact_calls": exact_calls,
+        "elapsed_ms": app.now_ms() - started,
+    });
+    tracing::info!(report = %report, "reconciliation done");
+    Ok(report)
+}
+
+/// Notifications only, under the check lease (so a running check cannot notify the same invoice at once).
+pub(super) async fn notify_only(
+    app: &App,
+    conn: &ConnectionId,
+    deadline: i64,
+) -> Result<RunReport, ApiError> {
+    let lease = check_lease_name(conn);
+    let owner = uuid::Uuid::new_v4().to_string();
+    let ttl = Duration::from_millis(u64::try_from(left_ms(app, deadline).max(0)).unwrap_or(0))
+        + Duration::from_secs(10);
+    let mut report = RunReport::default();
+    if !app
+        .state
+        .acquire(&lease, &owner, app.now(), ttl)
+        .await
+        .map_err(from_store)?
+    {
+        // The holder notifies after its check.
+        report.busy = true;
+        return Ok(report);
+    }
+    let r = notify_paid(app, conn, deadline).await;
+    if let Err(e) = app.state.release(&lease, &owner).await {
+        tracing::warn!(error = %e, "releasing the check lease failed (it expires on its own)");
+    }
+    let (done, failed) = r?;
+    report.notified = done;
+    report.notify_failed = failed;
+    Ok(report)
+}

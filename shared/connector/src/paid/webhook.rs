@@ -1,0 +1,230 @@
+//! The webhook intake: verify, dedupe on the raw `Content` bytes, and hand each linked connection its check.
+
+use super::*;
+
+/// The fields of `Content` the connector uses.
+#[derive(Debug, Deserialize)]
+pub(super) struct Content {
+    #[serde(rename = "Topic")]
+    topic: String,
+    #[serde(rename = "Division")]
+    division: i64,
+    #[serde(rename = "Action", default)]
+    action: String,
+    #[serde(rename = "Key", default)]
+    key: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Topic {
+    Invoice,
+    Payment,
+    Other,
+}
+
+pub(super) fn topic_kind(topic: &str) -> Topic {
+    if topic.eq_ignore_ascii_case(INVOICE_TOPIC) {
+        Topic::Invoice
+    } else if PAYMENT_TOPICS.iter().any(|t| t.eq_ignore_ascii_case(topic)) {
+        Topic::Payment
+    } else {
+        Topic::Other
+    }
+}
+
+pub(super) fn invalid_signature() -> ApiError {
+    ApiError::new(
+        401,
+        "invalid_signature",
+        "the webhook's HashCode is missing or does not match its Content",
+    )
+}
+
+pub(super) fn outcome(outcome: &str) -> Value {
+    json!({"ok": true, "outcome": outcome})
+}
+
+/// Handles one signed delivery (the empty validation POST is answered by the route). 401 when the HashCode does
+/// not verify, nothing done. Once verified the answer is 200 whatever happens next (Exact would only retry, and
+/// a failed check is redone by the next event or the reconciliation), except when the store cannot even say which
+/// connections the division has (503: nothing was recorded, so Exact's retry is useful).
+pub async fn webhook(app: &App, body: &[u8]) -> Result<Value, ApiError> {
+    if body.len() > MAX_WEBHOOK_BODY {
+        return Err(ApiError::new(
+            413,
+            "payload_too_large",
+            format!(
+                "the webhook body is larger than {} KB; Exact's deliveries are far smaller",
+                MAX_WEBHOOK_BODY / 1024
+            ),
+        ));
+    }
+    let content =
+        verify_delivery(body, &app.secret.exact_webhook_secret).ok_or_else(invalid_signature)?;
+    let started = app.now_ms();
+    let deadline = started + ms(WEBHOOK_BUDGET);
+    // A token refresh is bounded by the invocation, not by the webhook's soft budget: a connection idle for ten
+    // minutes has an expired token, and deferring every such refresh would leave all paid checks to the
+    // reconciliation.
+    let token_deadline = started + ms(tokens::REQUEST_BUDGET);
+    let ev: Content = match serde_json::from_slice(content) {
+        Ok(c) => c,
+        Err(_) => {
+            tracing::warn!("a signed webhook has an unexpected Content; ignored");
+            return Ok(outcome("ignored"));
+        }
+    };
+    let kind = topic_kind(&ev.topic);
+    let Ok(division) = Division::try_from(ev.division) else {
+        tracing::warn!(
+            division = ev.division,
+            "webhook for an invalid division; ignored"
+        );
+        return Ok(outcome("ignored"));
+    };
+    if kind == Topic::Other {
+        tracing::info!(topic = %ev.topic, %division, "webhook topic not used; ignored");
+        return Ok(outcome("ignored"));
+    }
+    let conns = app
+        .state
+        .connections_for_division(division)
+        .await
+        .map_err(from_store)?;
+    if conns.is_empty() {
+        // 200, or Exact retries for a day and a half a division nobody here connects any more.
+        tracing::info!(%division, topic = %ev.topic, "webhook for a division without connections; ignored");
+        return Ok(outcome("ignored"));
+    }
+    // Exact sends `Update` with the same Key for a create and for every later change, and no event id: only the
+    // exact bytes (with their `EventCreatedOn`) tell a retry of one event from the next change.
+    let dedupe_key = format!("wh#{}", hex::encode(Sha256::digest(content)));
+    if !app
+        .state
+        .first_seen(&dedupe_key, app.now(), DEDUPE_WINDOW)
+        .await
+        .map_err(from_store)?
+    {
+        tracing::info!(%division, topic = %ev.topic, "duplicate webhook delivery; ignored");
+        return Ok(outcome("duplicate"));
+    }
+    let mut results = Vec::with_capacity(conns.len());
+    for conn in &conns {
+        let r = match kind {
+            Topic::Invoice => {
+                invoice_event(app, conn, division, &ev, deadline, token_deadline).await
+            }
+            _ => single_flight(
+                app,
+                conn,
+                division,
+                Mode::Webhook,
+                (deadline, token_deadline),
+                None,
+            )
+            .await
+            .map(|o| o.label()),
+        };
+        match r {
+            Ok(label) => results.push(label),
+            Err(e) => {
+                tracing::warn!(connection_id = %conn, %division, topic = %ev.topic, error = %e,
+                    "webhook work failed; the next event or the reconciliation redoes it");
+                results.push("deferred");
+            }
+        }
+    }
+    tracing::info!(%division, topic = %ev.topic, outcomes = ?results, elapsed_ms = app.now_ms() - started, "webhook handled");
+    let label = if results.contains(&"checked") {
+        "checked"
+    } else {
+        results.first().copied().unwrap_or("ignored")
+    };
+    Ok(outcome(label))
+}
+
+/// A `SalesInvoices` event: an invoice of ours that has no number yet (delivery `exact`) was processed in Exact.
+/// One call, only for such invoices.
+pub(super) async fn invoice_event(
+    app: &App,
+    conn: &ConnectionId,
+    division: Division,
+    ev: &Content,
+    deadline: i64,
+    token_deadline: i64,
+) -> Result<&'static str, ApiError> {
+    if ev.action.eq_ignore_ascii_case("delete") {
+        return Ok("ignored");
+    }
+    let Ok(id) = ExactGuid::parse(ev.key.trim().trim_start_matches('{').trim_end_matches('}'))
+    else {
+        return Ok("ignored");
+    };
+    let Some(rec) = app
+        .state
+        .find_by_exact_invoice(conn, id)
+        .await
+        .map_err(from_store)?
+    else {
+        return Ok("ignored");
+    };
+    if (rec.state != InvoiceState::Created && rec.exact_invoice_number.is_some())
+        || !in_division(&rec, division)
+    {
+        return Ok("ignored");
+    }
+    let session = exact_session(app, conn, deadline, token_deadline).await?;
+    let Some(inv) = session
+        .exact
+        .get_sales_invoice(id)
+        .await
+        .map_err(|e| from_exact(&e, app.now_ms()))?
+    else {
+        return Ok("ignored");
+    };
+    if learn_number(app, conn, &rec, &inv).await? {
+        tracing::info!(connection_id = %conn, invoice_id = %rec.invoice_id, "invoice processed in Exact; number recorded");
+        return Ok("numbered");
+    }
+    Ok("ignored")
+}
+
+/// Records the number of a processed invoice. True when it changed our record.
+pub(super) async fn learn_number(
+    app: &App,
+    conn: &ConnectionId,
+    rec: &InvoiceRecord,
+    inv: &SalesInvoice,
+) -> Result<bool, ApiError> {
+    let (Some(INVOICE_STATUS_PROCESSED), Some(number)) = (inv.status, inv.invoice_number) else {
+        return Ok(false);
+    };
+    if rec.state != InvoiceState::Created && rec.exact_invoice_number == Some(number) {
+        return Ok(false);
+    }
+    app.state
+        .set_number(conn, &rec.invoice_id, number, app.now())
+        .await
+        .map_err(from_store)
+}
+
+/// A session whose Exact calls (waits and retries included) end before `deadline`; a token refresh starts only
+/// when it can finish before `token_deadline` (the invocation's end).
+pub(super) async fn exact_session(
+    app: &App,
+    conn: &ConnectionId,
+    deadline: i64,
+    token_deadline: i64,
+) -> Result<Session, ApiError> {
+    let mut s = tokens::session_until(app, conn, token_deadline).await?;
+    let left = (deadline - app.now_ms()).max(1);
+    let timeout = app
+        .exact_timeout
+        .min(Duration::from_millis(u64::try_from(left).unwrap_or(1)));
+    s.exact = s
+        .exact
+        .clone()
+        .with_deadline(deadline)
+        .with_request_timeout(timeout);
+    Ok(s)
+}
