@@ -56,7 +56,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use store::{ConnectionRecord, ConnectionState, InvoiceRecord, InvoiceState};
-use subtle::ConstantTimeEq;
 
 use crate::app::App;
 use crate::errors::{from_exact, from_store};

@@ -68,10 +68,32 @@ fn braces_and_quotes_inside_strings_do_not_end_the_content() {
         verify_delivery(spaced.as_bytes(), &secret("k")),
         Some(content.as_bytes())
     );
-    assert_eq!(object_len(b"{\"a\":\"}\"}x"), Some(9));
-    assert_eq!(object_len(b"{\"a\":1"), None);
-    assert_eq!(object_len(b"[1]"), None);
-    assert_eq!(object_len(b"{]"), None);
+}
+
+#[test]
+fn only_the_exact_envelope_with_an_upper_case_hash_is_a_delivery() {
+    let content = r#"{"Topic":"BankEntries","Division":1,"Key":"a"}"#;
+    let hash = hash_code(b"k", content.as_bytes());
+    let ok = format!(r#"{{"Content":{content},"HashCode":"{hash}"}}"#);
+    assert!(verify_delivery(ok.as_bytes(), &secret("k")).is_some());
+    for bad in [
+        format!(
+            r#"{{"Content":{content},"HashCode":"{}"}}"#,
+            hash.to_lowercase()
+        ),
+        format!(r#"{{"Content":{content},"HashCode":"X{hash}","HashCode":"{hash}"}}"#),
+        format!(r#"{{"Content":{content},"HashCode":"{hash}","Extra":1}}"#),
+        format!(
+            r#"{{"Content":{},"HashCode":"{hash}"}}"#,
+            Value::String(content.into())
+        ),
+        format!(r#"{{"Content":{content},"HashCode":null}}"#),
+    ] {
+        assert!(
+            verify_delivery(bad.as_bytes(), &secret("k")).is_none(),
+            "{bad}"
+        );
+    }
 }
 
 fn row(number: i64, paid: bool, status: i32, last: Option<i64>) -> Receivable {
