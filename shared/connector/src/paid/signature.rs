@@ -19,12 +19,20 @@ pub(super) fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
 }
 
 /// Checks a delivery's HashCode against its `Content`, before anything is parsed, and answers the raw bytes of the
-/// `Content` object. `None` when the body is not exactly `{"Content":{…},"HashCode":"…"}` (each key once, nothing
-/// else), the hash is not 64 upper-case hex digits, or it is not the HMAC of those exact bytes (checked in constant
+/// `Content` object. `None` when the body is not exactly `{"Content":{…},"HashCode":"…"}` (in that order, each key
+/// once, nothing else), the hash is not 64 upper-case hex digits, or it is not the HMAC of those exact bytes (checked in constant
 /// time by `Mac::verify_slice`). An unset secret refuses everything.
 pub fn verify_delivery<'a>(body: &'a [u8], secret: &SecretString) -> Option<&'a [u8]> {
     let key = secret.expose_secret().as_bytes();
     if key.is_empty() {
+        return None;
+    }
+    // Exact's envelope puts `Content` first; a reordered body is a rewrite, not a delivery.
+    let head = body
+        .trim_ascii_start()
+        .strip_prefix(b"{")?
+        .trim_ascii_start();
+    if !head.starts_with(b"\"Content\"") {
         return None;
     }
     let delivery: Delivery<'a> = serde_json::from_slice(body).ok()?;

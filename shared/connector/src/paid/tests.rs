@@ -88,6 +88,7 @@ fn only_the_exact_envelope_with_an_upper_case_hash_is_a_delivery() {
             Value::String(content.into())
         ),
         format!(r#"{{"Content":{content},"HashCode":null}}"#),
+        format!(r#"{{"HashCode":"{hash}","Content":{content}}}"#),
     ] {
         assert!(
             verify_delivery(bad.as_bytes(), &secret("k")).is_none(),
