@@ -84,6 +84,37 @@ pub fn app_secret_json(s: &AppSecret) -> String {
 }
 
 impl Harness {
+    /// Every version Secrets Manager holds for the secret `name`, deprecated ones included (moto keeps every version
+    /// written); 0 when the secret does not exist. An error without moto or when the listing fails.
+    pub async fn secret_versions(&self, name: &str) -> Result<usize, String> {
+        let Some((clients, _, _)) = self.aws.as_ref() else {
+            return Err("no moto: Secrets Manager is in memory".into());
+        };
+        let mut n = 0;
+        let mut next: Option<String> = None;
+        loop {
+            let out = clients
+                .secrets()
+                .list_secret_version_ids()
+                .secret_id(name)
+                .include_deprecated(true)
+                .set_next_token(next.clone())
+                .send()
+                .await;
+            let out = match out {
+                Ok(o) => o,
+                // A slot never written: no secret, no versions.
+                Err(e) if format!("{e:?}").contains("ResourceNotFound") => return Ok(n),
+                Err(e) => return Err(format!("{e:?}")),
+            };
+            n += out.versions().len();
+            match out.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                _ => return Ok(n),
+            }
+        }
+    }
+
     pub async fn memory() -> Harness {
         Harness::start(Options::default()).await
     }

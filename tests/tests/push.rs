@@ -75,7 +75,7 @@ async fn ready(h: &Harness, conn: &str, division: u32, journal: &str, delivery: 
 }
 
 /// The design's example invoice, with its own id and reference.
-fn invoice(id: &str) -> Value {
+pub(crate) fn invoice(id: &str) -> Value {
     json!({
       "id": id,
       "reference": format!("REF-{id}"),

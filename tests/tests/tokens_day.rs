@@ -15,10 +15,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use connector::App;
 use e2e::Harness;
+
+use crate::push::invoice;
 use exact_sandbox::{Fault, FaultKind, SandboxClock};
 use mapping::{ConnectionId, Country, Division, ExactGuid};
 use secrecy::SecretString;
-use serde_json::{Value, json};
 use store::{
     ConnectionRecord, ConnectionState, Delivery, SettingsRecord, StoreError, StoreResult,
     TaxCategoryRecord, TokenRecord, TokenSlot, TokenStore,
@@ -59,24 +60,6 @@ fn settings(h: &Harness, division: u32) -> SettingsRecord {
     }
 }
 
-fn invoice(id: &str) -> Value {
-    json!({
-      "id": id,
-      "reference": format!("REF-{id}"),
-      "name": "September 2025 - Website relaunch",
-      "credit": false,
-      "invoice_date": "2025-10-01",
-      "period": {"from": "2025-09-01", "until": "2025-09-30"},
-      "project": {"number": "P-1001", "name": "Website relaunch"},
-      "company": {"id": "cmp_17", "name": "Acme B.V.", "address": "Stationsplein 1", "city": "Utrecht"},
-      "contact": {"first_name": "Jane", "last_name": "Doe", "email": "jane@acme.example"},
-      "lines": [
-        {"number": 1, "name": "Consultancy", "description": "80 hours senior consultant",
-         "amount": "8000.00", "item_code": null, "tax_category": null}
-      ]
-    })
-}
-
 /// Connects `conn` as Jan to 1001 (which has a default payment condition) with settings saved.
 async fn ready(h: &Harness, conn: &str) {
     h.sandbox.world().user_mut(JAN).unwrap().current_division = 1001;
@@ -89,29 +72,6 @@ async fn ready(h: &Harness, conn: &str) {
 async fn state_of(h: &Harness, conn: &str) -> String {
     let (_, body) = h.get(&format!("/connections/{conn}/exact")).await;
     body["state"].as_str().unwrap_or("?").to_owned()
-}
-
-/// Every version Secrets Manager holds for `name` (deprecated ones included); 0 when the secret does not exist.
-async fn versions(h: &Harness, name: &str) -> usize {
-    let (clients, _, _) = h.aws.as_ref().expect("moto");
-    let mut n = 0;
-    let mut next: Option<String> = None;
-    loop {
-        let out = clients
-            .secrets()
-            .list_secret_version_ids()
-            .secret_id(name)
-            .include_deprecated(true)
-            .set_next_token(next.clone())
-            .send()
-            .await;
-        let Ok(out) = out else { return n };
-        n += out.versions().len();
-        match out.next_token() {
-            Some(t) if !t.is_empty() => next = Some(t.to_owned()),
-            _ => return n,
-        }
-    }
 }
 
 /// 24 h of pushes, one every 610 s (each refreshing the token), on moto: every push 201, the connection stays
@@ -143,8 +103,11 @@ async fn a_day_of_pushes_every_610_s_keeps_each_token_secret_under_100_versions(
     );
     assert_eq!(state_of(&h, "bu_day").await, "connected");
     let (_, _, prefix) = h.aws.as_ref().unwrap();
-    let slot0 = versions(&h, &format!("{prefix}bu_day")).await;
-    let slot1 = versions(&h, &format!("{prefix}bu_day.1")).await;
+    let slot0 = h.secret_versions(&format!("{prefix}bu_day")).await.unwrap();
+    let slot1 = h
+        .secret_versions(&format!("{prefix}bu_day.1"))
+        .await
+        .unwrap();
     println!("versions after {pushes} pushes in 24 h: slot 0 {slot0}, slot 1 {slot1}");
     assert_eq!(
         slot0 + slot1,
@@ -197,8 +160,16 @@ async fn refreshes_alternate_slots_and_disconnect_deletes_both() {
             .unwrap();
         assert_eq!((c.token_slot, c.token_seq), (slot, seq));
     }
-    assert_eq!(versions(&h, &format!("{prefix}bu_two")).await, 2);
-    assert_eq!(versions(&h, &format!("{prefix}bu_two.1")).await, 1);
+    assert_eq!(
+        h.secret_versions(&format!("{prefix}bu_two")).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        h.secret_versions(&format!("{prefix}bu_two.1"))
+            .await
+            .unwrap(),
+        1
+    );
     let (status, _, _) = h
         .call(reqwest::Method::DELETE, "/connections/bu_two/exact", None)
         .await;

@@ -20,36 +20,6 @@ pub async fn run(table: &mut Table, secrets: &mut Secrets) {
     refusals_not_the_users_fault(table, secrets).await;
 }
 
-/// Every version Secrets Manager holds for `name`, deprecated ones included (moto keeps every version written).
-async fn versions(w: &World, name: &str) -> Result<usize, String> {
-    let Some((clients, _, _)) = w.h.aws.as_ref() else {
-        return Err("no moto".into());
-    };
-    let mut n = 0;
-    let mut next: Option<String> = None;
-    loop {
-        let out = clients
-            .secrets()
-            .list_secret_version_ids()
-            .secret_id(name)
-            .include_deprecated(true)
-            .set_next_token(next.clone())
-            .send()
-            .await;
-        let out = match out {
-            Ok(o) => o,
-            // A slot never written: no secret, no versions.
-            Err(e) if format!("{e:?}").contains("ResourceNotFound") => return Ok(n),
-            Err(e) => return Err(format!("{e:?}")),
-        };
-        n += out.versions().len();
-        match out.next_token() {
-            Some(t) if !t.is_empty() => next = Some(t.to_owned()),
-            _ => return Ok(n),
-        }
-    }
-}
-
 /// 24 h at one refresh per 610 s on one connection (moto): the most versions any of its token secrets holds.
 pub async fn day_of_refreshes(table: &mut Table, secrets: &mut Secrets) {
     let case = "24 h of driven clock, a token refresh every 610 s (moto) → max versions in one token secret";
@@ -80,8 +50,8 @@ pub async fn day_of_refreshes(table: &mut Table, secrets: &mut Secrets) {
     clock.unfreeze();
     let prefix = w.h.aws.as_ref().map(|a| a.2.clone()).unwrap_or_default();
     let counts = (
-        versions(&w, &format!("{prefix}bu_day")).await,
-        versions(&w, &format!("{prefix}bu_day.1")).await,
+        w.h.secret_versions(&format!("{prefix}bu_day")).await,
+        w.h.secret_versions(&format!("{prefix}bu_day.1")).await,
     );
     match counts {
         (Ok(a), Ok(b)) => {
