@@ -1,10 +1,21 @@
 //! `docs/openapi.json` describes what the handlers really do: the same routes as the template, each routed to a
-//! function, and every documented example answered with a documented status and the documented required fields.
+//! function, every documented example answered with a documented status and the documented required fields, and
+//! every answer type of the connector shaped as its documented schema.
 
 use std::collections::BTreeSet;
 
+use chrono::{DateTime, Utc};
+use connector::ApiError;
+use connector::connect::{AuthorizeAnswer, StatusAnswer};
+use connector::push::{InvoiceStateAnswer, PushResult};
+use connector::test_connection::{Check, TestError, TestInvoice, TestResult};
 use e2e::Harness;
+use mapping::{ConnectionId, Country, Delivery, Division, ExactGuid};
 use serde_json::Value;
+use store::{
+    ConnectionRecord, ConnectionState, InvoicePhase, InvoiceRecord, InvoiceState, SettingsRecord,
+    TaxCategoryRecord, TokenSlot, WebhookSubscriptionRecord,
+};
 
 fn root(rel: &str) -> String {
     let path = format!("{}/../{rel}", env!("CARGO_MANIFEST_DIR"));
@@ -128,4 +139,400 @@ async fn every_example_is_answered_as_documented() {
         }
         assert!(status < 500, "{method} {path}: {status} {body}");
     }
+}
+
+/// What is wrong with `value` as an instance of `schema`: a key that is not one of its properties, a required
+/// property left out, a null it does not allow, a value of another type or outside its `enum`. Objects and arrays
+/// are followed into their properties' and items' schemas; an object schema without `properties` takes any keys.
+fn mismatches(doc: &Value, schema: &Value, value: &Value, at: &str, out: &mut Vec<String>) {
+    let schema = resolve(doc, schema);
+    if value.is_null() {
+        if schema["nullable"] != true {
+            out.push(format!("{at}: null, but the schema is not nullable"));
+        }
+        return;
+    }
+    let kind_ok = match schema["type"].as_str() {
+        Some("object") => value.is_object(),
+        Some("array") => value.is_array(),
+        Some("string") => value.is_string(),
+        Some("integer") => value.is_i64() || value.is_u64(),
+        Some("number") => value.is_number(),
+        Some("boolean") => value.is_boolean(),
+        _ => true,
+    };
+    if !kind_ok {
+        out.push(format!("{at}: {value} is not of type {}", schema["type"]));
+        return;
+    }
+    if let Some(allowed) = schema["enum"].as_array()
+        && !allowed.contains(value)
+    {
+        out.push(format!("{at}: {value} is not one of {allowed:?}"));
+    }
+    match value {
+        Value::Object(fields) => {
+            for required in schema["required"].as_array().into_iter().flatten() {
+                let name = required.as_str().unwrap_or_default();
+                if !fields.contains_key(name) {
+                    out.push(format!("{at}: the required `{name}` is missing"));
+                }
+            }
+            if let Some(properties) = schema["properties"].as_object() {
+                for (key, v) in fields {
+                    match properties.get(key) {
+                        Some(s) => mismatches(doc, s, v, &format!("{at}.{key}"), out),
+                        None => out.push(format!("{at}.{key}: not a property of the schema")),
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for (i, v) in items.iter().enumerate() {
+                    mismatches(doc, s, v, &format!("{at}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The schema documented for `status` of `method path`.
+fn answer_schema<'a>(doc: &'a Value, method: &str, path: &str, status: &str) -> &'a Value {
+    let response = &doc["paths"][path][method]["responses"][status];
+    assert!(
+        response.is_object(),
+        "{method} {path} documents no {status}"
+    );
+    resolve(doc, response)
+        .pointer("/content/application~1json/schema")
+        .unwrap_or_else(|| panic!("{method} {path} {status} documents no JSON body"))
+}
+
+fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_759_300_000 + secs, 0).unwrap()
+}
+
+fn connection(state: ConnectionState) -> ConnectionRecord {
+    ConnectionRecord {
+        connection_id: ConnectionId::parse("bu_1").unwrap(),
+        state,
+        country: Country::Nl,
+        base_url: None,
+        division: Division::new(1001).unwrap(),
+        division_name: "Jansen B.V.".into(),
+        connected_user_email: "jan@jansen.example".into(),
+        connected_user_name: "Jan Jansen".into(),
+        connected_at: at(0),
+        updated_at: at(60),
+        needs_reconnect_reason: (state == ConnectionState::NeedsReconnect)
+            .then(|| "Exact refused the refresh token".into()),
+        webhook_subscriptions: vec![WebhookSubscriptionRecord {
+            id: ExactGuid::new_random(),
+            topic: "SalesInvoices".into(),
+        }],
+        last_token_refresh_at: Some(at(0)),
+        token_slot: TokenSlot::Zero,
+        token_seq: 1,
+    }
+}
+
+fn settings() -> SettingsRecord {
+    SettingsRecord {
+        division: Division::new(1001).unwrap(),
+        item_code: "CONSULT".into(),
+        item_id: ExactGuid::new_random(),
+        journal_code: "70".into(),
+        tax_code: "2".into(),
+        tax_code_id: Some(ExactGuid::new_random()),
+        tax_categories: vec![TaxCategoryRecord {
+            category: "high".into(),
+            exact_vat_code: "2".into(),
+            exact_vat_code_id: Some(ExactGuid::new_random()),
+        }],
+        send_invoice_to_customer: true,
+        delivery: Delivery::Psa,
+        saved_at: at(30),
+    }
+}
+
+/// A pushed invoice: paid, with every field known (`full`), or just claimed (nothing known yet).
+fn invoice(full: bool) -> InvoiceRecord {
+    let known = |g: ExactGuid| full.then_some(g);
+    InvoiceRecord {
+        connection_id: ConnectionId::parse("bu_1").unwrap(),
+        invoice_id: "inv_8f2c".into(),
+        body_hash: "hash".into(),
+        phase: InvoicePhase::Done,
+        state: if full {
+            InvoiceState::Paid
+        } else {
+            InvoiceState::Pending
+        },
+        reference: full.then(|| "INV-2025-0042".into()),
+        division: full.then(|| Division::new(1001).unwrap()),
+        exact_account_id: known(ExactGuid::new_random()),
+        exact_contact_id: known(ExactGuid::new_random()),
+        exact_invoice_id: known(ExactGuid::new_random()),
+        exact_invoice_number: full.then_some(25_000_001),
+        journal_code: full.then(|| "70".into()),
+        response: None,
+        paid_at: full.then(|| at(3_600)),
+        notified_at: None,
+        created_at: at(0),
+        updated_at: at(3_600),
+    }
+}
+
+fn checks() -> Vec<Check> {
+    vec![
+        Check {
+            category: None,
+            field: None,
+            message: "Connected to Exact Online administration 1001.".into(),
+            name: "connection",
+            ok: true,
+        },
+        Check {
+            category: Some("high".into()),
+            field: Some("tax_categories[0].exact_vat_code".into()),
+            message: "Tax category 'high': VAT code '2' can be used on sales invoices.".into(),
+            name: "tax_category",
+            ok: true,
+        },
+    ]
+}
+
+fn test_result(
+    ok: bool,
+    error: Option<TestError>,
+    test_invoice: Option<TestInvoice>,
+) -> TestResult {
+    TestResult {
+        checks: checks(),
+        division: 1001,
+        division_name: "Jansen B.V.".into(),
+        error,
+        exact_calls: 6,
+        ok,
+        test_invoice,
+    }
+}
+
+/// An answer as it goes out.
+macro_rules! json {
+    ($answer:expr) => {
+        sorted_json(serde_json::to_string($answer).expect("an answer serialises"))
+    };
+}
+
+/// The answer's text parsed; the text must list every object's keys in alphabetical order (what a serde_json map
+/// writes), as the answers always have, so a typed answer keeps its bytes. Only the error envelope has an order of
+/// its own (code, message, field, exact_message).
+fn sorted_json(text: String) -> Value {
+    let value: Value = serde_json::from_str(&text).unwrap();
+    let envelope = value
+        .as_object()
+        .is_some_and(|o| o.len() == 1 && o.contains_key("error"));
+    if !envelope {
+        assert_eq!(text, value.to_string(), "keys out of alphabetical order");
+    }
+    value
+}
+
+/// `(method, path, status, answer)`: a representative value of every answer type, serialised as it goes out, with
+/// every optional field present and absent.
+fn answers() -> Vec<(&'static str, &'static str, &'static str, Value)> {
+    let authorize = "/connections/{connection_id}/exact/authorize";
+    let status = "/connections/{connection_id}/exact";
+    let test = "/connections/{connection_id}/exact/test";
+    let push = "/connections/{connection_id}/invoices";
+    let state = "/connections/{connection_id}/invoices/{invoice_id}";
+    let conn = ConnectionId::parse("bu_1").unwrap();
+    let refused = ApiError::unprocessable(
+        "test_invoice_processing_refused",
+        "Exact refused to process it",
+    )
+    .with_exact_message(Some("Betalingsconditie: Verplicht".into()));
+    let push_result = |warning: Option<&str>, number: Option<i64>| PushResult {
+        account_id: ExactGuid::new_random(),
+        contact_id: ExactGuid::new_random(),
+        exact_invoice_id: ExactGuid::new_random(),
+        exact_invoice_number: number,
+        exact_warning: warning.map(str::to_owned),
+        invoice_id: "inv_8f2c".into(),
+        status: "sent",
+    };
+    vec![
+        (
+            "post",
+            authorize,
+            "200",
+            json!(&AuthorizeAnswer {
+                authorize_url: "https://start.exactonline.nl/api/oauth2/auth?client_id=x".into(),
+                expires_in: 600,
+            }),
+        ),
+        (
+            "get",
+            status,
+            "200",
+            json!(&StatusAnswer::of(
+                &connection(ConnectionState::Connected),
+                Some(&settings())
+            )),
+        ),
+        (
+            "get",
+            status,
+            "200",
+            json!(&StatusAnswer::of(
+                &connection(ConnectionState::NeedsReconnect),
+                None
+            )),
+        ),
+        (
+            "get",
+            status,
+            "200",
+            json!(&StatusAnswer::never_connected(&conn)),
+        ),
+        (
+            "delete",
+            status,
+            "200",
+            json!(&StatusAnswer::of(
+                &connection(ConnectionState::Disconnected),
+                None
+            )),
+        ),
+        (
+            "post",
+            test,
+            "200",
+            json!(&test_result(
+                true,
+                None,
+                Some(TestInvoice::Processed {
+                    emailed: true,
+                    emailed_to: Some("jan@jansen.example".into()),
+                    exact_invoice_id: ExactGuid::new_random(),
+                    exact_invoice_number: Some(25_000_001),
+                })
+            )),
+        ),
+        (
+            "post",
+            test,
+            "200",
+            json!(&test_result(
+                true,
+                None,
+                Some(TestInvoice::Processed {
+                    emailed: false,
+                    emailed_to: None,
+                    exact_invoice_id: ExactGuid::new_random(),
+                    exact_invoice_number: None,
+                })
+            )),
+        ),
+        (
+            "post",
+            test,
+            "422",
+            json!(&test_result(
+                false,
+                Some(TestError {
+                    code: "check_failed",
+                    exact_message: None,
+                    message: "1 check failed: item_code.".into(),
+                }),
+                None
+            )),
+        ),
+        (
+            "post",
+            test,
+            "422",
+            json!(&test_result(
+                false,
+                Some(refused.clone().into()),
+                Some(TestInvoice::NotProcessed {
+                    exact_invoice_id: ExactGuid::new_random(),
+                    status: "deleted",
+                })
+            )),
+        ),
+        (
+            "post",
+            test,
+            "422",
+            json!(&test_result(
+                false,
+                Some(refused.into()),
+                Some(TestInvoice::ProcessedWithErrors {
+                    exact_invoice_id: ExactGuid::new_random(),
+                    exact_invoice_number: Some(25_000_001),
+                    status: "processed",
+                })
+            )),
+        ),
+        (
+            "post",
+            push,
+            "201",
+            json!(&push_result(Some("E-mail failed"), Some(25_000_001))),
+        ),
+        ("post", push, "200", json!(&push_result(None, None))),
+        (
+            "get",
+            state,
+            "200",
+            json!(&InvoiceStateAnswer::of(&invoice(true), "paid")),
+        ),
+        (
+            "get",
+            state,
+            "200",
+            json!(&InvoiceStateAnswer::of(&invoice(false), "pending")),
+        ),
+        (
+            "post",
+            push,
+            "400",
+            json!(
+                &ApiError::bad_field("lines[0].amount", "invalid_amount", "not a decimal")
+                    .with_exact_message(Some("Exact's text".into()))
+                    .envelope()
+            ),
+        ),
+        (
+            "post",
+            push,
+            "409",
+            json!(&ApiError::conflict("invoice_conflict", "another body").envelope()),
+        ),
+    ]
+}
+
+#[test]
+fn every_answer_type_is_shaped_as_its_documented_schema() {
+    let doc = doc();
+    let mut problems = Vec::new();
+    for (method, path, status, value) in answers() {
+        let schema = answer_schema(&doc, method, path, status);
+        mismatches(
+            &doc,
+            schema,
+            &value,
+            &format!("{method} {path} {status}"),
+            &mut problems,
+        );
+    }
+    assert!(
+        problems.is_empty(),
+        "answers and docs/openapi.json differ:\n{}",
+        problems.join("\n")
+    );
 }

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use exact::CallStats;
 use mapping::{ConnectionId, Country, Division};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use store::{
     ConnectionRecord, ConnectionState, DivisionWebhooksRecord, OAuthState, SettingsRecord,
     TokenRecord, TokenSlot, WebhookSubscriptionRecord,
@@ -16,6 +17,7 @@ use url::Url;
 use crate::app::App;
 use crate::errors::{from_store, unknown_connection};
 use crate::http::ApiError;
+use crate::lambda::JobFailure;
 use crate::tokens::{Want, ensure_tokens, request_deadline, time_to_refresh};
 
 /// How long an OAuth `state` is valid.
@@ -65,13 +67,24 @@ fn new_state() -> String {
     )
 }
 
+// The answers below list their fields in alphabetical order: the order they have always had on the wire (serde_json's
+// maps sort their keys), so an answer keeps its bytes.
+
+/// The answer of `POST /connections/{id}/exact/authorize` (`docs/openapi.json`, `AuthorizeResponse`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuthorizeAnswer {
+    pub authorize_url: String,
+    /// Seconds the sign-in stays valid.
+    pub expires_in: u64,
+}
+
 /// `POST /connections/{id}/exact/authorize`.
 pub async fn authorize(
     app: &App,
     conn: &ConnectionId,
     body: &serde_json::Map<String, Value>,
     public_base: &str,
-) -> Result<Value, ApiError> {
+) -> Result<AuthorizeAnswer, ApiError> {
     let country = match body.get("country") {
         Some(Value::String(s)) => s.trim().to_lowercase().parse::<Country>().map_err(|_| {
             ApiError::bad_field(
@@ -136,10 +149,10 @@ pub async fn authorize(
     let url = app
         .auth(public_base, &CallStats::new())
         .authorize_url(country, &state);
-    Ok(json!({
-        "authorize_url": url.as_str(),
-        "expires_in": STATE_TTL.as_secs(),
-    }))
+    Ok(AuthorizeAnswer {
+        authorize_url: url.into(),
+        expires_in: STATE_TTL.as_secs(),
+    })
 }
 
 /// What the callback decided.
@@ -610,60 +623,142 @@ async fn subscribe(client: &exact::ExactClient, callback: &str) -> Vec<WebhookSu
         .collect()
 }
 
-fn settings_json(s: &SettingsRecord, division: Division) -> Value {
-    json!({
-        "item_code": s.item_code,
-        "journal_code": s.journal_code,
-        "tax_code": s.tax_code,
-        "tax_categories": s.tax_categories.iter().map(|t| json!({
-            "category": t.category,
-            "exact_vat_code": t.exact_vat_code,
-        })).collect::<Vec<_>>(),
-        "send_invoice_to_customer": s.send_invoice_to_customer,
-        "delivery": s.delivery.as_str(),
-        "saved_at": s.saved_at,
-        // Saved for another administration (a reconnect changed it): test the connection again.
-        "stale": s.division != division,
-    })
+/// The answer of `GET /connections/{id}/exact` and `DELETE …` (`docs/openapi.json`, `Status`). Never a token.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum StatusAnswer {
+    Known(Box<ConnectionStatus>),
+    /// No connection was ever made for this id.
+    NeverConnected(NeverConnected),
+}
+
+/// A connection that exists (connected, needing a reconnect, or disconnected).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnectionStatus {
+    pub connected: bool,
+    pub connected_at: Option<DateTime<Utc>>,
+    pub connected_user: Option<ConnectedUser>,
+    pub connection_id: String,
+    pub country: Country,
+    pub division: Option<u32>,
+    pub division_name: Option<String>,
+    pub needs_reconnect: bool,
+    pub needs_reconnect_reason: Option<String>,
+    pub settings: Option<SettingsAnswer>,
+    pub state: &'static str,
+    pub updated_at: DateTime<Utc>,
+    pub webhook_topics: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectedUser {
+    pub email: String,
+    pub name: String,
+}
+
+/// The status of an id that was never connected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NeverConnected {
+    pub connected: bool,
+    pub connection_id: String,
+    pub needs_reconnect: bool,
+    pub settings: Option<SettingsAnswer>,
+    pub state: &'static str,
+}
+
+/// The saved settings, as the status shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SettingsAnswer {
+    pub delivery: &'static str,
+    pub item_code: String,
+    pub journal_code: String,
+    pub saved_at: DateTime<Utc>,
+    pub send_invoice_to_customer: bool,
+    /// Saved for another administration (a reconnect changed it): test the connection again.
+    pub stale: bool,
+    pub tax_categories: Vec<TaxCategoryAnswer>,
+    pub tax_code: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaxCategoryAnswer {
+    pub category: String,
+    pub exact_vat_code: String,
+}
+
+impl SettingsAnswer {
+    pub fn of(s: &SettingsRecord, division: Division) -> Self {
+        SettingsAnswer {
+            delivery: s.delivery.as_str(),
+            item_code: s.item_code.clone(),
+            journal_code: s.journal_code.clone(),
+            saved_at: s.saved_at,
+            send_invoice_to_customer: s.send_invoice_to_customer,
+            stale: s.division != division,
+            tax_categories: s
+                .tax_categories
+                .iter()
+                .map(|t| TaxCategoryAnswer {
+                    category: t.category.clone(),
+                    exact_vat_code: t.exact_vat_code.clone(),
+                })
+                .collect(),
+            tax_code: s.tax_code.clone(),
+        }
+    }
+}
+
+impl StatusAnswer {
+    pub fn never_connected(conn: &ConnectionId) -> Self {
+        StatusAnswer::NeverConnected(NeverConnected {
+            connected: false,
+            connection_id: conn.as_str().to_owned(),
+            needs_reconnect: false,
+            settings: None,
+            state: "not_connected",
+        })
+    }
+
+    /// A disconnected connection shows no administration or user.
+    pub fn of(c: &ConnectionRecord, settings: Option<&SettingsRecord>) -> Self {
+        let live = c.state != ConnectionState::Disconnected;
+        StatusAnswer::Known(Box::new(ConnectionStatus {
+            connected: c.state == ConnectionState::Connected,
+            connected_at: live.then_some(c.connected_at),
+            connected_user: live.then(|| ConnectedUser {
+                email: c.connected_user_email.clone(),
+                name: c.connected_user_name.clone(),
+            }),
+            connection_id: c.connection_id.as_str().to_owned(),
+            country: c.country,
+            division: live.then_some(c.division.get()),
+            division_name: live.then(|| c.division_name.clone()),
+            needs_reconnect: c.state == ConnectionState::NeedsReconnect,
+            needs_reconnect_reason: c.needs_reconnect_reason.clone(),
+            settings: settings.map(|s| SettingsAnswer::of(s, c.division)),
+            state: c.state.as_str(),
+            updated_at: c.updated_at,
+            webhook_topics: c
+                .webhook_subscriptions
+                .iter()
+                .map(|s| s.topic.clone())
+                .collect(),
+        }))
+    }
 }
 
 /// `GET /connections/{id}/exact`: what the settings screen shows. Never a token.
-pub async fn status(app: &App, conn: &ConnectionId) -> Result<Value, ApiError> {
+pub async fn status(app: &App, conn: &ConnectionId) -> Result<StatusAnswer, ApiError> {
     let Some(c) = app.state.get_connection(conn).await.map_err(from_store)? else {
-        return Ok(json!({
-            "connection_id": conn.as_str(),
-            "state": "not_connected",
-            "connected": false,
-            "needs_reconnect": false,
-            "settings": null,
-        }));
+        return Ok(StatusAnswer::never_connected(conn));
     };
     let settings = app.state.get_settings(conn).await.map_err(from_store)?;
-    Ok(status_json(&c, settings.as_ref()))
-}
-
-pub fn status_json(c: &ConnectionRecord, settings: Option<&SettingsRecord>) -> Value {
-    let live = c.state != ConnectionState::Disconnected;
-    json!({
-        "connection_id": c.connection_id.as_str(),
-        "state": c.state.as_str(),
-        "connected": c.state == ConnectionState::Connected,
-        "needs_reconnect": c.state == ConnectionState::NeedsReconnect,
-        "needs_reconnect_reason": c.needs_reconnect_reason,
-        "country": c.country,
-        "division": live.then_some(c.division.get()),
-        "division_name": live.then_some(&c.division_name),
-        "connected_user": live.then(|| json!({"name": c.connected_user_name, "email": c.connected_user_email})),
-        "connected_at": live.then_some(c.connected_at),
-        "updated_at": c.updated_at,
-        "webhook_topics": c.webhook_subscriptions.iter().map(|s| s.topic.as_str()).collect::<Vec<_>>(),
-        "settings": settings.map(|s| settings_json(s, c.division)),
-    })
+    Ok(StatusAnswer::of(&c, settings.as_ref()))
 }
 
 /// `DELETE /connections/{id}/exact`: subscriptions removed (best effort), tokens deleted, marked disconnected.
 /// Idempotent: every step is safe to repeat, so a retry after a partial failure finishes the job.
-pub async fn disconnect(app: &App, conn: &ConnectionId) -> Result<Value, ApiError> {
+pub async fn disconnect(app: &App, conn: &ConnectionId) -> Result<StatusAnswer, ApiError> {
     let Some(mut c) = app.state.get_connection(conn).await.map_err(from_store)? else {
         return Err(unknown_connection());
     };
@@ -677,7 +772,7 @@ pub async fn disconnect(app: &App, conn: &ConnectionId) -> Result<Value, ApiErro
     c.updated_at = now;
     app.state.put_connection(&c).await.map_err(from_store)?;
     tracing::info!(connection_id = %conn, "disconnected");
-    Ok(status_json(&c, None))
+    Ok(StatusAnswer::of(&c, None))
 }
 
 /// The keep-alive's run time: the function times out at 29 s; the run stops starting refreshes before that.
@@ -685,9 +780,25 @@ pub const KEEP_ALIVE_BUDGET: Duration = Duration::from_secs(25);
 /// The keep-alive's resume point in the table (the last connection id a run reached).
 const KEEP_ALIVE_JOB: &str = "keep-alive";
 
+/// What a keep-alive run did (the job's report).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeepAliveReport {
+    /// Every connection was reached.
+    pub complete: bool,
+    pub connections: usize,
+    pub failed: Vec<JobFailure>,
+    /// Connected and refreshed within the last 7 days: nothing to do.
+    pub fresh: usize,
+    pub job: &'static str,
+    pub needs_reconnect: Vec<String>,
+    /// Connections left for the next run.
+    pub not_reached: usize,
+    pub refreshed: Vec<String>,
+}
+
 /// The daily keep-alive: refresh every connected connection whose last refresh is older than 7 days, within
 /// [`KEEP_ALIVE_BUDGET`].
-pub async fn keep_alive(app: &App) -> Result<Value, ApiError> {
+pub async fn keep_alive(app: &App) -> Result<KeepAliveReport, ApiError> {
     let deadline = app.now_ms() + i64::try_from(KEEP_ALIVE_BUDGET.as_millis()).unwrap_or(25_000);
     keep_alive_until(app, deadline).await
 }
@@ -695,7 +806,7 @@ pub async fn keep_alive(app: &App) -> Result<Value, ApiError> {
 /// The keep-alive with a deadline (epoch ms). Connections are walked in id order starting after the cursor the
 /// previous run left, wrapping around; no refresh starts that cannot finish before the deadline. A run that stops
 /// early saves where it stopped, so consecutive runs reach every connection whatever fails or is slow.
-pub async fn keep_alive_until(app: &App, deadline: i64) -> Result<Value, ApiError> {
+pub async fn keep_alive_until(app: &App, deadline: i64) -> Result<KeepAliveReport, ApiError> {
     let now = app.now();
     let cutoff = now - td(KEEP_ALIVE_AFTER);
     let mut all = app.state.list_connections().await.map_err(from_store)?;
@@ -739,11 +850,7 @@ pub async fn keep_alive_until(app: &App, deadline: i64) -> Result<Value, ApiErro
                     }
                     Err(e) => {
                         tracing::warn!(connection_id = %c.connection_id, error = %e, "keep-alive refresh failed");
-                        failed.push(json!({
-                            "connection_id": c.connection_id.as_str(),
-                            "code": e.code,
-                            "message": e.message,
-                        }));
+                        failed.push(JobFailure::of(&c.connection_id, e));
                     }
                 }
             }
@@ -758,17 +865,17 @@ pub async fn keep_alive_until(app: &App, deadline: i64) -> Result<Value, ApiErro
     if let Err(e) = app.state.put_job_cursor(KEEP_ALIVE_JOB, next_cursor).await {
         tracing::warn!(error = %e, "saving the keep-alive cursor failed; the next run starts at the previous one");
     }
-    let report = json!({
-        "job": "keep-alive",
-        "connections": all.len(),
-        "refreshed": refreshed,
-        "fresh": fresh,
-        "failed": failed,
-        "needs_reconnect": needs_reconnect,
-        "complete": stopped_before.is_none(),
-        "not_reached": stopped_before.map_or(0, |i| order.len() - i),
-    });
-    tracing::info!(report = %report, "keep-alive done");
+    let report = KeepAliveReport {
+        complete: stopped_before.is_none(),
+        connections: all.len(),
+        failed,
+        fresh,
+        job: "keep-alive",
+        needs_reconnect,
+        not_reached: stopped_before.map_or(0, |i| order.len() - i),
+        refreshed,
+    };
+    tracing::info!(report = %crate::lambda::log_json(&report), "keep-alive done");
     Ok(report)
 }
 

@@ -94,29 +94,20 @@ impl ApiError {
         self
     }
 
-    pub fn to_response(&self) -> Response<Body> {
-        #[derive(Serialize)]
-        struct Inner<'a> {
-            code: &'a str,
-            message: &'a str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            field: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            exact_message: Option<&'a str>,
-        }
-        #[derive(Serialize)]
-        struct Envelope<'a> {
-            error: Inner<'a>,
-        }
-        let body = Envelope {
-            error: Inner {
+    /// The body of the answer: `{"error":{…}}`.
+    pub fn envelope(&self) -> ErrorEnvelope<'_> {
+        ErrorEnvelope {
+            error: ErrorBody {
                 code: self.code,
                 message: &self.message,
                 field: self.field.as_deref(),
                 exact_message: self.exact_message.as_deref(),
             },
-        };
-        let mut resp = json(self.status, &body);
+        }
+    }
+
+    pub fn to_response(&self) -> Response<Body> {
+        let mut resp = json(self.status, &self.envelope());
         if let Some(s) = self.retry_after
             && let Ok(v) = http_value(&s.to_string())
         {
@@ -124,6 +115,22 @@ impl ApiError {
         }
         resp
     }
+}
+
+/// The error envelope every failure is answered with (`docs/openapi.json`, `Error`).
+#[derive(Debug, Serialize)]
+pub struct ErrorEnvelope<'a> {
+    pub error: ErrorBody<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    pub code: &'a str,
+    pub message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exact_message: Option<&'a str>,
 }
 
 impl fmt::Display for ApiError {

@@ -9,6 +9,8 @@ use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Body, Request, Response};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use mapping::ConnectionId;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::app::App;
@@ -34,6 +36,37 @@ pub trait Function: Send + Sync + 'static {
             format!("{} has no scheduled job `{name}`", self.name()),
         ))
     }
+}
+
+/// A connection a scheduled job could not do, in the job's report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobFailure {
+    pub code: &'static str,
+    pub connection_id: String,
+    pub message: String,
+}
+
+impl JobFailure {
+    pub fn of(conn: &ConnectionId, e: ApiError) -> Self {
+        JobFailure {
+            code: e.code,
+            connection_id: conn.as_str().to_owned(),
+            message: e.message,
+        }
+    }
+}
+
+/// A job's report as the Lambda answers it.
+pub fn report<T: Serialize>(report: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(report).map_err(|e| {
+        tracing::error!(error = %e, "a job report could not be encoded");
+        ApiError::internal()
+    })
+}
+
+/// A report as one JSON text for a log line.
+pub fn log_json<T: Serialize>(report: &T) -> String {
+    serde_json::to_string(report).unwrap_or_default()
 }
 
 /// Runs `f` as a Lambda: configuration from the environment, then the event loop.

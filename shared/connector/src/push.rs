@@ -36,13 +36,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use exact::{ErrorKind, ExactClient, ExactError, INVOICE_STATUS_PROCESSED, SalesInvoice};
 use mapping::{
     ConnectionId, Division, ExactGuid, InvalidInvoice, Invoice, InvoiceRefs, MAX_INVOICE_ID_LEN,
     Settings, TaxCategoryMapping, account_payload, contact_payload, printed_invoice_payload,
     sales_invoice_payload,
 };
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use store::{
     Claim, ConnectionState, InvoiceDone, InvoicePhase, InvoiceProgress, InvoiceRecord,
     InvoiceState, MappingKey, OpenState, SavedResponse, SettingsRecord, StoreError,
@@ -63,11 +65,67 @@ pub const WAIT_FOR_RUNNING_PUSH: Duration = Duration::from_secs(5);
 /// Poll intervals while waiting (grows to the last value).
 const POLLS_MS: &[u64] = &[50, 100, 200, 300, 500];
 
-/// A push's answer: 201 the first time, 200 when a finished push is replayed.
+/// A push's answer: 201 the first time, 200 when a finished push is replayed (its saved [`PushResult`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PushAnswer {
     pub status: u16,
     pub body: Value,
+}
+
+// The answers list their fields in alphabetical order: the order they have always had on the wire (serde_json's maps
+// sort their keys), so a fresh answer and its replay from the saved `Value` are the same bytes.
+
+/// A finished push (`docs/openapi.json`, `PushResult`); saved with the idempotency record and replayed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PushResult {
+    pub account_id: ExactGuid,
+    pub contact_id: ExactGuid,
+    pub exact_invoice_id: ExactGuid,
+    pub exact_invoice_number: Option<i64>,
+    /// Exact processed the invoice but reported a problem (e.g. the e-mail failed), verbatim.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exact_warning: Option<String>,
+    pub invoice_id: String,
+    /// `created` or `sent`.
+    pub status: &'static str,
+}
+
+/// The stored state of a pushed invoice (`docs/openapi.json`, `InvoiceState`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvoiceStateAnswer {
+    pub account_id: Option<ExactGuid>,
+    pub contact_id: Option<ExactGuid>,
+    pub created_at: DateTime<Utc>,
+    pub division: Option<Division>,
+    pub exact_invoice_id: Option<ExactGuid>,
+    pub exact_invoice_number: Option<i64>,
+    pub invoice_id: String,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub reference: Option<String>,
+    /// The documented field; `status` repeats it in the push answer's vocabulary.
+    pub state: &'static str,
+    pub status: &'static str,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl InvoiceStateAnswer {
+    /// `r` as shown: `shown` is its state (see [`crate::paid::shown_state`]).
+    pub fn of(r: &InvoiceRecord, shown: &'static str) -> Self {
+        InvoiceStateAnswer {
+            account_id: r.exact_account_id,
+            contact_id: r.exact_contact_id,
+            created_at: r.created_at,
+            division: r.division,
+            exact_invoice_id: r.exact_invoice_id,
+            exact_invoice_number: r.exact_invoice_number,
+            invoice_id: r.invoice_id.clone(),
+            paid_at: r.paid_at,
+            reference: r.reference.clone(),
+            state: shown,
+            status: shown,
+            updated_at: r.updated_at,
+        }
+    }
 }
 
 /// `POST /connections/{connection_id}/invoices`.
@@ -139,7 +197,7 @@ pub async fn invoice_state(
     app: &App,
     conn: &ConnectionId,
     invoice_id: &str,
-) -> Result<Value, ApiError> {
+) -> Result<InvoiceStateAnswer, ApiError> {
     let connection = app
         .state
         .get_connection(conn)
@@ -161,30 +219,9 @@ pub async fn invoice_state(
         .await
         .map_err(from_store)?
         .ok_or_else(unknown)?;
-    let mut v = state_json(&r);
     // An open invoice of an administration the connection left: a state of its own (see `crate::paid`).
     let shown = crate::paid::shown_state(&r, &connection);
-    v["state"] = shown.into();
-    v["status"] = shown.into();
-    Ok(v)
-}
-
-/// `state` is the documented field (`docs/openapi.json`); `status` repeats it in the push answer's vocabulary.
-fn state_json(r: &InvoiceRecord) -> Value {
-    json!({
-        "invoice_id": r.invoice_id,
-        "state": r.state.as_str(),
-        "status": r.state.as_str(),
-        "reference": r.reference,
-        "division": r.division,
-        "exact_invoice_id": r.exact_invoice_id,
-        "exact_invoice_number": r.exact_invoice_number,
-        "account_id": r.exact_account_id,
-        "contact_id": r.exact_contact_id,
-        "paid_at": r.paid_at,
-        "created_at": r.created_at,
-        "updated_at": r.updated_at,
-    })
+    Ok(InvoiceStateAnswer::of(&r, shown))
 }
 
 fn invalid(e: InvalidInvoice) -> ApiError {
@@ -506,17 +543,20 @@ impl Push<'_> {
         };
 
         let (state, number, warning) = self.deliver(&invoice).await?;
-        let mut body = json!({
-            "invoice_id": self.inv.id,
-            "exact_invoice_id": invoice.invoice_id,
-            "exact_invoice_number": number,
-            "status": InvoiceState::from(state).as_str(),
-            "account_id": account,
-            "contact_id": contact,
-        });
-        if let Some(w) = warning {
-            body["exact_warning"] = Value::String(w);
-        }
+        let result = PushResult {
+            account_id: account,
+            contact_id: contact,
+            exact_invoice_id: invoice.invoice_id,
+            exact_invoice_number: number,
+            exact_warning: warning,
+            invoice_id: self.inv.id.clone(),
+            status: InvoiceState::from(state).as_str(),
+        };
+        // Nothing in a `PushResult` can fail to encode; were it ever to, the claim stays (the invoice exists).
+        let body = serde_json::to_value(&result).map_err(|e| {
+            tracing::error!(error = %e, "the push answer could not be encoded");
+            PushFailure::keep(ApiError::internal())
+        })?;
         let done = InvoiceDone {
             state,
             response: SavedResponse {

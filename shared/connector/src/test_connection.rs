@@ -21,7 +21,6 @@ use mapping::{
     SalesInvoiceLinePayload, SalesInvoicePayload, Settings, printed_invoice_payload,
 };
 use serde::Serialize;
-use serde_json::{Value, json};
 use store::{ConnectionRecord, MappingKey, SettingsRecord, TaxCategoryRecord};
 
 use crate::app::App;
@@ -41,48 +40,105 @@ const TEST_LINE_DESCRIPTION: &str = "1 - Connection test";
 const TEST_LINE_NOTES: &str =
     "Test invoice sent by the PSA's Exact Online connector to check the settings; nothing is due.";
 
+// The answer's types list their fields in alphabetical order: the order the answer has always had on the wire
+// (serde_json's maps sort their keys), so it keeps its bytes.
+
+/// The test's answer (`docs/openapi.json`, `TestResult`): 200 when it passed (settings saved), 422 when a check or
+/// Exact refused.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TestResult {
+    pub checks: Vec<Check>,
+    pub division: u32,
+    pub division_name: String,
+    /// Why the test failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<TestError>,
+    /// Exact calls the test made (token calls included).
+    pub exact_calls: u64,
+    pub ok: bool,
+    /// The test invoice, when one was created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_invoice: Option<TestInvoice>,
+}
+
+impl TestResult {
+    pub fn status(&self) -> u16 {
+        if self.ok { 200 } else { 422 }
+    }
+}
+
 /// One reported check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
-    /// `connection`, `item`, `journal`, `tax_code`, `tax_category` or `test_invoice`.
-    pub name: &'static str,
-    /// The settings field the check is about (`item_code`, `tax_categories[1].exact_vat_code`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
     /// For `tax_category`: which category.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
-    pub ok: bool,
+    /// The settings field the check is about (`item_code`, `tax_categories[1].exact_vat_code`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
     pub message: String,
+    /// `connection`, `item`, `journal`, `tax_code`, `tax_category` or `test_invoice`.
+    pub name: &'static str,
+    pub ok: bool,
+}
+
+/// Why the test failed: a check (`check_failed`), or Exact's refusal with Exact's text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TestError {
+    pub code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exact_message: Option<String>,
+    pub message: String,
+}
+
+impl From<ApiError> for TestError {
+    fn from(e: ApiError) -> Self {
+        TestError {
+            code: e.code,
+            exact_message: e.exact_message,
+            message: e.message,
+        }
+    }
+}
+
+/// The test invoice as the answer shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum TestInvoice {
+    /// Created and processed (and e-mailed when sending is on).
+    Processed {
+        emailed: bool,
+        emailed_to: Option<String>,
+        exact_invoice_id: ExactGuid,
+        exact_invoice_number: Option<i64>,
+    },
+    /// Processed, but Exact could not create its document or e-mail: `status` is `processed`.
+    ProcessedWithErrors {
+        exact_invoice_id: ExactGuid,
+        exact_invoice_number: Option<i64>,
+        status: &'static str,
+    },
+    /// Exact refused to process it: `status` is `deleted` (discarded) or `open` (left in Exact).
+    NotProcessed {
+        exact_invoice_id: ExactGuid,
+        status: &'static str,
+    },
 }
 
 impl Check {
     fn new(name: &'static str, field: Option<String>, ok: bool, message: String) -> Self {
         Check {
-            name,
-            field,
             category: None,
-            ok,
+            field,
             message,
+            name,
+            ok,
         }
     }
 }
 
-/// What the test answers: 200 when it passed (settings saved), 422 when a check or Exact refused.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TestOutcome {
-    pub passed: bool,
-    pub body: Value,
-}
-
-impl TestOutcome {
-    pub fn status(&self) -> u16 {
-        if self.passed { 200 } else { 422 }
-    }
-}
-
 /// `POST /connections/{id}/exact/test` with the raw request body.
-pub async fn run(app: &App, conn: &ConnectionId, body: &[u8]) -> Result<TestOutcome, ApiError> {
+pub async fn run(app: &App, conn: &ConnectionId, body: &[u8]) -> Result<TestResult, ApiError> {
     let settings = Settings::parse_json(body)
         .map_err(|e| ApiError::bad_field(e.field.clone(), e.code, e.message))?;
     let session = tokens::session(app, conn).await?;
@@ -91,16 +147,16 @@ pub async fn run(app: &App, conn: &ConnectionId, body: &[u8]) -> Result<TestOutc
     tracing::info!(
         connection_id = %conn,
         division = session.connection.division.get(),
-        passed = outcome.as_ref().map(|o| o.passed).ok(),
+        passed = outcome.as_ref().map(|o| o.ok).ok(),
         exact_calls,
         "connection tested"
     );
     let mut outcome = outcome?;
-    outcome.body["exact_calls"] = json!(exact_calls);
+    outcome.exact_calls = exact_calls;
     Ok(outcome)
 }
 
-async fn test(app: &App, session: &Session, settings: &Settings) -> Result<TestOutcome, ApiError> {
+async fn test(app: &App, session: &Session, settings: &Settings) -> Result<TestResult, ApiError> {
     let c = &session.connection;
     let exact = &session.exact;
     let now = app.now();
@@ -165,12 +221,12 @@ async fn test(app: &App, session: &Session, settings: &Settings) -> Result<TestO
             },
             names.join(", ")
         );
-        return Ok(failure(
-            c,
-            checks,
-            json!({"code": "check_failed", "message": message}),
-            None,
-        ));
+        let error = TestError {
+            code: "check_failed",
+            exact_message: None,
+            message,
+        };
+        return Ok(failure(c, checks, error, None));
     };
 
     match test_invoice(app, session, settings, &item).await {
@@ -187,19 +243,18 @@ async fn test(app: &App, session: &Session, settings: &Settings) -> Result<TestO
                 true,
                 invoice_success_text(&done, emailed_to.as_deref()),
             ));
-            Ok(TestOutcome {
-                passed: true,
-                body: json!({
-                    "ok": true,
-                    "division": c.division.get(),
-                    "division_name": c.division_name,
-                    "checks": checks,
-                    "test_invoice": {
-                        "exact_invoice_id": done.invoice_id,
-                        "exact_invoice_number": done.number,
-                        "emailed": done.emailed,
-                        "emailed_to": emailed_to,
-                    },
+            Ok(TestResult {
+                checks,
+                division: c.division.get(),
+                division_name: c.division_name.clone(),
+                error: None,
+                exact_calls: 0,
+                ok: true,
+                test_invoice: Some(TestInvoice::Processed {
+                    emailed: done.emailed,
+                    emailed_to,
+                    exact_invoice_id: done.invoice_id,
+                    exact_invoice_number: done.number,
                 }),
             })
         }
@@ -211,11 +266,7 @@ async fn test(app: &App, session: &Session, settings: &Settings) -> Result<TestO
                 false,
                 error.message.clone(),
             ));
-            let mut body = json!({"code": error.code, "message": error.message});
-            if let Some(text) = error.exact_message {
-                body["exact_message"] = json!(text);
-            }
-            Ok(failure(c, checks, body, invoice))
+            Ok(failure(c, checks, error.into(), invoice))
         }
     }
 }
@@ -223,22 +274,17 @@ async fn test(app: &App, session: &Session, settings: &Settings) -> Result<TestO
 fn failure(
     c: &ConnectionRecord,
     checks: Vec<Check>,
-    error: Value,
-    invoice: Option<Value>,
-) -> TestOutcome {
-    let mut body = json!({
-        "ok": false,
-        "division": c.division.get(),
-        "division_name": c.division_name,
-        "checks": checks,
-        "error": error,
-    });
-    if let Some(i) = invoice {
-        body["test_invoice"] = i;
-    }
-    TestOutcome {
-        passed: false,
-        body,
+    error: TestError,
+    invoice: Option<TestInvoice>,
+) -> TestResult {
+    TestResult {
+        checks,
+        division: c.division.get(),
+        division_name: c.division_name.clone(),
+        error: Some(error),
+        exact_calls: 0,
+        ok: false,
+        test_invoice: invoice,
     }
 }
 
@@ -395,11 +441,11 @@ fn vat_check(
         ),
     };
     Check {
-        name,
-        field: Some(field),
         category: category.map(str::to_owned),
-        ok,
+        field: Some(field),
         message,
+        name,
+        ok,
     }
 }
 
@@ -502,8 +548,8 @@ enum TestInvoiceFailure {
     /// says what to do; `exact_message` is Exact's text.
     Refused {
         error: ApiError,
-        /// The test invoice when one was created: `{exact_invoice_id, status}`.
-        invoice: Option<Value>,
+        /// The test invoice when one was created.
+        invoice: Option<TestInvoice>,
     },
 }
 
@@ -567,7 +613,7 @@ fn refused(
     step: Step,
     e: &ExactError,
     email: &str,
-    invoice: Option<Value>,
+    invoice: Option<TestInvoice>,
 ) -> TestInvoiceFailure {
     let api = from_exact(e, app.now_ms());
     match e.kind {
@@ -622,7 +668,10 @@ async fn test_invoice(
         Ok(p) => p,
         Err(e) => {
             let status = discard_draft(session, invoice_id).await;
-            let invoice = json!({"exact_invoice_id": invoice_id, "status": status});
+            let invoice = TestInvoice::NotProcessed {
+                exact_invoice_id: invoice_id,
+                status,
+            };
             return Err(refused(app, Step::ProcessInvoice, &e, email, Some(invoice)));
         }
     };
@@ -655,11 +704,11 @@ async fn test_invoice(
         };
         return Err(TestInvoiceFailure::Refused {
             error: ApiError::unprocessable(code, hint).with_exact_message(Some(text)),
-            invoice: Some(json!({
-                "exact_invoice_id": invoice_id,
-                "exact_invoice_number": number,
-                "status": "processed",
-            })),
+            invoice: Some(TestInvoice::ProcessedWithErrors {
+                exact_invoice_id: invoice_id,
+                exact_invoice_number: number,
+                status: "processed",
+            }),
         });
     }
     Ok(Done {
@@ -877,7 +926,7 @@ async fn forget_customer(app: &App, c: &ConnectionRecord, customer: &Customer) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn settings(v: Value) -> Settings {
         Settings::from_value(&v).unwrap()
@@ -905,9 +954,14 @@ mod tests {
 
     #[test]
     fn outcome_status_follows_the_verdict() {
-        let o = TestOutcome {
-            passed: false,
-            body: Value::Null,
+        let o = TestResult {
+            checks: Vec::new(),
+            division: 1,
+            division_name: String::new(),
+            error: None,
+            exact_calls: 0,
+            ok: false,
+            test_invoice: None,
         };
         assert_eq!(o.status(), 422);
     }

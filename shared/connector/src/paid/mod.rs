@@ -53,7 +53,6 @@ use hmac::{Hmac, Mac};
 use mapping::{ConnectionId, Division, ExactGuid};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use store::{ConnectionRecord, ConnectionState, InvoiceRecord, InvoiceState};
 
@@ -135,6 +134,25 @@ pub(super) const PENDING_OWNER: &str = "pending";
 pub(super) const PENDING_TTL: Duration = Duration::from_secs(15 * 60);
 /// Stop starting new work when less than this is left of a deadline.
 pub(super) const MIN_LEFT_MS: i64 = 500;
+
+/// The answer to a webhook delivery: `{"ok":true,"outcome":…}` (`ignored`, `duplicate`, `checked`, `queued`,
+/// `numbered`, `deferred`); Exact's empty validation call gets `{"ok":true}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebhookAnswer {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'static str>,
+}
+
+impl WebhookAnswer {
+    /// Exact's validation call when subscribing (an empty POST).
+    pub fn validation() -> Self {
+        WebhookAnswer {
+            ok: true,
+            outcome: None,
+        }
+    }
+}
 
 /// What an execution environment remembers between paid checks (one per [`App`], never shared by two apps in one
 /// process).

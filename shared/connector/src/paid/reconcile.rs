@@ -1,6 +1,7 @@
 //! The scheduled reconciliation: every connection with open invoices, resumed where the last run stopped.
 
 use super::*;
+use crate::lambda::{JobFailure, log_json};
 
 pub(super) fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -23,9 +24,39 @@ pub fn reconcile_call_budget(app: &App, division: Division) -> u64 {
     }
 }
 
+/// What a reconciliation run did (the job's report). Fields in alphabetical order, as the report has always been
+/// written.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReconcileReport {
+    pub connections: usize,
+    pub connections_checked: usize,
+    /// Connections left for the next run (out of time).
+    pub connections_deferred: usize,
+    pub elapsed_ms: i64,
+    pub exact_calls: u64,
+    pub failures: Vec<JobFailure>,
+    pub invoices_checked: usize,
+    pub invoices_numbered: Vec<String>,
+    pub invoices_paid: Vec<String>,
+    pub invoices_reopened: Vec<String>,
+    pub job: &'static str,
+    pub notified: Vec<String>,
+    pub notify_failed: usize,
+    /// The last connection finished: the next run starts after it.
+    pub resume_after: Option<String>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// A connection the run left for later, and why (`busy`, `incomplete`, `rate_limit_budget`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub connection_id: String,
+    pub reason: &'static str,
+}
+
 /// The scheduled reconciliation: every connected connection with open (or paid, unnotified) invoices gets the
 /// receivable check and the notifications, within the run's time and each division's call budget.
-pub async fn reconcile(app: &App) -> Result<Value, ApiError> {
+pub async fn reconcile(app: &App) -> Result<ReconcileReport, ApiError> {
     let started = app.now_ms();
     let run_deadline = started + ms(RECONCILE_BUDGET);
     let mut all: Vec<ConnectionRecord> = app
@@ -83,7 +114,10 @@ pub async fn reconcile(app: &App) -> Result<Value, ApiError> {
             }
             continue;
         }
-        let skip = |why: &str| json!({"connection_id": conn.as_str(), "reason": why});
+        let skip = |reason| Skipped {
+            connection_id: conn.as_str().to_owned(),
+            reason,
+        };
         let budget = if rate_limited.contains(&c.division) {
             0
         } else {
@@ -136,9 +170,7 @@ pub async fn reconcile(app: &App) -> Result<Value, ApiError> {
                     finished = false;
                 }
                 tracing::warn!(connection_id = %conn, error = %e, "reconciliation of a connection failed");
-                failures.push(
-                    json!({"connection_id": conn.as_str(), "code": e.code, "message": e.message}),
-                );
+                failures.push(JobFailure::of(conn, e));
             }
         }
         stalled |= !finished;
@@ -157,24 +189,24 @@ pub async fn reconcile(app: &App) -> Result<Value, ApiError> {
             "reconciliation out of time; the next run resumes after the last connection finished"
         );
     }
-    let report = json!({
-        "job": "reconcile",
-        "connections": all.len(),
-        "connections_deferred": deferred,
-        "resume_after": last_done,
-        "connections_checked": checked,
-        "invoices_checked": invoices_checked,
-        "invoices_paid": paid,
-        "invoices_reopened": reopened,
-        "invoices_numbered": numbered,
-        "notified": notified,
-        "notify_failed": notify_failed,
-        "failures": failures,
-        "skipped": skipped,
-        "exact_calls": exact_calls,
-        "elapsed_ms": app.now_ms() - started,
-    });
-    tracing::info!(report = %report, "reconciliation done");
+    let report = ReconcileReport {
+        connections: all.len(),
+        connections_checked: checked,
+        connections_deferred: deferred,
+        elapsed_ms: app.now_ms() - started,
+        exact_calls,
+        failures,
+        invoices_checked,
+        invoices_numbered: numbered,
+        invoices_paid: paid,
+        invoices_reopened: reopened,
+        job: "reconcile",
+        notified,
+        notify_failed,
+        resume_after: last_done,
+        skipped,
+    };
+    tracing::info!(report = %log_json(&report), "reconciliation done");
     Ok(report)
 }
 

@@ -40,15 +40,18 @@ pub(super) fn invalid_signature() -> ApiError {
     )
 }
 
-pub(super) fn outcome(outcome: &str) -> Value {
-    json!({"ok": true, "outcome": outcome})
+pub(super) fn outcome(outcome: &'static str) -> WebhookAnswer {
+    WebhookAnswer {
+        ok: true,
+        outcome: Some(outcome),
+    }
 }
 
 /// Handles one signed delivery (the empty validation POST is answered by the route). 401 when the HashCode does
 /// not verify, nothing done. Once verified the answer is 200 whatever happens next (Exact would only retry, and
 /// a failed check is redone by the next event or the reconciliation), except when the store cannot even say which
 /// connections the division has (503: nothing was recorded, so Exact's retry is useful).
-pub async fn webhook(app: &App, body: &[u8]) -> Result<Value, ApiError> {
+pub async fn webhook(app: &App, body: &[u8]) -> Result<WebhookAnswer, ApiError> {
     if body.len() > MAX_WEBHOOK_BODY {
         return Err(ApiError::new(
             413,

@@ -11,7 +11,7 @@ use crate::http::{
     self, ApiError, check_psa_request, json, json_body, match_path, parse_connection_id,
     query_param,
 };
-use crate::lambda::Function;
+use crate::lambda::{self, Function};
 
 pub struct OAuthCallback;
 
@@ -60,7 +60,7 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
     if let Some(ids) = match_path(&path, "/connections/{}/exact") {
         check_psa_request(&req, &app.secret)?;
         let conn = parse_connection_id(&ids[0])?;
-        let v: Value = match method {
+        let v = match method {
             Method::GET => connect::status(app, &conn).await?,
             Method::DELETE => connect::disconnect(app, &conn).await?,
             _ => return Err(ApiError::method_not_allowed()),
@@ -86,7 +86,7 @@ impl Function for OAuthCallback {
 
     async fn job(&self, app: &App, name: &str) -> Result<Value, ApiError> {
         match name {
-            "keep-alive" => connect::keep_alive(app).await,
+            "keep-alive" => lambda::report(&connect::keep_alive(app).await?),
             other => Err(ApiError::new(
                 400,
                 "unknown_job",

@@ -23,7 +23,7 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
         check_psa_request(&req, &app.secret)?;
         let conn = parse_connection_id(&ids[0])?;
         let outcome = test_connection::run(app, &conn, body_bytes(&req)).await?;
-        return Ok(json(outcome.status(), &outcome.body));
+        return Ok(json(outcome.status(), &outcome));
     }
     Err(http::no_route(&req))
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::app::App;
 use crate::http::{self, ApiError, json, match_path};
-use crate::lambda::Function;
+use crate::lambda::{self, Function};
 use crate::paid;
 
 pub struct WebhookPaid;
@@ -27,7 +27,7 @@ impl Function for WebhookPaid {
         // Exact's validation call when subscribing: an empty POST, answered 200 at once (the connect flow
         // subscribes while the user waits, and Exact refuses the subscription otherwise).
         if body.iter().all(u8::is_ascii_whitespace) {
-            return json(200, &serde_json::json!({"ok": true}));
+            return json(200, &paid::WebhookAnswer::validation());
         }
         if match_path(req.uri().path(), "/exact/webhooks").is_none() {
             return http::no_route(&req).to_response();
@@ -40,7 +40,7 @@ impl Function for WebhookPaid {
 
     async fn job(&self, app: &App, name: &str) -> Result<Value, ApiError> {
         match name {
-            "reconcile" => paid::reconcile(app).await,
+            "reconcile" => lambda::report(&paid::reconcile(app).await?),
             other => Err(ApiError::new(
                 400,
                 "unknown_job",
