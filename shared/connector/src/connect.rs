@@ -15,7 +15,7 @@ use store::{
 use url::Url;
 
 use crate::app::App;
-use crate::errors::{from_store, unknown_connection};
+use crate::errors::unknown_connection;
 use crate::http::ApiError;
 use crate::lambda::JobFailure;
 use crate::tokens::{Want, ensure_tokens, request_deadline, time_to_refresh};
@@ -142,10 +142,7 @@ pub async fn authorize(
         return_url: return_url.to_string(),
         expires_at: app.now() + td(STATE_TTL),
     };
-    app.state
-        .put_state(&state, &value)
-        .await
-        .map_err(from_store)?;
+    app.state.put_state(&state, &value).await?;
     let url = app
         .auth(public_base, &CallStats::new())
         .authorize_url(country, &state);
@@ -400,8 +397,7 @@ async fn take_webhooks_lease(app: &App, division: Division) -> Result<Option<Str
                 app.now(),
                 WEBHOOKS_LEASE_TTL,
             )
-            .await
-            .map_err(from_store)?
+            .await?
         {
             return Ok(Some(owner));
         }
@@ -427,28 +423,20 @@ async fn join_division(
     client: &exact::ExactClient,
     public_base: &str,
 ) -> Result<Vec<WebhookSubscriptionRecord>, ApiError> {
-    app.state
-        .link_division(division, conn)
-        .await
-        .map_err(from_store)?;
+    app.state.link_division(division, conn).await?;
     let callback = webhook_callback(public_base);
     let Some(owner) = take_webhooks_lease(app, division).await? else {
         // Another connect or disconnect of this division is still busy: it does the subscribing; the
         // reconciliation covers any gap.
         tracing::warn!(%division, "subscription lease busy; subscriptions left to the holder");
-        let known = app
-            .state
-            .get_division_webhooks(division)
-            .await
-            .map_err(from_store)?;
+        let known = app.state.get_division_webhooks(division).await?;
         return Ok(known.map(|k| k.subscriptions).unwrap_or_default());
     };
     let result = async {
         let known = app
             .state
             .get_division_webhooks(division)
-            .await
-            .map_err(from_store)?;
+            .await?;
         if let Some(k) = &known
             && k.callback_url == callback
             && !k.subscriptions.is_empty()
@@ -471,8 +459,7 @@ async fn join_division(
                 subscriptions: subscriptions.clone(),
                 updated_at: app.now(),
             })
-            .await
-            .map_err(from_store)?;
+            .await?;
         Ok(subscriptions)
     }
     .await;
@@ -494,13 +481,11 @@ async fn leave_division(
     let result = async {
         app.state
             .unlink_division(division, &c.connection_id)
-            .await
-            .map_err(from_store)?;
+            .await?;
         let others = app
             .state
             .connections_for_division(division)
-            .await
-            .map_err(from_store)?;
+            .await?;
         if !others.is_empty() {
             tracing::info!(%division, others = others.len(), "other connections on the division keep its subscriptions");
             return Ok(());
@@ -512,18 +497,14 @@ async fn leave_division(
         let known = app
             .state
             .get_division_webhooks(division)
-            .await
-            .map_err(from_store)?;
+            .await?;
         // Connections made before the division item existed kept the subscriptions on their own record.
         let subs = known
             .map(|k| k.subscriptions)
             .unwrap_or_else(|| c.webhook_subscriptions.clone());
         if subs.is_empty() {
-            return app
-                .state
-                .delete_division_webhooks(division)
-                .await
-                .map_err(from_store);
+            app.state.delete_division_webhooks(division).await?;
+            return Ok(());
         }
         let client = match client {
             Some(cl) => cl,
@@ -547,16 +528,12 @@ async fn leave_division(
             }
         }
         if left.is_empty() {
-            app.state
-                .delete_division_webhooks(division)
-                .await
-                .map_err(from_store)
+            app.state.delete_division_webhooks(division).await?;
         } else {
             let callback = app
                 .state
                 .get_division_webhooks(division)
-                .await
-                .map_err(from_store)?
+                .await?
                 .map(|k| k.callback_url)
                 .unwrap_or_default();
             app.state
@@ -566,9 +543,9 @@ async fn leave_division(
                     subscriptions: left,
                     updated_at: app.now(),
                 })
-                .await
-                .map_err(from_store)
+                .await?;
         }
+        Ok(())
     }
     .await;
     if let Some(owner) = owner {
@@ -749,28 +726,28 @@ impl StatusAnswer {
 
 /// `GET /connections/{id}/exact`: what the settings screen shows. Never a token.
 pub async fn status(app: &App, conn: &ConnectionId) -> Result<StatusAnswer, ApiError> {
-    let Some(c) = app.state.get_connection(conn).await.map_err(from_store)? else {
+    let Some(c) = app.state.get_connection(conn).await? else {
         return Ok(StatusAnswer::never_connected(conn));
     };
-    let settings = app.state.get_settings(conn).await.map_err(from_store)?;
+    let settings = app.state.get_settings(conn).await?;
     Ok(StatusAnswer::of(&c, settings.as_ref()))
 }
 
 /// `DELETE /connections/{id}/exact`: subscriptions removed (best effort), tokens deleted, marked disconnected.
 /// Idempotent: every step is safe to repeat, so a retry after a partial failure finishes the job.
 pub async fn disconnect(app: &App, conn: &ConnectionId) -> Result<StatusAnswer, ApiError> {
-    let Some(mut c) = app.state.get_connection(conn).await.map_err(from_store)? else {
+    let Some(mut c) = app.state.get_connection(conn).await? else {
         return Err(unknown_connection());
     };
     // The division's subscriptions go only with the last connection on it (best effort in Exact).
     leave_division(app, &c, None).await?;
-    app.tokens.delete(conn).await.map_err(from_store)?;
+    app.tokens.delete(conn).await?;
     let now = app.now();
     c.state = ConnectionState::Disconnected;
     c.webhook_subscriptions.clear();
     c.needs_reconnect_reason = None;
     c.updated_at = now;
-    app.state.put_connection(&c).await.map_err(from_store)?;
+    app.state.put_connection(&c).await?;
     tracing::info!(connection_id = %conn, "disconnected");
     Ok(StatusAnswer::of(&c, None))
 }
@@ -809,7 +786,7 @@ pub async fn keep_alive(app: &App) -> Result<KeepAliveReport, ApiError> {
 pub async fn keep_alive_until(app: &App, deadline: i64) -> Result<KeepAliveReport, ApiError> {
     let now = app.now();
     let cutoff = now - td(KEEP_ALIVE_AFTER);
-    let mut all = app.state.list_connections().await.map_err(from_store)?;
+    let mut all = app.state.list_connections().await?;
     all.sort_by(|a, b| a.connection_id.as_str().cmp(b.connection_id.as_str()));
     let cursor = match app.state.get_job_cursor(KEEP_ALIVE_JOB).await {
         Ok(c) => c,

@@ -1,4 +1,8 @@
 //! How failures of the ports become answers: one place, so every function maps them alike.
+//!
+//! A store failure becomes an [`ApiError`] by `?` (the `From` impl below). An Exact failure goes through
+//! [`from_exact`], which needs the request's clock: a rate limit's `Retry-After` counts from now on the app's clock,
+//! which tests drive, so it cannot be a `From` impl.
 
 use exact::{ErrorKind, ExactError};
 use store::StoreError;
@@ -12,25 +16,29 @@ pub fn seconds_until(retry_at_ms: i64, now_ms: i64) -> u64 {
 }
 
 /// A store failure: logged with its cause (never a value), answered as 503 (retry) or 500 (operator).
-pub fn from_store(e: StoreError) -> ApiError {
-    match &e {
-        StoreError::Throttled { .. } | StoreError::Unavailable { .. } => {
-            tracing::warn!(error = %e, "store unavailable");
-            ApiError::new(
-                503,
-                "store_unavailable",
-                "the connector's storage is busy or unreachable; nothing was lost, try again shortly",
-            )
-            .with_retry_after(2)
-        }
-        StoreError::NotFound { .. } => ApiError::not_found("not_found", "not found"),
-        StoreError::ConditionFailed { .. } => ApiError::conflict(
-            "conflict",
-            "the record changed while this request ran; try again",
-        ),
-        StoreError::Corrupt { .. } | StoreError::Config { .. } | StoreError::Rejected { .. } => {
-            tracing::error!(error = %e, "store failure");
-            ApiError::internal()
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match &e {
+            StoreError::Throttled { .. } | StoreError::Unavailable { .. } => {
+                tracing::warn!(error = %e, "store unavailable");
+                ApiError::new(
+                    503,
+                    "store_unavailable",
+                    "the connector's storage is busy or unreachable; nothing was lost, try again shortly",
+                )
+                .with_retry_after(2)
+            }
+            StoreError::NotFound { .. } => ApiError::not_found("not_found", "not found"),
+            StoreError::ConditionFailed { .. } => ApiError::conflict(
+                "conflict",
+                "the record changed while this request ran; try again",
+            ),
+            StoreError::Corrupt { .. }
+            | StoreError::Config { .. }
+            | StoreError::Rejected { .. } => {
+                tracing::error!(error = %e, "store failure");
+                ApiError::internal()
+            }
         }
     }
 }

@@ -52,7 +52,7 @@ use store::{
 
 use crate::app::App;
 use crate::errors::{
-    from_exact, from_store, needs_reconnect, not_connected, seconds_until, unknown_connection,
+    from_exact, needs_reconnect, not_connected, seconds_until, unknown_connection,
 };
 use crate::http::ApiError;
 use crate::tokens::session;
@@ -135,8 +135,7 @@ pub async fn push(app: &App, conn: &ConnectionId, raw: &[u8]) -> Result<PushAnsw
     let settings = app
         .state
         .get_settings(conn)
-        .await
-        .map_err(from_store)?
+        .await?
         .filter(|s| s.division == division)
         .ok_or_else(not_configured)?;
 
@@ -201,8 +200,7 @@ pub async fn invoice_state(
     let connection = app
         .state
         .get_connection(conn)
-        .await
-        .map_err(from_store)?
+        .await?
         .ok_or_else(unknown_connection)?;
     let unknown = || {
         ApiError::not_found(
@@ -216,8 +214,7 @@ pub async fn invoice_state(
     let r = app
         .state
         .get_invoice(conn, invoice_id)
-        .await
-        .map_err(from_store)?
+        .await?
         .ok_or_else(unknown)?;
     // An open invoice of an administration the connection left: a state of its own (see `crate::paid`).
     let shown = crate::paid::shown_state(&r, &connection);
@@ -259,8 +256,7 @@ async fn connected_division(app: &App, conn: &ConnectionId) -> Result<Division, 
     let c = app
         .state
         .get_connection(conn)
-        .await
-        .map_err(from_store)?
+        .await?
         .ok_or_else(unknown_connection)?;
     match c.state {
         ConnectionState::Connected => Ok(c.division),
@@ -347,18 +343,13 @@ async fn claim_or_wait(
     let mut waited = Duration::ZERO;
     let mut polls = POLLS_MS.iter().copied();
     // One read first: which hash the record carries, and whether another body's create was attempted.
-    let mut prior = app
-        .state
-        .get_invoice(conn, invoice_id)
-        .await
-        .map_err(from_store)?;
+    let mut prior = app.state.get_invoice(conn, invoice_id).await?;
     loop {
         let hash = claim_hash(prior.as_ref(), hashes)?;
         let claim = app
             .state
             .claim(conn, invoice_id, hash, owner, app.now(), CLAIM_LEASE)
-            .await
-            .map_err(from_store)?;
+            .await?;
         let mut retry_after = match claim {
             Claim::Claimed { record, taken_over } => {
                 return Ok(Claimed::Work { record, taken_over });
@@ -380,12 +371,7 @@ async fn claim_or_wait(
             let step = Duration::from_millis(polls.next().unwrap_or(500));
             app.clock.sleep(step).await;
             waited += step;
-            match app
-                .state
-                .get_invoice(conn, invoice_id)
-                .await
-                .map_err(from_store)?
-            {
+            match app.state.get_invoice(conn, invoice_id).await? {
                 Some(r) => match r.phase {
                     InvoicePhase::Done => {
                         prior = Some(r);
@@ -891,7 +877,7 @@ impl Push<'_> {
             .state
             .get_mapping(self.conn, self.division, key)
             .await
-            .map_err(|e| PushFailure::release(from_store(e)))
+            .map_err(|e| PushFailure::release(e.into()))
     }
 
     /// Caches an ID; a failed write only costs a lookup next time.
@@ -911,6 +897,6 @@ impl Push<'_> {
 fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::ConditionFailed { .. } => claim_lost(),
-        other => from_store(other),
+        other => other.into(),
     }
 }

@@ -21,10 +21,10 @@ use mapping::{
     SalesInvoiceLinePayload, SalesInvoicePayload, Settings, printed_invoice_payload,
 };
 use serde::Serialize;
-use store::{ConnectionRecord, MappingKey, SettingsRecord, TaxCategoryRecord};
+use store::{ConnectionRecord, MappingKey, SettingsRecord, StoreError, TaxCategoryRecord};
 
 use crate::app::App;
-use crate::errors::{from_exact, from_store};
+use crate::errors::from_exact;
 use crate::http::ApiError;
 use crate::tokens::{self, Session};
 
@@ -232,10 +232,7 @@ async fn test(app: &App, session: &Session, settings: &Settings) -> Result<TestR
     match test_invoice(app, session, settings, &item).await {
         Ok(done) => {
             let record = settings_record(settings, c, item.id, &vat, now);
-            app.state
-                .put_settings(&c.connection_id, &record)
-                .await
-                .map_err(from_store)?;
+            app.state.put_settings(&c.connection_id, &record).await?;
             let emailed_to = done.emailed.then(|| c.connected_user_email.clone());
             checks.push(Check::new(
                 "test_invoice",
@@ -559,6 +556,12 @@ impl From<ApiError> for TestInvoiceFailure {
     }
 }
 
+impl From<StoreError> for TestInvoiceFailure {
+    fn from(e: StoreError) -> Self {
+        TestInvoiceFailure::Api(e.into())
+    }
+}
+
 /// A step of the test invoice, for the hint that goes with Exact's refusal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
@@ -820,8 +823,7 @@ async fn test_customer(app: &App, session: &Session) -> Result<Customer, TestInv
     let cached = app
         .state
         .get_mapping(conn, division, &account_key())
-        .await
-        .map_err(from_store)?;
+        .await?;
     let (account, account_cached, account_new) = match cached {
         Some(id) => (id, true, false),
         None => {
@@ -848,18 +850,13 @@ async fn test_customer(app: &App, session: &Session) -> Result<Customer, TestInv
             };
             app.state
                 .put_mapping(conn, division, &account_key(), id)
-                .await
-                .map_err(from_store)?;
+                .await?;
             (id, false, new)
         }
     };
 
     let key = contact_key(account, email);
-    let cached = app
-        .state
-        .get_mapping(conn, division, &key)
-        .await
-        .map_err(from_store)?;
+    let cached = app.state.get_mapping(conn, division, &key).await?;
     let (contact, contact_cached) = match cached {
         Some(id) => (id, true),
         None => {
@@ -883,10 +880,7 @@ async fn test_customer(app: &App, session: &Session) -> Result<Customer, TestInv
                     .await
                     .map_err(|e| fail(Step::CreateContact, &e))?,
             };
-            app.state
-                .put_mapping(conn, division, &key, id)
-                .await
-                .map_err(from_store)?;
+            app.state.put_mapping(conn, division, &key, id).await?;
             (id, false)
         }
     };

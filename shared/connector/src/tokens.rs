@@ -13,7 +13,7 @@ use store::{ConnectionRecord, ConnectionState, StoreError, TokenRecord};
 
 use crate::app::App;
 use crate::errors::{
-    app_credentials_refused, from_exact, from_store, needs_reconnect, not_connected,
+    app_credentials_refused, from_exact, needs_reconnect, not_connected,
     token_endpoint_unavailable, unknown_connection,
 };
 use crate::http::ApiError;
@@ -120,8 +120,7 @@ async fn connected(app: &App, conn: &ConnectionId) -> Result<ConnectionRecord, A
     let connection = app
         .state
         .get_connection(conn)
-        .await
-        .map_err(from_store)?
+        .await?
         .ok_or_else(unknown_connection)?;
     match connection.state {
         ConnectionState::Connected => Ok(connection),
@@ -132,10 +131,10 @@ async fn connected(app: &App, conn: &ConnectionId) -> Result<ConnectionRecord, A
 
 /// The current pair of a connection (its record's slot). `None` when it has none.
 pub async fn current(app: &App, conn: &ConnectionId) -> Result<Option<TokenRecord>, ApiError> {
-    let Some(c) = app.state.get_connection(conn).await.map_err(from_store)? else {
+    let Some(c) = app.state.get_connection(conn).await? else {
         return Ok(None);
     };
-    app.tokens.get(conn, c.token_slot).await.map_err(from_store)
+    Ok(app.tokens.get(conn, c.token_slot).await?)
 }
 
 /// Why a refresh was wanted.
@@ -176,12 +175,7 @@ pub async fn ensure_tokens(
             return Err(refresh_deferred());
         }
         let now = app.now();
-        if app
-            .state
-            .acquire(&lease, &owner, now, LEASE_TTL)
-            .await
-            .map_err(from_store)?
-        {
+        if app.state.acquire(&lease, &owner, now, LEASE_TTL).await? {
             let result = refresh_holding_lease(app, conn, want, stats, deadline_ms).await;
             if let Err(e) = app.state.release(&lease, &owner).await {
                 // The lease expires on its own; nothing is lost.
@@ -210,8 +204,7 @@ pub async fn ensure_tokens(
 async fn load(app: &App, connection: &ConnectionRecord) -> Result<TokenRecord, ApiError> {
     app.tokens
         .get(&connection.connection_id, connection.token_slot)
-        .await
-        .map_err(from_store)?
+        .await?
         .ok_or_else(not_connected)
 }
 
@@ -328,8 +321,7 @@ async fn refused(
                 .unwrap_or_else(|| "Exact refused the refresh token".into());
             app.state
                 .mark_needs_reconnect(conn, &reason, app.now())
-                .await
-                .map_err(from_store)?;
+                .await?;
             Err(needs_reconnect().with_exact_message(e.message.clone()))
         }
         ErrorKind::AppCredentialsRefused => {
@@ -390,20 +382,19 @@ async fn store_new_pair(
     if let Err(e) = put {
         tracing::error!(connection_id = %conn, error = %e,
             "the refreshed Exact token pair could not be stored; the connection may need a reconnect");
-        return Err(from_store(e));
+        return Err(e.into());
     }
     let at = fresh.last_refresh_at;
     let committed = with_retries(app, "commit", || {
         app.state
             .commit_tokens(conn, connection.token_seq, slot, at)
     })
-    .await
-    .map_err(from_store)?;
+    .await?;
     if committed {
         return Ok(fresh);
     }
     // Not committed: the connection changed meanwhile.
-    match app.state.get_connection(conn).await.map_err(from_store)? {
+    match app.state.get_connection(conn).await? {
         Some(c) if c.state == ConnectionState::Connected => {
             // A newer pair is current (a reconnect, or our own commit whose answer was lost): use it.
             match app.tokens.get(conn, c.token_slot).await {

@@ -52,16 +52,15 @@ pub(super) async fn set_flag(app: &App, conn: &ConnectionId) -> Result<(), ApiEr
             app.now(),
             PENDING_TTL,
         )
-        .await
-        .map(|_| ())
-        .map_err(from_store)
+        .await?;
+    Ok(())
 }
 
 pub(super) async fn take_flag(app: &App, conn: &ConnectionId) -> Result<bool, ApiError> {
-    app.state
+    Ok(app
+        .state
         .release(&pending_flag_name(conn), PENDING_OWNER)
-        .await
-        .map_err(from_store)
+        .await?)
 }
 
 pub(super) fn left_ms(app: &App, deadline: i64) -> i64 {
@@ -89,12 +88,7 @@ pub(super) async fn single_flight(
     loop {
         let ttl = Duration::from_millis(u64::try_from(left_ms(app, deadline).max(0)).unwrap_or(0))
             + Duration::from_secs(10);
-        if !app
-            .state
-            .acquire(&lease, &owner, app.now(), ttl)
-            .await
-            .map_err(from_store)?
-        {
+        if !app.state.acquire(&lease, &owner, app.now(), ttl).await? {
             if owed {
                 set_flag(app, conn).await?;
             }
@@ -224,16 +218,14 @@ impl<'a> Run<'a> {
         let open: Vec<InvoiceRecord> = app
             .state
             .open_invoices(conn)
-            .await
-            .map_err(from_store)?
+            .await?
             .into_iter()
             .filter(here)
             .collect();
         let unnotified: Vec<InvoiceRecord> = app
             .state
             .paid_unnotified(conn)
-            .await
-            .map_err(from_store)?
+            .await?
             .into_iter()
             .filter(here)
             .collect();
@@ -243,8 +235,7 @@ impl<'a> Run<'a> {
             settings_journal = app
                 .state
                 .get_settings(conn)
-                .await
-                .map_err(from_store)?
+                .await?
                 .map(|s| s.journal_code.trim().to_owned());
         }
         let journal_of = |r: &InvoiceRecord| {
@@ -413,8 +404,7 @@ impl<'a> Run<'a> {
                     .state
                     .mark_credited(self.conn, &s.invoice_id, at, now),
             }
-            .await
-            .map_err(from_store)?;
+            .await?;
             if changed {
                 let what = match how {
                     How::Paid => "invoice paid in Exact",
@@ -471,13 +461,7 @@ impl<'a> Run<'a> {
                 self.report.incomplete = true;
                 break;
             }
-            match self
-                .app
-                .state
-                .find_by_exact_invoice(self.conn, id)
-                .await
-                .map_err(from_store)?
-            {
+            match self.app.state.find_by_exact_invoice(self.conn, id).await? {
                 Some(rec) if rec.state.is_settled() && in_division(&rec, self.division) => {
                     reopen.push(rec.invoice_id)
                 }
@@ -492,8 +476,7 @@ impl<'a> Run<'a> {
                 .app
                 .state
                 .mark_open(self.conn, &invoice_id, self.app.now())
-                .await
-                .map_err(from_store)?
+                .await?
             {
                 tracing::info!(connection_id = %self.conn, %invoice_id, "payment undone in Exact; invoice open again");
                 self.report.reopened.push(invoice_id);
@@ -504,12 +487,7 @@ impl<'a> Run<'a> {
 
     /// Open invoices without a number (delivery `exact`) that were processed in Exact meanwhile: one query per 25.
     async fn learn_numbers(&mut self) -> Result<(), ApiError> {
-        let open = self
-            .app
-            .state
-            .open_invoices(self.conn)
-            .await
-            .map_err(from_store)?;
+        let open = self.app.state.open_invoices(self.conn).await?;
         let waiting: Vec<&InvoiceRecord> = open
             .iter()
             .filter(|r| {

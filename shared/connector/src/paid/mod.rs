@@ -57,7 +57,7 @@ use sha2::{Digest, Sha256};
 use store::{ConnectionRecord, ConnectionState, InvoiceRecord, InvoiceState};
 
 use crate::app::App;
-use crate::errors::{from_exact, from_store};
+use crate::errors::from_exact;
 use crate::http::ApiError;
 use crate::tokens::{self, Session};
 

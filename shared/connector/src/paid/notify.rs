@@ -51,7 +51,7 @@ pub(super) async fn notify_paid(
     conn: &ConnectionId,
     deadline: i64,
 ) -> Result<(Vec<String>, usize), ApiError> {
-    let pending = app.state.paid_unnotified(conn).await.map_err(from_store)?;
+    let pending = app.state.paid_unnotified(conn).await?;
     if pending.is_empty() {
         return Ok((Vec::new(), 0));
     }
@@ -88,8 +88,7 @@ pub(super) async fn notify_paid(
         if post_callback(app, url, &body, &signature, deadline, &rec.invoice_id).await {
             app.state
                 .mark_notified(conn, &rec.invoice_id, app.now())
-                .await
-                .map_err(from_store)?;
+                .await?;
             tracing::info!(connection_id = %conn, invoice_id = %rec.invoice_id, "PSA notified: invoice paid");
             done.push(rec.invoice_id.clone());
         } else {

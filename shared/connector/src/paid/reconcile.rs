@@ -62,19 +62,14 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport, ApiError> {
     let mut all: Vec<ConnectionRecord> = app
         .state
         .list_connections()
-        .await
-        .map_err(from_store)?
+        .await?
         .into_iter()
         .filter(|c| c.state == ConnectionState::Connected)
         .collect();
     all.sort_by(|a, b| a.connection_id.as_str().cmp(b.connection_id.as_str()));
     // Resume after the connection the last run finished, wrapping round: a run that cannot cover everyone
     // leaves the rest to the next one instead of starving the tail.
-    let cursor = app
-        .state
-        .get_job_cursor(RECONCILE_CURSOR)
-        .await
-        .map_err(from_store)?;
+    let cursor = app.state.get_job_cursor(RECONCILE_CURSOR).await?;
     if let Some(after) = cursor.as_deref() {
         let start = all
             .iter()
@@ -102,12 +97,11 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport, ApiError> {
         let open: Vec<InvoiceRecord> = app
             .state
             .open_invoices(conn)
-            .await
-            .map_err(from_store)?
+            .await?
             .into_iter()
             .filter(|r| in_division(r, c.division))
             .collect();
-        let unnotified = app.state.paid_unnotified(conn).await.map_err(from_store)?;
+        let unnotified = app.state.paid_unnotified(conn).await?;
         if open.is_empty() && unnotified.is_empty() {
             if !stalled {
                 last_done = Some(conn.as_str().to_owned());
@@ -221,12 +215,7 @@ pub(super) async fn notify_only(
     let ttl = Duration::from_millis(u64::try_from(left_ms(app, deadline).max(0)).unwrap_or(0))
         + Duration::from_secs(10);
     let mut report = RunReport::default();
-    if !app
-        .state
-        .acquire(&lease, &owner, app.now(), ttl)
-        .await
-        .map_err(from_store)?
-    {
+    if !app.state.acquire(&lease, &owner, app.now(), ttl).await? {
         // The holder notifies after its check.
         report.busy = true;
         return Ok(report);

@@ -89,11 +89,7 @@ pub async fn webhook(app: &App, body: &[u8]) -> Result<WebhookAnswer, ApiError> 
         tracing::info!(topic = %ev.topic, %division, "webhook topic not used; ignored");
         return Ok(outcome("ignored"));
     }
-    let conns = app
-        .state
-        .connections_for_division(division)
-        .await
-        .map_err(from_store)?;
+    let conns = app.state.connections_for_division(division).await?;
     if conns.is_empty() {
         // 200, or Exact retries for a day and a half a division nobody here connects any more.
         tracing::info!(%division, topic = %ev.topic, "webhook for a division without connections; ignored");
@@ -105,8 +101,7 @@ pub async fn webhook(app: &App, body: &[u8]) -> Result<WebhookAnswer, ApiError> 
     if !app
         .state
         .first_seen(&dedupe_key, app.now(), DEDUPE_WINDOW)
-        .await
-        .map_err(from_store)?
+        .await?
     {
         tracing::info!(%division, topic = %ev.topic, "duplicate webhook delivery; ignored");
         return Ok(outcome("duplicate"));
@@ -163,12 +158,7 @@ pub(super) async fn invoice_event(
     else {
         return Ok("ignored");
     };
-    let Some(rec) = app
-        .state
-        .find_by_exact_invoice(conn, id)
-        .await
-        .map_err(from_store)?
-    else {
+    let Some(rec) = app.state.find_by_exact_invoice(conn, id).await? else {
         return Ok("ignored");
     };
     if (rec.state != InvoiceState::Created && rec.exact_invoice_number.is_some())
@@ -205,10 +195,10 @@ pub(super) async fn learn_number(
     if rec.state != InvoiceState::Created && rec.exact_invoice_number == Some(number) {
         return Ok(false);
     }
-    app.state
+    Ok(app
+        .state
         .set_number(conn, &rec.invoice_id, number, app.now())
-        .await
-        .map_err(from_store)
+        .await?)
 }
 
 /// A session whose Exact calls (waits and retries included) end before `deadline`; a token refresh starts only
