@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use connector::App;
+use connector::deadline::Deadline;
 use e2e::Harness;
 
 use crate::push::invoice;
@@ -308,7 +309,7 @@ async fn no_refresh_starts_without_time_to_finish() {
     ready(&h, "bu_late").await;
     h.sandbox.clock().advance(CADENCE);
     let before = h.sandbox.token_calls();
-    let deadline = h.app.now_ms() + 10_000;
+    let deadline = Deadline::after(h.app.as_ref(), Duration::from_secs(10));
     let err = connector::tokens::session_until(&h.app, &cid("bu_late"), deadline)
         .await
         .err()

@@ -11,6 +11,8 @@ use secrecy::SecretString;
 use store::{APP_SECRET_TTL, AppSecret, AppSecretCache, AwsClients, StateStore, TokenStore};
 use url::Url;
 
+use crate::deadline::Deadline;
+
 /// How long one request may spend waiting for Exact (rate-limit windows, back-off). The functions time out at
 /// 29 s (API Gateway gives up at 30 s), so this leaves room to write the outcome down and answer.
 pub const DEFAULT_EXACT_BUDGET: Duration = Duration::from_secs(20);
@@ -200,7 +202,6 @@ impl App {
         token: SecretString,
         stats: &CallStats,
     ) -> ExactClient {
-        let budget_ms = i64::try_from(self.exact_budget.as_millis()).unwrap_or(20_000);
         ExactClient::new(
             self.http.clone(),
             self.exact_host(country),
@@ -211,6 +212,6 @@ impl App {
             self.clock.clone(),
         )
         .with_request_timeout(self.exact_timeout)
-        .with_deadline(self.now_ms() + budget_ms)
+        .with_deadline(Deadline::after(self, self.exact_budget).epoch_ms())
     }
 }

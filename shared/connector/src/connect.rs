@@ -15,6 +15,7 @@ use store::{
 use url::Url;
 
 use crate::app::App;
+use crate::deadline::Deadline;
 use crate::errors::unknown_connection;
 use crate::http::ApiError;
 use crate::lambda::JobFailure;
@@ -387,7 +388,7 @@ fn webhook_callback(public_base: &str) -> String {
 /// Takes the division's subscription lease, waiting a little for a concurrent holder. `None`: not obtained.
 async fn take_webhooks_lease(app: &App, division: Division) -> Result<Option<String>, ApiError> {
     let owner = uuid::Uuid::new_v4().to_string();
-    let until = app.now_ms() + i64::try_from(WEBHOOKS_LEASE_WAIT.as_millis()).unwrap_or(0);
+    let until = Deadline::after(app, WEBHOOKS_LEASE_WAIT);
     loop {
         if app
             .state
@@ -401,7 +402,7 @@ async fn take_webhooks_lease(app: &App, division: Division) -> Result<Option<Str
         {
             return Ok(Some(owner));
         }
-        if app.now_ms() >= until {
+        if until.expired(app) {
             return Ok(None);
         }
         app.clock.sleep(Duration::from_millis(200)).await;
@@ -776,14 +777,13 @@ pub struct KeepAliveReport {
 /// The daily keep-alive: refresh every connected connection whose last refresh is older than 7 days, within
 /// [`KEEP_ALIVE_BUDGET`].
 pub async fn keep_alive(app: &App) -> Result<KeepAliveReport, ApiError> {
-    let deadline = app.now_ms() + i64::try_from(KEEP_ALIVE_BUDGET.as_millis()).unwrap_or(25_000);
-    keep_alive_until(app, deadline).await
+    keep_alive_until(app, Deadline::after(app, KEEP_ALIVE_BUDGET)).await
 }
 
-/// The keep-alive with a deadline (epoch ms). Connections are walked in id order starting after the cursor the
+/// The keep-alive with a deadline. Connections are walked in id order starting after the cursor the
 /// previous run left, wrapping around; no refresh starts that cannot finish before the deadline. A run that stops
 /// early saves where it stopped, so consecutive runs reach every connection whatever fails or is slow.
-pub async fn keep_alive_until(app: &App, deadline: i64) -> Result<KeepAliveReport, ApiError> {
+pub async fn keep_alive_until(app: &App, deadline: Deadline) -> Result<KeepAliveReport, ApiError> {
     let now = app.now();
     let cutoff = now - td(KEEP_ALIVE_AFTER);
     let mut all = app.state.list_connections().await?;

@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod connect;
+pub mod deadline;
 pub mod errors;
 pub mod http;
 pub mod lambda;

@@ -51,9 +51,8 @@ use store::{
 };
 
 use crate::app::App;
-use crate::errors::{
-    from_exact, needs_reconnect, not_connected, seconds_until, unknown_connection,
-};
+use crate::deadline::Deadline;
+use crate::errors::{from_exact, needs_reconnect, not_connected, unknown_connection};
 use crate::http::ApiError;
 use crate::tokens::session;
 
@@ -153,9 +152,9 @@ pub async fn push(app: &App, conn: &ConnectionId, raw: &[u8]) -> Result<PushAnsw
         conn,
         invoice_id: &inv.id,
         owner: &owner,
-        expires_at_ms: match &record.phase {
-            InvoicePhase::InProgress { expires_at, .. } => expires_at.timestamp_millis(),
-            InvoicePhase::Done => app.now_ms(),
+        expires: match &record.phase {
+            InvoicePhase::InProgress { expires_at, .. } => Deadline::at(*expires_at),
+            InvoicePhase::Done => Deadline::after(app, Duration::ZERO),
         },
     };
 
@@ -378,14 +377,14 @@ async fn claim_or_wait(
                         break;
                     }
                     InvoicePhase::InProgress { expires_at, .. } => {
-                        let left = expires_at.timestamp_millis() - app.now_ms();
-                        if left <= 0 {
+                        let left = Deadline::at(expires_at).left(app);
+                        if left.is_zero() {
                             prior = Some(r);
                             break; // the holder died: take it over
                         }
                         // A push of another body that has attempted the create: a conflict, not worth waiting.
                         claim_hash(Some(&r), hashes)?;
-                        retry_after = Duration::from_millis(left.unsigned_abs());
+                        retry_after = left;
                     }
                 },
                 // The running push failed and released its claim. Not retried from here: a burst of identical
@@ -431,7 +430,8 @@ struct HeldClaim<'a> {
     conn: &'a ConnectionId,
     invoice_id: &'a str,
     owner: &'a str,
-    expires_at_ms: i64,
+    /// When the claim expires.
+    expires: Deadline,
 }
 
 impl HeldClaim<'_> {
@@ -443,7 +443,7 @@ impl HeldClaim<'_> {
             keep_claim,
         } = f;
         if keep_claim {
-            let secs = seconds_until(self.expires_at_ms, self.app.now_ms());
+            let secs = self.expires.retry_after(self.app);
             error.retry_after = Some(error.retry_after.unwrap_or(0).max(secs));
             return error;
         }

@@ -12,6 +12,7 @@ use mapping::ConnectionId;
 use store::{ConnectionRecord, ConnectionState, StoreError, TokenRecord};
 
 use crate::app::App;
+use crate::deadline::Deadline;
 use crate::errors::{
     app_credentials_refused, from_exact, needs_reconnect, not_connected,
     token_endpoint_unavailable, unknown_connection,
@@ -47,10 +48,6 @@ fn td(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
 }
 
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
 fn lease_name(conn: &ConnectionId) -> String {
     format!("refresh#{conn}")
 }
@@ -59,14 +56,14 @@ fn usable(t: &TokenRecord, now: DateTime<Utc>) -> bool {
     t.access_expires_at - now > td(REFRESH_MARGIN)
 }
 
-/// The deadline (epoch ms) of token work for a request starting now.
-pub fn request_deadline(app: &App) -> i64 {
-    app.now_ms() + ms(REQUEST_BUDGET)
+/// The deadline of token work for a request starting now.
+pub fn request_deadline(app: &App) -> Deadline {
+    Deadline::after(app, REQUEST_BUDGET)
 }
 
-/// Whether a refresh may still start before `deadline_ms`.
-pub fn time_to_refresh(app: &App, deadline_ms: i64) -> bool {
-    deadline_ms - app.now_ms() >= ms(MIN_TIME_TO_REFRESH)
+/// Whether a refresh may still start before `deadline`.
+pub fn time_to_refresh(app: &App, deadline: Deadline) -> bool {
+    deadline.left(app) >= MIN_TIME_TO_REFRESH
 }
 
 /// 503: too little of the request is left to refresh safely (a refresh that cannot finish would lose the pair).
@@ -92,22 +89,22 @@ pub async fn session(app: &App, conn: &ConnectionId) -> Result<Session, ApiError
     session_until(app, conn, request_deadline(app)).await
 }
 
-/// [`session`] with the caller's deadline (epoch ms): a refresh starts only when it can finish before it, and the
-/// client's Exact calls end by it.
+/// [`session`] with the caller's deadline: a refresh starts only when it can finish before it, and the client's
+/// Exact calls end by it.
 pub async fn session_until(
     app: &App,
     conn: &ConnectionId,
-    deadline_ms: i64,
+    deadline: Deadline,
 ) -> Result<Session, ApiError> {
     let connection = connected(app, conn).await?;
     let stats = CallStats::new();
-    let token = ensure_tokens(app, &connection, Want::Usable, &stats, deadline_ms)
+    let token = ensure_tokens(app, &connection, Want::Usable, &stats, deadline)
         .await?
         .access_token;
-    let budget = app.now_ms() + ms(app.exact_budget);
+    let budget = Deadline::after(app, app.exact_budget);
     let exact = app
         .exact_client(connection.country, connection.division, token, &stats)
-        .with_deadline(budget.min(deadline_ms));
+        .with_deadline(budget.min(deadline).epoch_ms());
     Ok(Session {
         connection,
         exact,
@@ -154,13 +151,13 @@ fn satisfied(t: &TokenRecord, want: Want, now: DateTime<Utc>) -> bool {
 }
 
 /// Gets tokens that satisfy `want`, refreshing under the connection's lease when needed. A refresh starts only
-/// with at least [`MIN_TIME_TO_REFRESH`] left before `deadline_ms` (otherwise 503 `token_refresh_deferred`).
+/// with at least [`MIN_TIME_TO_REFRESH`] left before `deadline` (otherwise 503 `token_refresh_deferred`).
 pub async fn ensure_tokens(
     app: &App,
     connection: &ConnectionRecord,
     want: Want,
     stats: &CallStats,
-    deadline_ms: i64,
+    deadline: Deadline,
 ) -> Result<TokenRecord, ApiError> {
     let conn = &connection.connection_id;
     let tokens = load(app, connection).await?;
@@ -169,14 +166,14 @@ pub async fn ensure_tokens(
     }
     let owner = uuid::Uuid::new_v4().to_string();
     let lease = lease_name(conn);
-    let give_up = (app.now_ms() + ms(WAIT_FOR_OTHER)).min(deadline_ms);
+    let give_up = Deadline::after(app, WAIT_FOR_OTHER).min(deadline);
     loop {
-        if !time_to_refresh(app, deadline_ms) {
+        if !time_to_refresh(app, deadline) {
             return Err(refresh_deferred());
         }
         let now = app.now();
         if app.state.acquire(&lease, &owner, now, LEASE_TTL).await? {
-            let result = refresh_holding_lease(app, conn, want, stats, deadline_ms).await;
+            let result = refresh_holding_lease(app, conn, want, stats, deadline).await;
             if let Err(e) = app.state.release(&lease, &owner).await {
                 // The lease expires on its own; nothing is lost.
                 tracing::warn!(error = %e, "releasing the refresh lease failed");
@@ -189,7 +186,7 @@ pub async fn ensure_tokens(
         if satisfied(&tokens, want, app.now()) {
             return Ok(tokens);
         }
-        if app.now_ms() > give_up {
+        if give_up.expired(app) {
             return Err(ApiError::new(
                 503,
                 "token_refresh_in_progress",
@@ -223,7 +220,7 @@ async fn refresh_holding_lease(
     conn: &ConnectionId,
     want: Want,
     stats: &CallStats,
-    deadline_ms: i64,
+    deadline: Deadline,
 ) -> Result<TokenRecord, ApiError> {
     // Re-read under the lease: another Lambda may have refreshed between our read and the lease.
     let (connection, current) = reload(app, conn).await?;
@@ -245,12 +242,11 @@ async fn refresh_holding_lease(
         )
         .with_retry_after(secs));
     }
-    let left = deadline_ms - app.now_ms();
-    if left < ms(MIN_TIME_TO_REFRESH) {
+    if !time_to_refresh(app, deadline) {
         return Err(refresh_deferred());
     }
     // The token call may use what is left minus the time to store its answer.
-    let cap = Duration::from_millis(u64::try_from(left - ms(STORE_RESERVE)).unwrap_or(0));
+    let cap = deadline.sooner_by(STORE_RESERVE).left(app);
     let base = app.public_base_url.clone().unwrap_or_default();
     let auth = app
         .auth(&base, stats)

@@ -1,6 +1,7 @@
 //! The receivable check of a connection's open invoices, single-flight per connection.
 
 use super::*;
+use crate::deadline::Deadline;
 
 /// The name of the lease a connection's check runs under (webhooks and reconciliation alike).
 pub fn check_lease_name(conn: &ConnectionId) -> String {
@@ -63,10 +64,6 @@ pub(super) async fn take_flag(app: &App, conn: &ConnectionId) -> Result<bool, Ap
         .await?)
 }
 
-pub(super) fn left_ms(app: &App, deadline: i64) -> i64 {
-    deadline - app.now_ms()
-}
-
 /// Runs the check (and the notifications) for `conn` under its lease, re-running while events arrived during
 /// the run, until `deadline`. `max_calls` caps the Exact calls (the reconciliation's budget).
 pub(super) async fn single_flight(
@@ -74,7 +71,7 @@ pub(super) async fn single_flight(
     conn: &ConnectionId,
     division: Division,
     mode: Mode,
-    (deadline, token_deadline): (i64, i64),
+    (deadline, token_deadline): (Deadline, Deadline),
     max_calls: Option<u64>,
 ) -> Result<RunReport, ApiError> {
     // Raise the flag before trying the lease: a holder looks at the flag after releasing the lease, so either it
@@ -86,8 +83,7 @@ pub(super) async fn single_flight(
     run.token_deadline = token_deadline;
     let mut owed = false;
     loop {
-        let ttl = Duration::from_millis(u64::try_from(left_ms(app, deadline).max(0)).unwrap_or(0))
-            + Duration::from_secs(10);
+        let ttl = deadline.left(app) + Duration::from_secs(10);
         if !app.state.acquire(&lease, &owner, app.now(), ttl).await? {
             if owed {
                 set_flag(app, conn).await?;
@@ -105,7 +101,7 @@ pub(super) async fn single_flight(
         }
         result?;
         notified?;
-        if left_ms(app, deadline) < MIN_LEFT_MS {
+        if deadline.left(app) < MIN_LEFT {
             break;
         }
         owed = take_flag(app, conn).await?;
@@ -124,9 +120,9 @@ pub(super) struct Run<'a> {
     /// The connection's current administration: only its invoices are checked.
     division: Division,
     mode: Mode,
-    deadline: i64,
+    deadline: Deadline,
     /// The invocation's end: a token refresh must finish before it.
-    token_deadline: i64,
+    token_deadline: Deadline,
     max_calls: Option<u64>,
     session: Option<(Session, u64)>,
     report: RunReport,
@@ -138,7 +134,7 @@ impl<'a> Run<'a> {
         conn: &'a ConnectionId,
         division: Division,
         mode: Mode,
-        deadline: i64,
+        deadline: Deadline,
         max_calls: Option<u64>,
     ) -> Self {
         Run {
@@ -162,7 +158,7 @@ impl<'a> Run<'a> {
 
     /// Whether another Exact call fits the deadline and the budget.
     fn may_call(&mut self) -> bool {
-        let ok = left_ms(self.app, self.deadline) >= MIN_LEFT_MS
+        let ok = self.deadline.left(self.app) >= MIN_LEFT
             && self.max_calls.is_none_or(|m| self.calls() < m);
         if !ok {
             self.report.incomplete = true;
@@ -195,7 +191,7 @@ impl<'a> Run<'a> {
             if !*owed {
                 return Ok(());
             }
-            if left_ms(self.app, self.deadline) < MIN_LEFT_MS {
+            if self.deadline.left(self.app) < MIN_LEFT {
                 // Leave the flag up for whoever comes next.
                 set_flag(self.app, self.conn).await?;
                 *owed = false;
@@ -457,7 +453,7 @@ impl<'a> Run<'a> {
         // Exact's TransactionEntryID is the invoice's ID (the sandbox; `docs/exact-online.md` §6.6 calls it likely): the store finds our
         // record by it. An ID that is not ours is remembered, so a warm function does not look it up again.
         for id in unknown.into_iter().take(MAX_LOOKUPS) {
-            if left_ms(self.app, self.deadline) < MIN_LEFT_MS {
+            if self.deadline.left(self.app) < MIN_LEFT {
                 self.report.incomplete = true;
                 break;
             }

@@ -63,7 +63,6 @@ use crate::tokens::{self, Session};
 
 use check::*;
 use notify::*;
-use reconcile::*;
 use signature::*;
 use webhook::*;
 
@@ -133,7 +132,7 @@ pub(super) const PENDING_OWNER: &str = "pending";
 /// How long a raised "check pending" flag lives when nobody picks it up.
 pub(super) const PENDING_TTL: Duration = Duration::from_secs(15 * 60);
 /// Stop starting new work when less than this is left of a deadline.
-pub(super) const MIN_LEFT_MS: i64 = 500;
+pub(super) const MIN_LEFT: Duration = Duration::from_millis(500);
 
 /// The answer to a webhook delivery: `{"ok":true,"outcome":…}` (`ignored`, `duplicate`, `checked`, `queued`,
 /// `numbered`, `deferred`); Exact's empty validation call gets `{"ok":true}`.

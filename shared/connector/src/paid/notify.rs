@@ -1,6 +1,7 @@
 //! The signed PSA notification (`invoice.paid`, `invoice.credited`).
 
 use super::*;
+use crate::deadline::Deadline;
 
 /// The body of the paid callback, in the design's field order.
 #[derive(Debug, Serialize)]
@@ -49,7 +50,7 @@ pub fn callback_signature(secret: &SecretString, body: &[u8]) -> String {
 pub(super) async fn notify_paid(
     app: &App,
     conn: &ConnectionId,
-    deadline: i64,
+    deadline: Deadline,
 ) -> Result<(Vec<String>, usize), ApiError> {
     let pending = app.state.paid_unnotified(conn).await?;
     if pending.is_empty() {
@@ -76,7 +77,7 @@ pub(super) async fn notify_paid(
     }
     let (mut done, mut failed) = (Vec::new(), 0);
     for (i, rec) in pending.iter().enumerate() {
-        if left_ms(app, deadline) < MIN_LEFT_MS {
+        if deadline.left(app) < MIN_LEFT {
             failed += pending.len() - i;
             break;
         }
@@ -104,7 +105,7 @@ pub(super) async fn post_callback(
     url: &url::Url,
     body: &[u8],
     signature: &str,
-    deadline: i64,
+    deadline: Deadline,
     invoice_id: &str,
 ) -> bool {
     let policy = RetryPolicy {
@@ -113,11 +114,11 @@ pub(super) async fn post_callback(
         jitter: 0.25,
     };
     for attempt in 0..NOTIFY_ATTEMPTS {
-        let left = left_ms(app, deadline);
-        if left < MIN_LEFT_MS / 2 {
+        let left = deadline.left(app);
+        if left < MIN_LEFT / 2 {
             return false;
         }
-        let timeout = NOTIFY_TIMEOUT.min(Duration::from_millis(u64::try_from(left).unwrap_or(0)));
+        let timeout = NOTIFY_TIMEOUT.min(left);
         let sent = app
             .http
             .post(url.clone())
@@ -160,7 +161,7 @@ pub(super) async fn post_callback(
             return false;
         }
         let delay = policy.delay(attempt);
-        if app.now_ms() + ms(delay) > deadline {
+        if !deadline.fits(app, delay) {
             return false;
         }
         app.clock.sleep(delay).await;

@@ -1,11 +1,8 @@
 //! The scheduled reconciliation: every connection with open invoices, resumed where the last run stopped.
 
 use super::*;
+use crate::deadline::Deadline;
 use crate::lambda::{JobFailure, log_json};
-
-pub(super) fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
 
 /// The calls one reconciliation run may make in `division`: its share of the daily budget, nothing when the
 /// division is down to its reserve (known from the last answers' headers in this process).
@@ -58,7 +55,9 @@ pub struct Skipped {
 /// receivable check and the notifications, within the run's time and each division's call budget.
 pub async fn reconcile(app: &App) -> Result<ReconcileReport, ApiError> {
     let started = app.now_ms();
-    let run_deadline = started + ms(RECONCILE_BUDGET);
+    let run_deadline = Deadline::after(app, RECONCILE_BUDGET);
+    // A token refresh is bounded by the invocation, not by a connection's share of the run.
+    let token_deadline = tokens::request_deadline(app);
     let mut all: Vec<ConnectionRecord> = app
         .state
         .list_connections()
@@ -90,7 +89,7 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport, ApiError> {
     for (i, c) in all.iter().enumerate() {
         let conn = &c.connection_id;
         // Never begin a connection the run cannot finish: stop here, the next run resumes with it.
-        if left_ms(app, run_deadline) < ms(RECONCILE_CONNECTION_BUDGET) {
+        if run_deadline.left(app) < RECONCILE_CONNECTION_BUDGET {
             deferred = all.len() - i;
             break;
         }
@@ -125,7 +124,7 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport, ApiError> {
             stalled = true;
             continue;
         }
-        let deadline = run_deadline.min(app.now_ms() + ms(RECONCILE_CONNECTION_BUDGET));
+        let deadline = run_deadline.min(Deadline::after(app, RECONCILE_CONNECTION_BUDGET));
         let result = if open.is_empty() || budget == 0 {
             // Nothing to ask Exact (or no budget for it): only the notifications.
             finished = open.is_empty();
@@ -136,7 +135,7 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport, ApiError> {
                 conn,
                 c.division,
                 Mode::Reconcile,
-                (deadline, started + ms(tokens::REQUEST_BUDGET)),
+                (deadline, token_deadline),
                 Some(budget),
             )
             .await
@@ -205,15 +204,14 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport, ApiError> {
 }
 
 /// Notifications only, under the check lease (so a running check cannot notify the same invoice at once).
-pub(super) async fn notify_only(
+async fn notify_only(
     app: &App,
     conn: &ConnectionId,
-    deadline: i64,
+    deadline: Deadline,
 ) -> Result<RunReport, ApiError> {
     let lease = check_lease_name(conn);
     let owner = uuid::Uuid::new_v4().to_string();
-    let ttl = Duration::from_millis(u64::try_from(left_ms(app, deadline).max(0)).unwrap_or(0))
-        + Duration::from_secs(10);
+    let ttl = deadline.left(app) + Duration::from_secs(10);
     let mut report = RunReport::default();
     if !app.state.acquire(&lease, &owner, app.now(), ttl).await? {
         // The holder notifies after its check.

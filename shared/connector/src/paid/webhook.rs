@@ -1,6 +1,7 @@
 //! The webhook intake: verify, dedupe on the raw `Content` bytes, and hand each linked connection its check.
 
 use super::*;
+use crate::deadline::Deadline;
 
 /// The fields of `Content` the connector uses.
 #[derive(Debug, Deserialize)]
@@ -65,11 +66,11 @@ pub async fn webhook(app: &App, body: &[u8]) -> Result<WebhookAnswer, ApiError> 
     let content =
         verify_delivery(body, &app.secret.exact_webhook_secret).ok_or_else(invalid_signature)?;
     let started = app.now_ms();
-    let deadline = started + ms(WEBHOOK_BUDGET);
+    let deadline = Deadline::after(app, WEBHOOK_BUDGET);
     // A token refresh is bounded by the invocation, not by the webhook's soft budget: a connection idle for ten
     // minutes has an expired token, and deferring every such refresh would leave all paid checks to the
     // reconciliation.
-    let token_deadline = started + ms(tokens::REQUEST_BUDGET);
+    let token_deadline = tokens::request_deadline(app);
     let ev: Content = match serde_json::from_slice(content) {
         Ok(c) => c,
         Err(_) => {
@@ -148,8 +149,8 @@ pub(super) async fn invoice_event(
     conn: &ConnectionId,
     division: Division,
     ev: &Content,
-    deadline: i64,
-    token_deadline: i64,
+    deadline: Deadline,
+    token_deadline: Deadline,
 ) -> Result<&'static str, ApiError> {
     if ev.action.eq_ignore_ascii_case("delete") {
         return Ok("ignored");
@@ -206,18 +207,17 @@ pub(super) async fn learn_number(
 pub(super) async fn exact_session(
     app: &App,
     conn: &ConnectionId,
-    deadline: i64,
-    token_deadline: i64,
+    deadline: Deadline,
+    token_deadline: Deadline,
 ) -> Result<Session, ApiError> {
     let mut s = tokens::session_until(app, conn, token_deadline).await?;
-    let left = (deadline - app.now_ms()).max(1);
     let timeout = app
         .exact_timeout
-        .min(Duration::from_millis(u64::try_from(left).unwrap_or(1)));
+        .min(deadline.left(app).max(Duration::from_millis(1)));
     s.exact = s
         .exact
         .clone()
-        .with_deadline(deadline)
+        .with_deadline(deadline.epoch_ms())
         .with_request_timeout(timeout);
     Ok(s)
 }
