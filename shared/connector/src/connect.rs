@@ -19,6 +19,7 @@ use crate::deadline::Deadline;
 use crate::errors::unknown_connection;
 use crate::http::ApiError;
 use crate::lambda::JobFailure;
+use crate::retry::{self, Backoff};
 use crate::tokens::{Want, ensure_tokens, request_deadline, time_to_refresh};
 
 /// How long an OAuth `state` is valid.
@@ -374,8 +375,10 @@ fn placeholder_division() -> Division {
 
 /// How long the division's subscription lease is held at most (a connect or disconnect takes a few calls).
 const WEBHOOKS_LEASE_TTL: Duration = Duration::from_secs(60);
-/// How long a connect or disconnect waits for another one on the same division.
+/// How long a connect or disconnect waits for another one on the same division, asking every
+/// [`WEBHOOKS_LEASE_POLL`].
 const WEBHOOKS_LEASE_WAIT: Duration = Duration::from_secs(8);
+const WEBHOOKS_LEASE_POLL: Duration = Duration::from_millis(200);
 
 fn webhooks_lease(division: Division) -> String {
     format!("webhooks#{division}")
@@ -387,26 +390,16 @@ fn webhook_callback(public_base: &str) -> String {
 
 /// Takes the division's subscription lease, waiting a little for a concurrent holder. `None`: not obtained.
 async fn take_webhooks_lease(app: &App, division: Division) -> Result<Option<String>, ApiError> {
-    let owner = uuid::Uuid::new_v4().to_string();
-    let until = Deadline::after(app, WEBHOOKS_LEASE_WAIT);
-    loop {
-        if app
+    let (lease, owner) = (&webhooks_lease(division), &uuid::Uuid::new_v4().to_string());
+    let wait = Backoff::fixed(WEBHOOKS_LEASE_POLL).until(Deadline::after(app, WEBHOOKS_LEASE_WAIT));
+    retry::poll(app.clock.as_ref(), wait, |_| async move {
+        let taken = app
             .state
-            .acquire(
-                &webhooks_lease(division),
-                &owner,
-                app.now(),
-                WEBHOOKS_LEASE_TTL,
-            )
-            .await?
-        {
-            return Ok(Some(owner));
-        }
-        if until.expired(app) {
-            return Ok(None);
-        }
-        app.clock.sleep(Duration::from_millis(200)).await;
-    }
+            .acquire(lease, owner, app.now(), WEBHOOKS_LEASE_TTL)
+            .await?;
+        Ok(taken.then(|| owner.clone()))
+    })
+    .await
 }
 
 async fn release_webhooks_lease(app: &App, division: Division, owner: &str) {

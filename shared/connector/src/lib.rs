@@ -8,6 +8,7 @@ pub mod http;
 pub mod lambda;
 pub mod paid;
 pub mod push;
+pub mod retry;
 pub mod routes;
 pub mod test_connection;
 pub mod tokens;

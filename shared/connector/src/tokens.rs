@@ -18,6 +18,7 @@ use crate::errors::{
     token_endpoint_unavailable, unknown_connection,
 };
 use crate::http::ApiError;
+use crate::retry::{self, Backoff};
 
 /// An access token is used while more than this remains of it.
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(30);
@@ -40,9 +41,8 @@ pub const LEASE_TTL: Duration = Duration::from_secs(45);
 /// How long a request waits for another Lambda's refresh before answering 503.
 const WAIT_FOR_OTHER: Duration = Duration::from_secs(12);
 const POLL: Duration = Duration::from_millis(150);
-/// Writes of a new pair are retried (throttling, outages) this many times in all, with doubling back-off.
-const STORE_ATTEMPTS: u32 = 4;
-const STORE_BACKOFF: Duration = Duration::from_millis(250);
+/// Writes of a new pair are retried on throttling and outages: 4 attempts in all, with doubling back-off.
+const STORE_RETRIES: Backoff = Backoff::doubling(Duration::from_millis(250)).attempts(4);
 
 fn td(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
@@ -164,37 +164,42 @@ pub async fn ensure_tokens(
     if satisfied(&tokens, want, app.now()) {
         return Ok(tokens);
     }
-    let owner = uuid::Uuid::new_v4().to_string();
-    let lease = lease_name(conn);
-    let give_up = Deadline::after(app, WAIT_FOR_OTHER).min(deadline);
-    loop {
+    let (lease, owner) = (&lease_name(conn), &uuid::Uuid::new_v4().to_string());
+    let wait = Backoff::fixed(POLL).until(Deadline::after(app, WAIT_FOR_OTHER).min(deadline));
+    let tokens = retry::poll(app.clock.as_ref(), wait, |attempt| async move {
+        if attempt > 0 {
+            // Someone else was refreshing: has the new pair been stored?
+            let (_, tokens) = reload(app, conn).await?;
+            if satisfied(&tokens, want, app.now()) {
+                return Ok(Some(tokens));
+            }
+        }
         if !time_to_refresh(app, deadline) {
             return Err(refresh_deferred());
         }
-        let now = app.now();
-        if app.state.acquire(&lease, &owner, now, LEASE_TTL).await? {
-            let result = refresh_holding_lease(app, conn, want, stats, deadline).await;
-            if let Err(e) = app.state.release(&lease, &owner).await {
-                // The lease expires on its own; nothing is lost.
-                tracing::warn!(error = %e, "releasing the refresh lease failed");
-            }
-            return result;
+        if !app
+            .state
+            .acquire(lease, owner, app.now(), LEASE_TTL)
+            .await?
+        {
+            return Ok(None);
         }
-        // Someone else refreshes: wait for the new pair.
-        app.clock.sleep(POLL).await;
-        let (_, tokens) = reload(app, conn).await?;
-        if satisfied(&tokens, want, app.now()) {
-            return Ok(tokens);
+        let result = refresh_holding_lease(app, conn, want, stats, deadline).await;
+        if let Err(e) = app.state.release(lease, owner).await {
+            // The lease expires on its own; nothing is lost.
+            tracing::warn!(error = %e, "releasing the refresh lease failed");
         }
-        if give_up.expired(app) {
-            return Err(ApiError::new(
-                503,
-                "token_refresh_in_progress",
-                "another request is refreshing this connection's Exact token; try again shortly",
-            )
-            .with_retry_after(2));
-        }
-    }
+        result.map(Some)
+    })
+    .await?;
+    tokens.ok_or_else(|| {
+        ApiError::new(
+            503,
+            "token_refresh_in_progress",
+            "another request is refreshing this connection's Exact token; try again shortly",
+        )
+        .with_retry_after(2)
+    })
 }
 
 /// The current slot's pair of `connection` as read.
@@ -344,27 +349,6 @@ async fn refused(
     }
 }
 
-/// Retries a store write on throttling and outages, with doubling back-off.
-async fn with_retries<T, F, Fut>(app: &App, what: &str, mut f: F) -> Result<T, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, StoreError>>,
-{
-    let mut wait = STORE_BACKOFF;
-    let mut attempt = 1;
-    loop {
-        match f().await {
-            Err(e) if e.is_retryable() && attempt < STORE_ATTEMPTS => {
-                tracing::warn!(error = %e, attempt, what, "storing the new token pair failed; retrying");
-                app.clock.sleep(wait).await;
-                wait *= 2;
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
 /// Writes `fresh` to the slot that is not current, then commits it (the connection item's `token_seq` must still
 /// be the one read). Answers the pair to use.
 async fn store_new_pair(
@@ -374,17 +358,30 @@ async fn store_new_pair(
 ) -> Result<TokenRecord, ApiError> {
     let conn = &connection.connection_id;
     let slot = connection.token_slot.other();
-    let put = with_retries(app, "secret", || app.tokens.put(conn, slot, &fresh)).await;
+    let put = retry::retry(
+        app.clock.as_ref(),
+        STORE_RETRIES,
+        "storing the new token pair (secret)",
+        StoreError::is_retryable,
+        || app.tokens.put(conn, slot, &fresh),
+    )
+    .await;
     if let Err(e) = put {
         tracing::error!(connection_id = %conn, error = %e,
             "the refreshed Exact token pair could not be stored; the connection may need a reconnect");
         return Err(e.into());
     }
     let at = fresh.last_refresh_at;
-    let committed = with_retries(app, "commit", || {
-        app.state
-            .commit_tokens(conn, connection.token_seq, slot, at)
-    })
+    let committed = retry::retry(
+        app.clock.as_ref(),
+        STORE_RETRIES,
+        "storing the new token pair (commit)",
+        StoreError::is_retryable,
+        || {
+            app.state
+                .commit_tokens(conn, connection.token_seq, slot, at)
+        },
+    )
     .await?;
     if committed {
         return Ok(fresh);
