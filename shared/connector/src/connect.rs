@@ -81,6 +81,7 @@ pub struct AuthorizeAnswer {
 }
 
 /// `POST /connections/{id}/exact/authorize`.
+#[tracing::instrument(skip_all, fields(connection_id = %conn))]
 pub async fn authorize(
     app: &App,
     conn: &ConnectionId,
@@ -181,7 +182,9 @@ fn back(return_url: &Url, exact: &str, reason: Option<&str>) -> CallbackOutcome 
     CallbackOutcome::Redirect(with_query(return_url.clone(), &pairs))
 }
 
-/// `GET /exact/oauth/callback?code&state` (or `?error=access_denied&state`).
+/// `GET /exact/oauth/callback?code&state` (or `?error=access_denied&state`). The connection is known once the state
+/// is: its id goes on the span then.
+#[tracing::instrument(skip_all, fields(connection_id = tracing::field::Empty))]
 pub async fn callback(
     app: &App,
     code: Option<&str>,
@@ -211,13 +214,17 @@ pub async fn callback(
             );
         }
     };
+    tracing::Span::current().record(
+        "connection_id",
+        tracing::field::display(&bound.connection_id),
+    );
     let Ok(return_url) = Url::parse(&bound.return_url) else {
         return CallbackOutcome::BadState(
             "The stored return address is invalid. Start connecting again.",
         );
     };
     if let Some(err) = error {
-        tracing::info!(connection_id = %bound.connection_id, exact_error = err, "Exact consent not given");
+        tracing::info!(exact_error = err, "Exact consent not given");
         return if err == "access_denied" {
             back(&return_url, "denied", None)
         } else {
@@ -251,7 +258,7 @@ async fn complete_connect(
     let stats = CallStats::new();
     let auth = app.auth(public_base, &stats);
     let set = auth.exchange_code(bound.country, code).await.map_err(|e| {
-        tracing::warn!(connection_id = %conn, error = %e, "code exchange failed");
+        tracing::warn!(error = %e, "code exchange failed");
         "code_exchange_failed"
     })?;
     let now = app.now();
@@ -264,7 +271,7 @@ async fn complete_connect(
         &stats,
     );
     let me = probe.me().await.map_err(|e| {
-        tracing::warn!(connection_id = %conn, error = %e, "reading current/Me failed");
+        tracing::warn!(error = %e, "reading current/Me failed");
         "exact_unavailable"
     })?;
     let division = me.current_division;
@@ -273,7 +280,7 @@ async fn complete_connect(
         Ok(Some(d)) => d.description.unwrap_or_default(),
         Ok(None) => String::new(),
         Err(e) => {
-            tracing::warn!(connection_id = %conn, error = %e, "reading the division name failed");
+            tracing::warn!(error = %e, "reading the division name failed");
             String::new()
         }
     };
@@ -350,7 +357,6 @@ async fn complete_connect(
         "storage_unavailable"
     })?;
     tracing::info!(
-        connection_id = %conn,
         division = division.get(),
         exact_calls = stats.total(),
         "connected"
@@ -719,6 +725,7 @@ impl StatusAnswer {
 }
 
 /// `GET /connections/{id}/exact`: what the settings screen shows. Never a token.
+#[tracing::instrument(skip_all, fields(connection_id = %conn))]
 pub async fn status(app: &App, conn: &ConnectionId) -> Result<StatusAnswer, ApiError> {
     let Some(c) = app.state.get_connection(conn).await? else {
         return Ok(StatusAnswer::never_connected(conn));
@@ -729,6 +736,7 @@ pub async fn status(app: &App, conn: &ConnectionId) -> Result<StatusAnswer, ApiE
 
 /// `DELETE /connections/{id}/exact`: subscriptions removed (best effort), tokens deleted, marked disconnected.
 /// Idempotent: every step is safe to repeat, so a retry after a partial failure finishes the job.
+#[tracing::instrument(skip_all, fields(connection_id = %conn))]
 pub async fn disconnect(app: &App, conn: &ConnectionId) -> Result<StatusAnswer, ApiError> {
     let Some(mut c) = app.state.get_connection(conn).await? else {
         return Err(unknown_connection());
@@ -742,7 +750,7 @@ pub async fn disconnect(app: &App, conn: &ConnectionId) -> Result<StatusAnswer, 
     c.needs_reconnect_reason = None;
     c.updated_at = now;
     app.state.put_connection(&c).await?;
-    tracing::info!(connection_id = %conn, "disconnected");
+    tracing::info!("disconnected");
     Ok(StatusAnswer::of(&c, None))
 }
 
@@ -776,6 +784,7 @@ pub async fn keep_alive(app: &App) -> Result<KeepAliveReport, ApiError> {
 /// The keep-alive with a deadline. Connections are walked in id order starting after the cursor the
 /// previous run left, wrapping around; no refresh starts that cannot finish before the deadline. A run that stops
 /// early saves where it stopped, so consecutive runs reach every connection whatever fails or is slow.
+#[tracing::instrument(skip_all)]
 pub async fn keep_alive_until(app: &App, deadline: Deadline) -> Result<KeepAliveReport, ApiError> {
     let now = app.now();
     let cutoff = now - td(KEEP_ALIVE_AFTER);

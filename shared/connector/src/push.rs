@@ -128,8 +128,10 @@ impl InvoiceStateAnswer {
 }
 
 /// `POST /connections/{connection_id}/invoices`.
+#[tracing::instrument(skip_all, fields(connection_id = %conn, invoice_id = tracing::field::Empty))]
 pub async fn push(app: &App, conn: &ConnectionId, raw: &[u8]) -> Result<PushAnswer, ApiError> {
     let inv = Invoice::parse_json(raw).map_err(invalid)?;
+    tracing::Span::current().record("invoice_id", inv.id.as_str());
     let division = connected_division(app, conn).await?;
     let settings = app
         .state
@@ -178,8 +180,6 @@ pub async fn push(app: &App, conn: &ConnectionId, raw: &[u8]) -> Result<PushAnsw
     };
     let result = job.run(&record, unsure).await;
     tracing::info!(
-        connection_id = %conn,
-        invoice_id = %inv.id,
         exact_calls = session.stats.total(),
         ok = result.is_ok(),
         "push finished"
@@ -191,6 +191,7 @@ pub async fn push(app: &App, conn: &ConnectionId, raw: &[u8]) -> Result<PushAnsw
 }
 
 /// `GET /connections/{connection_id}/invoices/{invoice_id}`: the stored state.
+#[tracing::instrument(skip_all, fields(connection_id = %conn))]
 pub async fn invoice_state(
     app: &App,
     conn: &ConnectionId,
@@ -715,7 +716,6 @@ impl Push<'_> {
             .await?;
         if rows.len() > 1 {
             tracing::warn!(
-                invoice_id = %self.inv.id,
                 count = rows.len(),
                 "several Exact invoices carry this invoice's reference; continuing with one"
             );

@@ -138,6 +138,7 @@ impl Check {
 }
 
 /// `POST /connections/{id}/exact/test` with the raw request body.
+#[tracing::instrument(skip_all, fields(connection_id = %conn))]
 pub async fn run(app: &App, conn: &ConnectionId, body: &[u8]) -> Result<TestResult, ApiError> {
     let settings = Settings::parse_json(body)
         .map_err(|e| ApiError::bad_field(e.field.clone(), e.code, e.message))?;
@@ -145,7 +146,6 @@ pub async fn run(app: &App, conn: &ConnectionId, body: &[u8]) -> Result<TestResu
     let outcome = test(app, &session, &settings).await;
     let exact_calls = session.stats.total();
     tracing::info!(
-        connection_id = %conn,
         division = session.connection.division.get(),
         passed = outcome.as_ref().map(|o| o.ok).ok(),
         exact_calls,

@@ -152,6 +152,7 @@ fn satisfied(t: &TokenRecord, want: Want, now: DateTime<Utc>) -> bool {
 
 /// Gets tokens that satisfy `want`, refreshing under the connection's lease when needed. A refresh starts only
 /// with at least [`MIN_TIME_TO_REFRESH`] left before `deadline` (otherwise 503 `token_refresh_deferred`).
+#[tracing::instrument(skip_all, fields(connection_id = %connection.connection_id))]
 pub async fn ensure_tokens(
     app: &App,
     connection: &ConnectionRecord,
@@ -272,7 +273,7 @@ async fn refresh_holding_lease(
             };
             // Stored before use: the old refresh token is dead now.
             let stored = store_new_pair(app, &connection, fresh).await?;
-            tracing::info!(connection_id = %conn, "Exact token refreshed");
+            tracing::info!("Exact token refreshed");
             Ok(stored)
         }
         Err(failure) => {
@@ -311,11 +312,11 @@ async fn refused(
                 && c.token_seq != seq_after
                 && usable(&t, app.now())
             {
-                tracing::warn!(connection_id = %conn, error = %e,
+                tracing::warn!(error = %e,
                     "Exact refused our refresh token, but a newer pair was stored meanwhile; using it");
                 return Ok(t);
             }
-            tracing::warn!(connection_id = %conn, error = %e, "Exact refused the refresh token: needs reconnect");
+            tracing::warn!(error = %e, "Exact refused the refresh token: needs reconnect");
             let reason = e
                 .message
                 .clone()
@@ -326,12 +327,12 @@ async fn refused(
             Err(needs_reconnect().with_exact_message(e.message.clone()))
         }
         ErrorKind::AppCredentialsRefused => {
-            tracing::error!(connection_id = %conn, error = %e,
+            tracing::error!(error = %e,
                 "Exact refused the app's client credentials on a token refresh: fix the app secret (exact_client_id, exact_client_secret); connection left connected");
             Err(app_credentials_refused().with_exact_message(e.message.clone()))
         }
         ErrorKind::RateLimited | ErrorKind::Unavailable | ErrorKind::OutcomeUnknown => {
-            tracing::error!(connection_id = %conn, error = %e,
+            tracing::error!(error = %e,
                 "Exact's token endpoint is rate limiting or failing; connection left connected");
             let secs = if e.kind == ErrorKind::RateLimited {
                 e.retry_at_ms
@@ -343,7 +344,7 @@ async fn refused(
             Err(token_endpoint_unavailable(secs).with_exact_message(e.message.clone()))
         }
         _ => {
-            tracing::warn!(connection_id = %conn, error = %e, "Exact token refresh failed");
+            tracing::warn!(error = %e, "Exact token refresh failed");
             Err(from_exact(&e, app.now_ms()))
         }
     }
@@ -367,7 +368,7 @@ async fn store_new_pair(
     )
     .await;
     if let Err(e) = put {
-        tracing::error!(connection_id = %conn, error = %e,
+        tracing::error!(error = %e,
             "the refreshed Exact token pair could not be stored; the connection may need a reconnect");
         return Err(e.into());
     }

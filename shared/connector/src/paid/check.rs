@@ -66,6 +66,7 @@ pub(super) async fn take_flag(app: &App, conn: &ConnectionId) -> Result<bool, Ap
 
 /// Runs the check (and the notifications) for `conn` under its lease, re-running while events arrived during
 /// the run, until `deadline`. `max_calls` caps the Exact calls (the reconciliation's budget).
+#[tracing::instrument(skip_all, fields(connection_id = %conn))]
 pub(super) async fn single_flight(
     app: &App,
     conn: &ConnectionId,
@@ -406,7 +407,7 @@ impl<'a> Run<'a> {
                     How::Paid => "invoice paid in Exact",
                     How::Credited => "invoice settled by our credit note in Exact",
                 };
-                tracing::info!(connection_id = %self.conn, invoice_id = %s.invoice_id, "{what}");
+                tracing::info!(invoice_id = %s.invoice_id, "{what}");
                 self.report.paid.push(s.invoice_id.clone());
             }
         }
@@ -474,7 +475,7 @@ impl<'a> Run<'a> {
                 .mark_open(self.conn, &invoice_id, self.app.now())
                 .await?
             {
-                tracing::info!(connection_id = %self.conn, %invoice_id, "payment undone in Exact; invoice open again");
+                tracing::info!(%invoice_id, "payment undone in Exact; invoice open again");
                 self.report.reopened.push(invoice_id);
             }
         }

@@ -47,6 +47,7 @@ pub fn callback_signature(secret: &SecretString, body: &[u8]) -> String {
 
 /// Tells the PSA about every paid, unnotified invoice of `conn`; marks each notified after a 2xx. Answers the
 /// invoices notified and the number that failed (they stay unnotified and are retried by the next run).
+#[tracing::instrument(skip_all, fields(connection_id = %conn))]
 pub(super) async fn notify_paid(
     app: &App,
     conn: &ConnectionId,
@@ -90,7 +91,7 @@ pub(super) async fn notify_paid(
             app.state
                 .mark_notified(conn, &rec.invoice_id, app.now())
                 .await?;
-            tracing::info!(connection_id = %conn, invoice_id = %rec.invoice_id, "PSA notified: invoice paid");
+            tracing::info!(invoice_id = %rec.invoice_id, "PSA notified: invoice paid");
             done.push(rec.invoice_id.clone());
         } else {
             failed += 1;

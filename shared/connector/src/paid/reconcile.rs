@@ -53,6 +53,7 @@ pub struct Skipped {
 
 /// The scheduled reconciliation: every connected connection with open (or paid, unnotified) invoices gets the
 /// receivable check and the notifications, within the run's time and each division's call budget.
+#[tracing::instrument(skip_all)]
 pub async fn reconcile(app: &App) -> Result<ReconcileReport, ApiError> {
     let started = app.now_ms();
     let run_deadline = Deadline::after(app, RECONCILE_BUDGET);

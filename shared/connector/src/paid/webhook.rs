@@ -52,6 +52,7 @@ pub(super) fn outcome(outcome: &'static str) -> WebhookAnswer {
 /// not verify, nothing done. Once verified the answer is 200 whatever happens next (Exact would only retry, and
 /// a failed check is redone by the next event or the reconciliation), except when the store cannot even say which
 /// connections the division has (503: nothing was recorded, so Exact's retry is useful).
+#[tracing::instrument(skip_all, fields(division = tracing::field::Empty, topic = tracing::field::Empty))]
 pub async fn webhook(app: &App, body: &[u8]) -> Result<WebhookAnswer, ApiError> {
     if body.len() > MAX_WEBHOOK_BODY {
         return Err(ApiError::new(
@@ -78,6 +79,8 @@ pub async fn webhook(app: &App, body: &[u8]) -> Result<WebhookAnswer, ApiError> 
             return Ok(outcome("ignored"));
         }
     };
+    let span = tracing::Span::current();
+    span.record("topic", ev.topic.as_str());
     let kind = topic_kind(&ev.topic);
     let Ok(division) = Division::try_from(ev.division) else {
         tracing::warn!(
@@ -86,14 +89,15 @@ pub async fn webhook(app: &App, body: &[u8]) -> Result<WebhookAnswer, ApiError> 
         );
         return Ok(outcome("ignored"));
     };
+    span.record("division", division.get());
     if kind == Topic::Other {
-        tracing::info!(topic = %ev.topic, %division, "webhook topic not used; ignored");
+        tracing::info!("webhook topic not used; ignored");
         return Ok(outcome("ignored"));
     }
     let conns = app.state.connections_for_division(division).await?;
     if conns.is_empty() {
         // 200, or Exact retries for a day and a half a division nobody here connects any more.
-        tracing::info!(%division, topic = %ev.topic, "webhook for a division without connections; ignored");
+        tracing::info!("webhook for a division without connections; ignored");
         return Ok(outcome("ignored"));
     }
     // Exact sends `Update` with the same Key for a create and for every later change, and no event id: only the
@@ -104,7 +108,7 @@ pub async fn webhook(app: &App, body: &[u8]) -> Result<WebhookAnswer, ApiError> 
         .first_seen(&dedupe_key, app.now(), DEDUPE_WINDOW)
         .await?
     {
-        tracing::info!(%division, topic = %ev.topic, "duplicate webhook delivery; ignored");
+        tracing::info!("duplicate webhook delivery; ignored");
         return Ok(outcome("duplicate"));
     }
     let mut results = Vec::with_capacity(conns.len());
@@ -127,13 +131,13 @@ pub async fn webhook(app: &App, body: &[u8]) -> Result<WebhookAnswer, ApiError> 
         match r {
             Ok(label) => results.push(label),
             Err(e) => {
-                tracing::warn!(connection_id = %conn, %division, topic = %ev.topic, error = %e,
+                tracing::warn!(connection_id = %conn, error = %e,
                     "webhook work failed; the next event or the reconciliation redoes it");
                 results.push("deferred");
             }
         }
     }
-    tracing::info!(%division, topic = %ev.topic, outcomes = ?results, elapsed_ms = app.now_ms() - started, "webhook handled");
+    tracing::info!(outcomes = ?results, elapsed_ms = app.now_ms() - started, "webhook handled");
     let label = if results.contains(&"checked") {
         "checked"
     } else {
@@ -144,6 +148,7 @@ pub async fn webhook(app: &App, body: &[u8]) -> Result<WebhookAnswer, ApiError> 
 
 /// A `SalesInvoices` event: an invoice of ours that has no number yet (delivery `exact`) was processed in Exact.
 /// One call, only for such invoices.
+#[tracing::instrument(skip_all, fields(connection_id = %conn))]
 pub(super) async fn invoice_event(
     app: &App,
     conn: &ConnectionId,
@@ -177,7 +182,7 @@ pub(super) async fn invoice_event(
         return Ok("ignored");
     };
     if learn_number(app, conn, &rec, &inv).await? {
-        tracing::info!(connection_id = %conn, invoice_id = %rec.invoice_id, "invoice processed in Exact; number recorded");
+        tracing::info!(invoice_id = %rec.invoice_id, "invoice processed in Exact; number recorded");
         return Ok("numbered");
     }
     Ok("ignored")
