@@ -13,10 +13,8 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use connector::{App, AppParts};
 use exact_sandbox::{Sandbox, SandboxConfig};
-use hmac::{Hmac, Mac};
 use psa_exact_local::{SandboxTime, serve};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use store::{AwsClients, MemoryStore, MemoryTokenStore, StateStore, TokenStore};
 
 const PSA_KEY: &str = "local-psa-key-not-secret-0123456789";
@@ -26,15 +24,11 @@ type Received = Arc<Mutex<Vec<(Value, bool)>>>;
 
 /// The PSA side of the paid notification: records each call and whether its signature was right.
 async fn psa_callback(State(rx): State<Received>, headers: HeaderMap, body: Bytes) -> &'static str {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(PSA_CALLBACK_SECRET.as_bytes()).expect("any key length");
-    mac.update(&body);
-    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
     let given = headers
         .get("x-signature-256")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let ok = given == expected;
+    let ok = mapping::signature::verify_callback(PSA_CALLBACK_SECRET, &body, given);
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     println!(
         "  [psa] received {} for invoice {} (signature {})",

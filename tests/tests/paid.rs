@@ -17,11 +17,9 @@ use connector::routes::WebhookPaid;
 use e2e::{Backend, Harness, Options, PSA_CALLBACK_SECRET};
 use exact::{CallStats, ExactClient, RateLimitState};
 use exact_sandbox::{Fault, FaultKind};
-use hmac::{Hmac, Mac};
 use mapping::{ConnectionId, Country, Division, ExactGuid};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use sha2::Sha256;
 use store::{
     Claim, Delivery, InvoiceDone, InvoiceProgress, InvoiceRecord, InvoiceState, OpenState,
     SavedResponse, SettingsRecord,
@@ -73,11 +71,9 @@ impl Psa {
     }
 }
 
-/// Checks the signature independently of the connector: lower-case hex HMAC-SHA256 of the exact body bytes.
+/// Checks the signature of the exact body bytes with the shared helper (pinned to RFC 4231 in its own tests).
 fn assert_signed(headers: &HeaderMap, body: &[u8]) {
-    let mut mac = Hmac::<Sha256>::new_from_slice(PSA_CALLBACK_SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let want = mapping::signature::sign_callback(PSA_CALLBACK_SECRET, body);
     let got = headers
         .get("x-signature-256")
         .expect("X-Signature-256")

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use mapping::signature::{hash_code, verify_callback};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -124,7 +125,7 @@ fn forgeries(victim: &str, other: &str, secret: &str) -> Vec<(String, String)> {
     let Some((other_content, other_hash)) = split(other) else {
         return Vec::new();
     };
-    let sign = |c: &str| exact_sandbox::webhooks::hash_code(secret, c);
+    let sign = |c: &str| hash_code(secret, c);
     let mut rng = Rng::new(0x0EB_400C);
     let random_hex: String = (0..64)
         .map(|_| char::from(b"0123456789ABCDEF"[rng.below(16)]))
@@ -173,10 +174,7 @@ fn forgeries(victim: &str, other: &str, secret: &str) -> Vec<(String, String)> {
         ),
         (
             "signed with another secret".into(),
-            body(
-                &content,
-                &exact_sandbox::webhooks::hash_code("not-the-secret", &content),
-            ),
+            body(&content, &hash_code("not-the-secret", &content)),
         ),
         (
             "re-serialised body (pretty-printed Content), same HashCode".into(),
@@ -367,11 +365,7 @@ pub async fn run(table: &mut Table, secrets: &mut Secrets) {
         let all = w.psa.all();
         let signed = all
             .iter()
-            .filter(|(b, sig)| {
-                let want = exact_sandbox::webhooks::hash_code(secret, b);
-                sig.strip_prefix("sha256=")
-                    .is_some_and(|h| h.eq_ignore_ascii_case(&want))
-            })
+            .filter(|(b, sig)| verify_callback(secret, b, sig))
             .count();
         table.exact(
             "PSA notifications without a valid X-Signature-256",
@@ -417,10 +411,7 @@ mod tests {
         );
         let (content, hash) = split(&d).unwrap();
         assert_eq!(content, r#"{"Topic":"BankEntries","Division":1}"#);
-        assert_eq!(
-            hash,
-            exact_sandbox::webhooks::hash_code("s3cret-key", &content)
-        );
+        assert_eq!(hash, hash_code("s3cret-key", &content));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use percent_encoding::percent_decode_str;
 
 use crate::error::envelope;
 use crate::faults::FaultKind;
@@ -54,25 +55,6 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
     Router::new().fallback(handle).with_state(inner)
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = |b: u8| char::from(b).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.extend(u8::try_from(h * 16 + l));
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The division number in an `/api/v1/{division}/...` path.
 pub(crate) fn path_division(path: &str) -> Option<u32> {
     path.strip_prefix("/api/v1/")?
@@ -108,7 +90,9 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         .unwrap_or_default();
     let req = Req {
         method: parts.method,
-        path: percent_decode(parts.uri.path()),
+        path: percent_decode_str(parts.uri.path())
+            .decode_utf8_lossy()
+            .into_owned(),
         query: parts.uri.query().map(str::to_string),
         headers: parts.headers,
         body,

@@ -1,9 +1,9 @@
 //! Webhook payloads (Exact's exact byte layout and HashCode) and their delivery.
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
 use crate::world::World;
+
+/// Upper-case hex HMAC-SHA256 of the raw Content bytes, keyed with the webhook secret (UTF-8).
+pub use mapping::signature::hash_code;
 
 /// One webhook call Exact would make.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,16 +52,6 @@ impl WebhookContent {
             js(&self.event_created_on),
         )
     }
-}
-
-/// Upper-case hex HMAC-SHA256 of the raw Content bytes, keyed with the webhook secret (UTF-8).
-pub fn hash_code(webhook_secret: &str, content_json: &str) -> String {
-    // HMAC takes keys of any length, so this cannot fail.
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(webhook_secret.as_bytes()) else {
-        return String::new();
-    };
-    mac.update(content_json.as_bytes());
-    hex::encode_upper(mac.finalize().into_bytes())
 }
 
 /// The full delivery body for a Content JSON: `{"Content":<content>,"HashCode":"<hash>"}`.

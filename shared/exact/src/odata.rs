@@ -5,6 +5,7 @@ use std::fmt;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use mapping::ExactGuid;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -93,26 +94,20 @@ impl fmt::Display for Filter {
     }
 }
 
-/// Percent-encodes a query value: everything but unreserved characters and `,()` (which keep
-/// `$select` lists and `trim(…)` readable). A space becomes `%20`, never `+`.
+/// What a query value keeps as is: unreserved characters (RFC 3986) and `,()`, which keep `$select` lists and
+/// `trim(…)` readable. Everything else is percent-encoded; a space becomes `%20`, never `+`.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b',')
+    .remove(b'(')
+    .remove(b')');
+
+/// Percent-encodes a query value ([`QUERY_VALUE`]).
 pub(crate) fn encode_query_value(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3 / 2);
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z'
-            | b'a'..=b'z'
-            | b'0'..=b'9'
-            | b'-'
-            | b'.'
-            | b'_'
-            | b'~'
-            | b','
-            | b'('
-            | b')' => out.push(char::from(b)),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
 /// Builds `$filter`, `$select`, `$top`, `$expand` (in that order). `select` must name at least one
@@ -385,6 +380,30 @@ mod tests {
         assert_eq!(encode_query_value("a+b=c#d"), "a%2Bb%3Dc%23d");
         assert_eq!(encode_query_value("trim(Code),ID"), "trim(Code),ID");
         assert_eq!(encode_query_value("é"), "%C3%A9");
+    }
+
+    /// The set gives what the rule says, byte for byte: every ASCII character, every character of the basic
+    /// multilingual plane and a few beyond it.
+    #[test]
+    fn query_value_set_is_unreserved_and_comma_parens() {
+        let rule = |s: &str| -> String {
+            s.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        char::from(b).to_string()
+                    }
+                    b',' | b'(' | b')' => char::from(b).to_string(),
+                    _ => format!("%{b:02X}"),
+                })
+                .collect()
+        };
+        let chars = (0..=0xFFFF_u32)
+            .chain([0x1_F680, 0x1_D54F, 0x10_FFFF])
+            .filter_map(char::from_u32);
+        for c in chars {
+            let s = format!("a{c}Z");
+            assert_eq!(encode_query_value(&s), rule(&s), "U+{:04X}", u32::from(c));
+        }
     }
 
     #[test]

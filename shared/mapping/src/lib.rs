@@ -7,6 +7,8 @@
 //!   [`InvalidInvoice::Rule`] a 422.
 //! * [`account_payload`], [`contact_payload`], [`sales_invoice_payload`],
 //!   [`printed_invoice_payload`]: the Exact bodies, exactly as the design's field mapping says.
+//! * [`signature`]: Exact's webhook `HashCode` and the connector's `X-Signature-256` on PSA callbacks, signed
+//!   and checked in this one place.
 
 mod amount;
 mod email;
@@ -16,6 +18,7 @@ mod invoice;
 mod json;
 mod payloads;
 mod settings;
+pub mod signature;
 
 pub use amount::{AMOUNT_DECIMALS, Amount, decimal_number};
 pub use email::{Email, MAX_EMAIL_LEN};

@@ -49,7 +49,6 @@ use exact::{
     ExactClient, Filter, INVOICE_STATUS_PROCESSED, Lit, RECEIVABLE_STATUS_MATCHED, Receivable,
     RetryPolicy, SalesInvoice,
 };
-use hmac::{Hmac, Mac};
 use mapping::{ConnectionId, Division, ExactGuid};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
