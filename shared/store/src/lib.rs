@@ -1,5 +1,6 @@
 //! Connector state: the ports the core uses and their adapters — DynamoDB ([`DynamoStore`]), Secrets Manager
-//! ([`SecretsTokenStore`]) and in-memory ([`MemoryStore`], [`MemoryTokenStore`]). The only crate that talks to AWS.
+//! ([`SecretsTokenStore`]), SQS ([`SqsQueue`]) and in-memory ([`MemoryStore`], [`MemoryTokenStore`], [`MemoryQueue`]).
+//! The only crate that talks to AWS.
 //!
 //! The core sees only the traits in [`ports`] and the plain records in [`model`] and [`invoice`]; no SDK type
 //! crosses this boundary. Time is always passed in (`now`): the store never reads the clock, so tests drive time.
@@ -108,9 +109,12 @@ mod error;
 pub mod invoice;
 pub mod layout;
 mod memory;
+mod memory_queue;
 pub mod model;
 pub mod ports;
+pub mod queue;
 mod secrets;
+mod sqs;
 
 pub use app_secret::{APP_SECRET_TTL, AppSecret, AppSecretCache, MIN_PSA_API_KEY_LEN};
 pub use clients::AwsClients;
@@ -121,6 +125,7 @@ pub use invoice::{
     SavedResponse, body_hash,
 };
 pub use memory::{MemoryStore, MemoryTokenStore};
+pub use memory_queue::{DEFAULT_MAX_RECEIVES, MemoryQueue};
 pub use model::{
     ConnectionRecord, ConnectionState, Delivery, DivisionWebhooksRecord, MappingKey, OAuthState,
     SettingsRecord, TaxCategoryRecord, TokenRecord, TokenSlot, WebhookSubscriptionRecord,
@@ -129,4 +134,6 @@ pub use ports::{
     AdministrationStore, ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore,
     StateStore, TokenStore, WebhookDedupe,
 };
+pub use queue::{Outgoing, QueueConsumer, QueuePort, Received, SendReport};
 pub use secrets::SecretsTokenStore;
+pub use sqs::{SqsQueue, create_fifo_queue};
