@@ -107,6 +107,7 @@ mod app_secret;
 mod clients;
 mod dynamo;
 mod error;
+mod event_source;
 pub mod invoice;
 pub mod layout;
 mod memory;
@@ -121,6 +122,7 @@ pub use app_secret::{APP_SECRET_TTL, AppSecret, AppSecretCache, MIN_PSA_API_KEY_
 pub use clients::AwsClients;
 pub use dynamo::{DynamoStore, create_table};
 pub use error::{BoxError, StoreError, StoreResult};
+pub use event_source::{EventSourceMapping, PollReport, batch_item_failures};
 pub use invoice::{
     Claim, InvoiceDone, InvoicePhase, InvoiceProgress, InvoiceRecord, InvoiceState, OpenState,
     SavedResponse, body_hash,

@@ -11,7 +11,8 @@ use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use chrono::{DateTime, Utc};
 use store::queue::{MAX_MESSAGE_BYTES, SEND_BATCH};
 use store::{
-    AwsClients, MemoryQueue, Outgoing, QueueConsumer, QueuePort, StoreError, create_fifo_queue,
+    AwsClients, EventSourceMapping, MemoryQueue, Outgoing, QueueConsumer, QueuePort, StoreError,
+    create_fifo_queue,
 };
 use testkit::{MotoServer, unique};
 
@@ -347,4 +348,87 @@ async fn throttling_on_send_is_retryable_and_names_the_operation() {
         .unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
     assert!(err.to_string().starts_with("queue.send"), "{err}");
+}
+
+fn mapping(b: &Backend) -> EventSourceMapping {
+    EventSourceMapping::new(
+        b.consumer.clone(),
+        b.url.clone(),
+        "arn:aws:sqs:eu-west-1:123456789012:work.fifo",
+        10,
+        Duration::from_secs(1),
+    )
+}
+
+#[tokio::test]
+async fn the_event_source_deletes_what_succeeded_and_returns_what_failed() {
+    for b in backends().await {
+        b.send(&[msg("1001", "a1"), msg("2002", "b1"), msg("3003", "c1")])
+            .await;
+        let esm = mapping(&b);
+        let mut seen = Vec::new();
+        let report = esm
+            .poll_once(b.now(), |event| {
+                let records = event["Records"].as_array().cloned().unwrap_or_default();
+                seen = records
+                    .iter()
+                    .map(|r| r["body"].as_str().unwrap_or("").to_owned())
+                    .collect();
+                assert!(records.iter().all(|r| r["eventSource"] == "aws:sqs"));
+                let failed = records
+                    .iter()
+                    .find(|r| r["attributes"]["MessageGroupId"] == "2002")
+                    .map(|r| r["messageId"].clone());
+                async move {
+                    Ok(serde_json::json!({ "batchItemFailures": [{ "itemIdentifier": failed }] }))
+                }
+            })
+            .await
+            .expect("poll");
+        assert_eq!(seen.len(), 3, "{}: {seen:?}", b.name);
+        assert_eq!(
+            (report.received, report.deleted, report.returned),
+            (3, 2, 1),
+            "{}",
+            b.name
+        );
+        b.advance(Duration::from_millis(1_500)).await;
+        let again = b.receive(10, LONG).await;
+        assert_eq!(
+            bodies(&again),
+            [r#"{"work":"b1"}"#],
+            "{}: only the failed one comes back",
+            b.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failed_invocation_returns_the_whole_batch_and_a_poison_message_ends_in_the_dead_letter_queue()
+ {
+    for b in backends().await {
+        b.send(&[msg("1001", "poison")]).await;
+        let esm = mapping(&b);
+        for _ in 0..MAX_RECEIVES {
+            let r = esm
+                .poll_once(b.now(), |_| async {
+                    Err("the function crashed".to_owned())
+                })
+                .await
+                .expect("poll");
+            assert_eq!((r.received, r.deleted, r.returned), (1, 0, 1), "{}", b.name);
+            b.advance(Duration::from_millis(1_500)).await;
+        }
+        let r = esm
+            .poll_once(b.now(), |_| async { Ok(serde_json::Value::Null) })
+            .await
+            .expect("poll");
+        assert_eq!(r.received, 0, "{}: redriven, not delivered", b.name);
+        assert_eq!(
+            b.dead_letters().await,
+            [r#"{"work":"poison"}"#],
+            "{}",
+            b.name
+        );
+    }
 }
