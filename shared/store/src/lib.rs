@@ -28,7 +28,7 @@
 //! | OAuth state | `STATE#{state}` | `STATE` | `connection_id`, `country`, `return_url`, `expires_at` (10 min) | – | `ttl` |
 //! | Webhook event | `EVT#{key}` | `EVT` | `until_ms` (N) | – | `ttl` |
 //! | Lease | `LEASE#{name}` | `LEASE` | `owner`, `until_ms` (N) | – | `ttl` |
-//! | Exact budget | `DIV#{division}` | `BUDGET` | `min_limit`, `min_remaining`, `min_reset_ms`, `day_limit`, `day_remaining`, `day_reset_ms` (N; a window Exact did not announce is absent): the administration's latest `X-RateLimit-*` figures, written conditionally so a window's remaining count only goes down | – | – |
+//! | Exact budget | `DIV#{division}` | `BUDGET` | `min_remaining`, `min_reset_ms`, `day_remaining`, `day_reset_ms` (N; a window Exact did not announce is absent): the administration's latest `X-RateLimit-*` figures, written conditionally so a window's remaining count only goes down | – | – |
 //! | Job cursor | `JOB#{job}` | `CURSOR` | `cursor`: where a scheduled job resumes (`keep-alive`, `reconcile`: the connection id it stopped after) | – | – |
 //!
 //! Every item also has `kind` (`connection`, `settings`, `mapping`, `invoice`, …) for people reading the table.

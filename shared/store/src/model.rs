@@ -55,7 +55,6 @@ pub struct DivisionWebhooksRecord {
 /// it (`docs/exact-online.md` §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BudgetWindow {
-    pub limit: u32,
     pub remaining: u32,
     /// Epoch ms when the window resets.
     pub reset_ms: i64,

@@ -918,12 +918,10 @@ mod suite {
     ) {
         let d = div(1001);
         let w = |remaining, reset_ms| BudgetWindow {
-            limit: 60,
             remaining,
             reset_ms,
         };
         let day = |remaining| BudgetWindow {
-            limit: 5000,
             remaining,
             reset_ms: 1_759_363_200_000,
         };

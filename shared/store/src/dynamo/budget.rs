@@ -15,12 +15,10 @@ const MINUTE: &str = "min";
 const DAY: &str = "day";
 
 fn window(f: &Fields<'_>, prefix: &str) -> StoreResult<Option<BudgetWindow>> {
-    let limit = f.n_opt::<u32>(&format!("{prefix}_limit"))?;
     let remaining = f.n_opt::<u32>(&format!("{prefix}_remaining"))?;
     let reset_ms = f.n_opt::<i64>(&format!("{prefix}_reset_ms"))?;
-    Ok(match (limit, remaining, reset_ms) {
-        (Some(limit), Some(remaining), Some(reset_ms)) => Some(BudgetWindow {
-            limit,
+    Ok(match (remaining, reset_ms) {
+        (Some(remaining), Some(reset_ms)) => Some(BudgetWindow {
             remaining,
             reset_ms,
         }),
@@ -31,20 +29,14 @@ fn window(f: &Fields<'_>, prefix: &str) -> StoreResult<Option<BudgetWindow>> {
 /// `SET` clauses and the condition for one window: written when the stored window is absent, older, or the same
 /// window with more calls left.
 fn clause(cond: Cond, prefix: &str, w: &BudgetWindow) -> (Cond, String, String) {
-    let (l, r, t) = (
-        format!("#{prefix}l"),
-        format!("#{prefix}r"),
-        format!("#{prefix}t"),
-    );
-    let set = format!("{l} = :{prefix}l, {r} = :{prefix}r, {t} = :{prefix}t");
+    let (r, t) = (format!("#{prefix}r"), format!("#{prefix}t"));
+    let set = format!("{r} = :{prefix}r, {t} = :{prefix}t");
     let when = format!(
         "(attribute_not_exists({t}) OR {t} < :{prefix}t OR ({t} = :{prefix}t AND {r} > :{prefix}r))"
     );
     let cond = cond
-        .name(&l, &format!("{prefix}_limit"))
         .name(&r, &format!("{prefix}_remaining"))
         .name(&t, &format!("{prefix}_reset_ms"))
-        .value(&format!(":{prefix}l"), n(w.limit))
         .value(&format!(":{prefix}r"), n(w.remaining))
         .value(&format!(":{prefix}t"), n(w.reset_ms));
     (cond, set, when)
