@@ -244,6 +244,7 @@ pub trait StateStore:
     + LeaseStore
     + WebhookDedupe
     + AdministrationStore
+    + RateBudgetStore
 {
 }
 
@@ -255,6 +256,7 @@ impl<T> StateStore for T where
         + LeaseStore
         + WebhookDedupe
         + AdministrationStore
+        + RateBudgetStore
 {
 }
 

@@ -10,8 +10,8 @@ use serde_json::json;
 use store::{
     BudgetWindow, Claim, ConnectionState, Delivery, DivisionWebhooksRecord, InvoiceDone,
     InvoicePhase, InvoiceProgress, InvoiceState, MappingKey, OAuthState, OpenState, RateBudget,
-    RateBudgetStore, SavedResponse, SettingsRecord, StateStore, StoreError, TaxCategoryRecord,
-    TokenRecord, TokenSlot, TokenStore, WebhookSubscriptionRecord,
+    SavedResponse, SettingsRecord, StateStore, StoreError, TaxCategoryRecord, TokenRecord,
+    TokenSlot, TokenStore, WebhookSubscriptionRecord,
 };
 
 use crate::common::{conn, connection, div, guid, t};
@@ -912,10 +912,7 @@ mod suite {
         );
     }
 
-    pub async fn the_budget_of_a_window_only_goes_down(
-        s: &(impl StateStore + RateBudgetStore),
-        _: &impl TokenStore,
-    ) {
+    pub async fn the_budget_of_a_window_only_goes_down(s: &impl StateStore, _: &impl TokenStore) {
         let d = div(1001);
         let w = |remaining, reset_ms| BudgetWindow {
             remaining,
