@@ -12,8 +12,8 @@ use mapping::{ConnectionId, Division, ExactGuid};
 use store::{
     AdministrationStore, Claim, ConnectionRecord, ConnectionStore, DivisionWebhooksRecord,
     InvoiceDone, InvoiceProgress, InvoiceRecord, InvoiceStore, LeaseStore, MappingKey,
-    MappingStore, OAuthState, OAuthStateStore, SettingsRecord, StateStore, StoreError, StoreResult,
-    TokenSlot, WebhookDedupe,
+    MappingStore, OAuthState, OAuthStateStore, RateBudget, RateBudgetStore, SettingsRecord,
+    StateStore, StoreError, StoreResult, TokenSlot, WebhookDedupe,
 };
 
 /// What happens to the next calls of one operation.
@@ -175,6 +175,18 @@ impl AdministrationStore for FaultyStore {
     async fn delete_division_webhooks(&self, division: Division) -> StoreResult<()> {
         self.gate("division_webhooks.delete").await?;
         self.inner.delete_division_webhooks(division).await
+    }
+}
+
+#[async_trait]
+impl RateBudgetStore for FaultyStore {
+    async fn get_budget(&self, division: Division) -> StoreResult<Option<RateBudget>> {
+        self.gate("budget.get").await?;
+        self.inner.get_budget(division).await
+    }
+    async fn record_budget(&self, division: Division, budget: &RateBudget) -> StoreResult<()> {
+        self.gate("budget.record").await?;
+        self.inner.record_budget(division, budget).await
     }
 }
 

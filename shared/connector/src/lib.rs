@@ -1,6 +1,7 @@
 //! The connector's use cases over narrow ports, and the HTTP glue of the four functions.
 
 pub mod app;
+pub mod budget;
 pub mod connect;
 pub mod deadline;
 pub mod errors;

@@ -316,6 +316,7 @@ impl ExactClient {
         let mut resent_after_429 = false;
         loop {
             if let Some(div) = scope {
+                self.limiter.pull(div).await;
                 self.admit(op, div).await?;
             }
             self.stats.record(op);
@@ -345,7 +346,7 @@ impl ExactClient {
             };
             let rl = parse_headers(&headers);
             if let Some(div) = scope {
-                self.limiter.update(div, rl);
+                self.limiter.observe(div, rl).await;
             }
             debug!(
                 operation = op,

@@ -39,5 +39,5 @@ pub use error::{ErrorKind, ExactError};
 pub use host::{DEFAULT_REQUEST_TIMEOUT, ExactConfig, base_url};
 pub use http::http_client;
 pub use odata::{Filter, Lit, Page, amsterdam_date, parse_exact_date};
-pub use ratelimit::{Admission, RESET_MARGIN_MS, RateLimitState, RateLimiter};
+pub use ratelimit::{Admission, RESET_MARGIN_MS, RateLimitState, RateLimiter, SharedBudget};
 pub use stats::CallStats;

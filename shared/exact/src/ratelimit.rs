@@ -24,6 +24,31 @@ pub struct RateLimitState {
     pub minutely_reset_ms: Option<i64>,
 }
 
+impl RateLimitState {
+    /// `self` updated with `new`: headers that are absent (a minutely 429 has no daily ones) leave the known value
+    /// alone — missing is not zero; within one window the remaining count only goes down, and an older window
+    /// never replaces a newer one.
+    pub fn merged(mut self, new: RateLimitState) -> RateLimitState {
+        merge(
+            &mut self.daily_limit,
+            &mut self.daily_remaining,
+            &mut self.daily_reset_ms,
+            new.daily_limit,
+            new.daily_remaining,
+            new.daily_reset_ms,
+        );
+        merge(
+            &mut self.minutely_limit,
+            &mut self.minutely_remaining,
+            &mut self.minutely_reset_ms,
+            new.minutely_limit,
+            new.minutely_remaining,
+            new.minutely_reset_ms,
+        );
+        self
+    }
+}
+
 /// The six `X-RateLimit-*` headers of one response; absent ones stay `None`.
 pub fn parse_headers(h: &HeaderMap) -> RateLimitState {
     fn num<T: std::str::FromStr>(h: &HeaderMap, name: &str) -> Option<T> {
@@ -51,18 +76,69 @@ pub enum Admission {
     },
 }
 
-/// Per-division budgets shared by every client of the process (cheap to clone; clones share state).
-#[derive(Clone, Debug, Default)]
-pub struct RateLimiter(Arc<Mutex<HashMap<Division, RateLimitState>>>);
+/// Where budgets are shared beyond this process: every container that calls Exact for an administration reads
+/// and writes the same figures (the connector's is backed by DynamoDB). A failing share must not stop a call: an
+/// implementation logs its own errors and answers `None`; the local governor and Exact's 429 still hold the line.
+#[async_trait::async_trait]
+pub trait SharedBudget: Send + Sync {
+    /// What any container last learned of `division`'s budget.
+    async fn load(&self, division: Division) -> Option<RateLimitState>;
+    /// What this container just learned (the same merge rules: a window's remaining count only goes down).
+    async fn record(&self, division: Division, state: RateLimitState);
+}
+
+/// Per-division budgets shared by every client of the process (cheap to clone; clones share state), and with
+/// a [`SharedBudget`] by every process.
+#[derive(Clone, Default)]
+pub struct RateLimiter {
+    local: Arc<Mutex<HashMap<Division, RateLimitState>>>,
+    shared: Option<Arc<dyn SharedBudget>>,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("shared", &self.shared.is_some())
+            .finish_non_exhaustive()
+    }
+}
 
 impl RateLimiter {
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A governor whose figures are also read from and written to `shared` around every call.
+    pub fn with_shared(shared: Arc<dyn SharedBudget>) -> Self {
+        RateLimiter {
+            shared: Some(shared),
+            ..Self::default()
+        }
+    }
+
     /// The last known budget of `division`.
     pub fn state(&self, division: Division) -> Option<RateLimitState> {
-        self.0.lock().ok()?.get(&division).copied()
+        self.local.lock().ok()?.get(&division).copied()
+    }
+
+    /// Before a call: takes in what other containers learned of `division` (nothing to do without a share).
+    pub async fn pull(&self, division: Division) {
+        if let Some(shared) = &self.shared
+            && let Some(st) = shared.load(division).await
+        {
+            self.update(division, st);
+        }
+    }
+
+    /// After an answer: keeps what its headers said, here and in the share. An answer without any rate-limit
+    /// header changes nothing and is not written.
+    pub async fn observe(&self, division: Division, st: RateLimitState) {
+        self.update(division, st);
+        if let Some(shared) = &self.shared
+            && st != RateLimitState::default()
+        {
+            shared.record(division, st).await;
+        }
     }
 
     /// Takes in a response's headers. Headers that are absent (a minutely 429 has no daily ones)
@@ -73,29 +149,16 @@ impl RateLimiter {
     }
 
     pub fn update(&self, division: Division, new: RateLimitState) {
-        let Ok(mut map) = self.0.lock() else { return };
+        let Ok(mut map) = self.local.lock() else {
+            return;
+        };
         let st = map.entry(division).or_default();
-        merge(
-            &mut st.daily_limit,
-            &mut st.daily_remaining,
-            &mut st.daily_reset_ms,
-            new.daily_limit,
-            new.daily_remaining,
-            new.daily_reset_ms,
-        );
-        merge(
-            &mut st.minutely_limit,
-            &mut st.minutely_remaining,
-            &mut st.minutely_reset_ms,
-            new.minutely_limit,
-            new.minutely_remaining,
-            new.minutely_reset_ms,
-        );
+        *st = st.merged(new);
     }
 
     /// Marks the minute budget as spent until `reset_ms` (a 429 that carried no headers).
     pub fn mark_minute_spent(&self, division: Division, reset_ms: i64) {
-        if let Ok(mut map) = self.0.lock() {
+        if let Ok(mut map) = self.local.lock() {
             let st = map.entry(division).or_default();
             st.minutely_remaining = Some(0);
             st.minutely_reset_ms = Some(reset_ms);
@@ -300,6 +363,69 @@ mod tests {
         rl.update(div(), st(3, 60_000));
         assert_eq!(rl.state(div()).unwrap().minutely_remaining, Some(59));
         assert_eq!(rl.state(div()).unwrap().minutely_reset_ms, Some(120_000));
+    }
+
+    /// Two containers (two limiters) on one share: what one learns, the other obeys before its next call.
+    #[derive(Default)]
+    struct Share(Mutex<HashMap<Division, RateLimitState>>);
+
+    #[async_trait::async_trait]
+    impl SharedBudget for Share {
+        async fn load(&self, division: Division) -> Option<RateLimitState> {
+            self.0.lock().unwrap().get(&division).copied()
+        }
+        async fn record(&self, division: Division, st: RateLimitState) {
+            let mut m = self.0.lock().unwrap();
+            let cur = m.entry(division).or_default();
+            *cur = cur.merged(st);
+        }
+    }
+
+    #[tokio::test]
+    async fn two_containers_on_one_share_see_each_others_spent_minute() {
+        let share: Arc<dyn SharedBudget> = Arc::new(Share::default());
+        let a = RateLimiter::with_shared(share.clone());
+        let b = RateLimiter::with_shared(share.clone());
+        let now = 1_000_000;
+        a.observe(
+            div(),
+            RateLimitState {
+                minutely_limit: Some(60),
+                minutely_remaining: Some(0),
+                minutely_reset_ms: Some(now + 20_000),
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(
+            b.admit(div(), now, None),
+            Admission::Go,
+            "before pulling, b knows nothing"
+        );
+        b.pull(div()).await;
+        assert_eq!(
+            b.admit(div(), now, None),
+            Admission::Refuse {
+                retry_at_ms: now + 20_000
+            }
+        );
+        // A late answer with more left in the same window does not lift it in the share either.
+        b.observe(
+            div(),
+            RateLimitState {
+                minutely_remaining: Some(5),
+                minutely_reset_ms: Some(now + 20_000),
+                ..Default::default()
+            },
+        )
+        .await;
+        let c = RateLimiter::with_shared(share);
+        c.pull(div()).await;
+        assert_eq!(c.state(div()).unwrap().minutely_remaining, Some(0));
+        // Without a share, a limiter stays on its own.
+        let lone = RateLimiter::new();
+        lone.pull(div()).await;
+        assert_eq!(lone.state(div()), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use aws_sdk_dynamodb::config::Credentials;
 use crate::dynamo::DynamoStore;
 use crate::error::{StoreError, StoreResult};
 use crate::secrets::SecretsTokenStore;
+use crate::sqs::SqsQueue;
 
 /// A whole call, SDK retries included, must leave room inside the 29 s function timeout; a single attempt to
 /// DynamoDB or Secrets Manager normally takes milliseconds.
@@ -21,11 +22,12 @@ fn timeouts() -> TimeoutConfig {
         .build()
 }
 
-/// DynamoDB and Secrets Manager clients from one SDK configuration.
+/// DynamoDB, Secrets Manager and SQS clients from one SDK configuration.
 #[derive(Debug, Clone)]
 pub struct AwsClients {
     dynamodb: aws_sdk_dynamodb::Client,
     secrets: aws_sdk_secretsmanager::Client,
+    sqs: aws_sdk_sqs::Client,
 }
 
 impl AwsClients {
@@ -63,6 +65,7 @@ impl AwsClients {
         AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             secrets: aws_sdk_secretsmanager::Client::new(config),
+            sqs: aws_sdk_sqs::Client::new(config),
         }
     }
 
@@ -76,6 +79,15 @@ impl AwsClients {
 
     pub fn secrets(&self) -> &aws_sdk_secretsmanager::Client {
         &self.secrets
+    }
+
+    pub fn sqs(&self) -> &aws_sdk_sqs::Client {
+        &self.sqs
+    }
+
+    /// The work queues (SQS FIFO).
+    pub fn queue(&self) -> SqsQueue {
+        SqsQueue::new(self.sqs.clone())
     }
 
     /// The state store on `table` (`TABLE_NAME`).

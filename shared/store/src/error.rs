@@ -71,6 +71,7 @@ impl StoreError {
 pub(crate) enum Service {
     DynamoDb,
     SecretsManager,
+    Sqs,
 }
 
 const THROTTLING_CODES: &[&str] = &[
@@ -88,6 +89,19 @@ const SERVER_CODES: &[&str] = &[
     "InternalServiceError",
     "ServiceUnavailable",
     "ServiceUnavailableException",
+];
+
+/// SQS: the receipt handle is no longer the message's (it became visible again and was received anew).
+const STALE_RECEIPT_CODES: &[&str] = &[
+    "ReceiptHandleIsInvalid",
+    "AWS.SimpleQueueService.ReceiptHandleIsInvalid",
+    "InvalidReceiptHandle",
+];
+
+/// SQS: the queue URL names no queue.
+const MISSING_QUEUE_CODES: &[&str] = &[
+    "QueueDoesNotExist",
+    "AWS.SimpleQueueService.NonExistentQueue",
 ];
 
 const CONFIG_CODES: &[&str] = &[
@@ -149,7 +163,7 @@ where
     let code_is = |list: &[&str]| list.contains(&code.as_str());
     if code_is(THROTTLING_CODES) || status == 429 {
         StoreError::Throttled { op, source: said() }
-    } else if code == "ConditionalCheckFailedException" {
+    } else if code == "ConditionalCheckFailedException" || code_is(STALE_RECEIPT_CODES) {
         StoreError::ConditionFailed { op }
     } else if code == "ResourceNotFoundException" {
         match service {
@@ -158,6 +172,15 @@ where
                 op,
                 detail: "the DynamoDB table does not exist (check TABLE_NAME)".into(),
             },
+            Service::Sqs => StoreError::Config {
+                op,
+                detail: "the queue does not exist (check the *_QUEUE_URL settings)".into(),
+            },
+        }
+    } else if code_is(MISSING_QUEUE_CODES) {
+        StoreError::Config {
+            op,
+            detail: "the queue does not exist (check the *_QUEUE_URL settings)".into(),
         }
     } else if code_is(SERVER_CODES) || status >= 500 {
         StoreError::Unavailable { op, source: said() }

@@ -28,6 +28,7 @@ pub(crate) const LEASE_SK: &str = "LEASE";
 /// The division item holding the administration's webhook subscriptions (beside its `CONN#` links).
 pub(crate) const DIVISION_WEBHOOKS_SK: &str = "WEBHOOKS";
 pub(crate) const CURSOR_SK: &str = "CURSOR";
+pub(crate) const BUDGET_SK: &str = "BUDGET";
 /// Sort-key prefix of the division link items.
 pub(crate) const CONN_SK_PREFIX: &str = "CONN#";
 /// `gsi1pk` of every connection's META item.

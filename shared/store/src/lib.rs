@@ -1,5 +1,6 @@
 //! Connector state: the ports the core uses and their adapters — DynamoDB ([`DynamoStore`]), Secrets Manager
-//! ([`SecretsTokenStore`]) and in-memory ([`MemoryStore`], [`MemoryTokenStore`]). The only crate that talks to AWS.
+//! ([`SecretsTokenStore`]), SQS ([`SqsQueue`]) and in-memory ([`MemoryStore`], [`MemoryTokenStore`], [`MemoryQueue`]).
+//! The only crate that talks to AWS.
 //!
 //! The core sees only the traits in [`ports`] and the plain records in [`model`] and [`invoice`]; no SDK type
 //! crosses this boundary. Time is always passed in (`now`): the store never reads the clock, so tests drive time.
@@ -27,6 +28,7 @@
 //! | OAuth state | `STATE#{state}` | `STATE` | `connection_id`, `country`, `return_url`, `expires_at` (10 min) | – | `ttl` |
 //! | Webhook event | `EVT#{key}` | `EVT` | `until_ms` (N) | – | `ttl` |
 //! | Lease | `LEASE#{name}` | `LEASE` | `owner`, `until_ms` (N) | – | `ttl` |
+//! | Exact budget | `DIV#{division}` | `BUDGET` | `min_remaining`, `min_reset_ms`, `day_remaining`, `day_reset_ms` (N; a window Exact did not announce is absent): the administration's latest `X-RateLimit-*` figures, written conditionally so a window's remaining count only goes down | – | – |
 //! | Job cursor | `JOB#{job}` | `CURSOR` | `cursor`: where a scheduled job resumes (`keep-alive`, `reconcile`: the connection id it stopped after) | – | – |
 //!
 //! Every item also has `kind` (`connection`, `settings`, `mapping`, `invoice`, …) for people reading the table.
@@ -105,28 +107,37 @@ mod app_secret;
 mod clients;
 mod dynamo;
 mod error;
+mod event_source;
 pub mod invoice;
 pub mod layout;
 mod memory;
+mod memory_queue;
 pub mod model;
 pub mod ports;
+pub mod queue;
 mod secrets;
+mod sqs;
 
 pub use app_secret::{APP_SECRET_TTL, AppSecret, AppSecretCache, MIN_PSA_API_KEY_LEN};
 pub use clients::AwsClients;
 pub use dynamo::{DynamoStore, create_table};
 pub use error::{BoxError, StoreError, StoreResult};
+pub use event_source::{EventSourceMapping, PollReport, batch_item_failures};
 pub use invoice::{
     Claim, InvoiceDone, InvoicePhase, InvoiceProgress, InvoiceRecord, InvoiceState, OpenState,
     SavedResponse, body_hash,
 };
 pub use memory::{MemoryStore, MemoryTokenStore};
+pub use memory_queue::{DEFAULT_MAX_RECEIVES, MemoryQueue};
 pub use model::{
-    ConnectionRecord, ConnectionState, Delivery, DivisionWebhooksRecord, MappingKey, OAuthState,
-    SettingsRecord, TaxCategoryRecord, TokenRecord, TokenSlot, WebhookSubscriptionRecord,
+    BudgetWindow, ConnectionRecord, ConnectionState, Delivery, DivisionWebhooksRecord, MappingKey,
+    OAuthState, RateBudget, SettingsRecord, TaxCategoryRecord, TokenRecord, TokenSlot,
+    WebhookSubscriptionRecord,
 };
 pub use ports::{
     AdministrationStore, ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore,
-    StateStore, TokenStore, WebhookDedupe,
+    RateBudgetStore, StateStore, TokenStore, WebhookDedupe,
 };
+pub use queue::{Outgoing, QueueConsumer, QueuePort, Received, SendReport};
 pub use secrets::SecretsTokenStore;
+pub use sqs::{SqsQueue, create_fifo_queue};

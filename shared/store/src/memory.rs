@@ -15,12 +15,12 @@ use crate::invoice::{
     to_delta,
 };
 use crate::model::{
-    ConnectionRecord, ConnectionState, DivisionWebhooksRecord, MappingKey, OAuthState,
+    ConnectionRecord, ConnectionState, DivisionWebhooksRecord, MappingKey, OAuthState, RateBudget,
     SettingsRecord, TokenRecord, TokenSlot,
 };
 use crate::ports::{
     AdministrationStore, ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore,
-    TokenStore, WebhookDedupe,
+    RateBudgetStore, TokenStore, WebhookDedupe,
 };
 
 type InvoiceKey = (ConnectionId, String);
@@ -40,6 +40,7 @@ struct Inner {
     division_webhooks: BTreeMap<Division, DivisionWebhooksRecord>,
     /// job → resume point
     cursors: BTreeMap<String, String>,
+    budgets: BTreeMap<Division, RateBudget>,
 }
 
 /// Every DynamoDB port, in memory.
@@ -436,6 +437,22 @@ impl InvoiceStore for MemoryStore {
 
     async fn paid_unnotified(&self, conn: &ConnectionId) -> StoreResult<Vec<InvoiceRecord>> {
         Ok(self.invoices_where(conn, StoredInvoice::is_paid_unnotified))
+    }
+}
+
+#[async_trait]
+impl RateBudgetStore for MemoryStore {
+    async fn get_budget(&self, division: Division) -> StoreResult<Option<RateBudget>> {
+        Ok(self.lock().budgets.get(&division).copied())
+    }
+
+    async fn record_budget(&self, division: Division, budget: &RateBudget) -> StoreResult<()> {
+        self.lock()
+            .budgets
+            .entry(division)
+            .or_default()
+            .merge(budget);
+        Ok(())
     }
 }
 

@@ -51,6 +51,52 @@ pub struct DivisionWebhooksRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// One window (minute or day) of an administration's Exact budget, as Exact's `X-RateLimit-*` headers announced
+/// it (`docs/exact-online.md` §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetWindow {
+    pub remaining: u32,
+    /// Epoch ms when the window resets.
+    pub reset_ms: i64,
+}
+
+/// What Exact last said of one administration's budget, shared by every function and container
+/// ([`crate::ports::RateBudgetStore`]). A window Exact did not announce is `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateBudget {
+    pub minute: Option<BudgetWindow>,
+    pub day: Option<BudgetWindow>,
+}
+
+impl BudgetWindow {
+    /// Whether `new` should replace `self`: a later window, or the same window with fewer calls left. Within one
+    /// window the remaining count only goes down, so a late answer to an earlier call cannot raise it again.
+    pub fn superseded_by(&self, new: &BudgetWindow) -> bool {
+        new.reset_ms > self.reset_ms
+            || (new.reset_ms == self.reset_ms && new.remaining < self.remaining)
+    }
+}
+
+impl RateBudget {
+    /// Merges `new` into `self` window by window ([`BudgetWindow::superseded_by`]); answers whether anything
+    /// changed.
+    pub fn merge(&mut self, new: &RateBudget) -> bool {
+        fn one(old: &mut Option<BudgetWindow>, new: Option<BudgetWindow>) -> bool {
+            match (old.as_ref(), new) {
+                (_, None) => false,
+                (Some(o), Some(n)) if !o.superseded_by(&n) => false,
+                (_, Some(n)) => {
+                    *old = Some(n);
+                    true
+                }
+            }
+        }
+        let minute = one(&mut self.minute, new.minute);
+        let day = one(&mut self.day, new.day);
+        minute || day
+    }
+}
+
 /// A PSA business unit's connection to one Exact administration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionRecord {

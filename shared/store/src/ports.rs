@@ -10,8 +10,8 @@ use mapping::{ConnectionId, Division, ExactGuid};
 use crate::error::StoreResult;
 use crate::invoice::{Claim, InvoiceDone, InvoiceProgress, InvoiceRecord};
 use crate::model::{
-    ConnectionRecord, DivisionWebhooksRecord, MappingKey, OAuthState, SettingsRecord, TokenRecord,
-    TokenSlot,
+    ConnectionRecord, DivisionWebhooksRecord, MappingKey, OAuthState, RateBudget, SettingsRecord,
+    TokenRecord, TokenSlot,
 };
 
 /// Connections, their settings, and which connections sit on a division (for webhooks).
@@ -225,6 +225,16 @@ pub trait AdministrationStore: Send + Sync {
     async fn delete_division_webhooks(&self, division: Division) -> StoreResult<()>;
 }
 
+/// Exact's budget per administration, shared by every function and container: what the latest answer's
+/// `X-RateLimit-*` headers said, so queued and synchronous work for one administration pace themselves together.
+#[async_trait]
+pub trait RateBudgetStore: Send + Sync {
+    async fn get_budget(&self, division: Division) -> StoreResult<Option<RateBudget>>;
+    /// Records what an answer said, window by window: a later window replaces, the same window only with fewer
+    /// calls left ([`RateBudget::merge`]), whatever order concurrent writers arrive in.
+    async fn record_budget(&self, division: Division, budget: &RateBudget) -> StoreResult<()>;
+}
+
 /// Every DynamoDB-backed port in one bound, for code that wants "the state store".
 pub trait StateStore:
     ConnectionStore
@@ -234,6 +244,7 @@ pub trait StateStore:
     + LeaseStore
     + WebhookDedupe
     + AdministrationStore
+    + RateBudgetStore
 {
 }
 
@@ -245,6 +256,7 @@ impl<T> StateStore for T where
         + LeaseStore
         + WebhookDedupe
         + AdministrationStore
+        + RateBudgetStore
 {
 }
 

@@ -8,10 +8,10 @@ use mapping::{ConnectionId, Country};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use store::{
-    Claim, ConnectionState, Delivery, DivisionWebhooksRecord, InvoiceDone, InvoicePhase,
-    InvoiceProgress, InvoiceState, MappingKey, OAuthState, OpenState, SavedResponse,
-    SettingsRecord, StateStore, StoreError, TaxCategoryRecord, TokenRecord, TokenSlot, TokenStore,
-    WebhookSubscriptionRecord,
+    BudgetWindow, Claim, ConnectionState, Delivery, DivisionWebhooksRecord, InvoiceDone,
+    InvoicePhase, InvoiceProgress, InvoiceState, MappingKey, OAuthState, OpenState, RateBudget,
+    SavedResponse, SettingsRecord, StateStore, StoreError, TaxCategoryRecord, TokenRecord,
+    TokenSlot, TokenStore, WebhookSubscriptionRecord,
 };
 
 use crate::common::{conn, connection, div, guid, t};
@@ -912,6 +912,65 @@ mod suite {
         );
     }
 
+    pub async fn the_budget_of_a_window_only_goes_down(s: &impl StateStore, _: &impl TokenStore) {
+        let d = div(1001);
+        let w = |remaining, reset_ms| BudgetWindow {
+            remaining,
+            reset_ms,
+        };
+        let day = |remaining| BudgetWindow {
+            remaining,
+            reset_ms: 1_759_363_200_000,
+        };
+        let minute_0 = 1_759_320_060_000;
+        assert_eq!(s.get_budget(d).await.unwrap(), None);
+        let both = |m, dd| RateBudget {
+            minute: Some(m),
+            day: Some(dd),
+        };
+        s.record_budget(d, &both(w(59, minute_0), day(4999)))
+            .await
+            .unwrap();
+        s.record_budget(d, &both(w(57, minute_0), day(4997)))
+            .await
+            .unwrap();
+        // A late answer to an earlier call: neither window goes up again.
+        s.record_budget(d, &both(w(58, minute_0), day(4998)))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get_budget(d).await.unwrap(),
+            Some(both(w(57, minute_0), day(4997)))
+        );
+        // The minute is stale but the day is news: the day still lands.
+        s.record_budget(d, &both(w(58, minute_0), day(4990)))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get_budget(d).await.unwrap(),
+            Some(both(w(57, minute_0), day(4990)))
+        );
+        // A minute 429 carries no day headers: the day stays as it was.
+        let only_minute = RateBudget {
+            minute: Some(w(0, minute_0)),
+            day: None,
+        };
+        s.record_budget(d, &only_minute).await.unwrap();
+        assert_eq!(
+            s.get_budget(d).await.unwrap(),
+            Some(both(w(0, minute_0), day(4990)))
+        );
+        // The next minute starts afresh; another administration is apart.
+        s.record_budget(d, &both(w(59, minute_0 + 60_000), day(4989)))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get_budget(d).await.unwrap(),
+            Some(both(w(59, minute_0 + 60_000), day(4989)))
+        );
+        assert_eq!(s.get_budget(div(2002)).await.unwrap(), None);
+    }
+
     pub async fn job_cursor_saves_and_clears(s: &impl StateStore, _: &impl TokenStore) {
         assert_eq!(s.get_job_cursor("keep-alive").await.unwrap(), None);
         s.put_job_cursor("keep-alive", Some("bu_17")).await.unwrap();
@@ -968,4 +1027,5 @@ all_backends!(
     tokens_put_get_delete_and_reconnect,
     token_commit_is_conditional_on_the_sequence,
     job_cursor_saves_and_clears,
+    the_budget_of_a_window_only_goes_down,
 );

@@ -3,4 +3,5 @@
 mod common;
 mod contract;
 mod mocks;
+mod queue;
 mod race;

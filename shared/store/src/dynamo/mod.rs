@@ -1,5 +1,6 @@
 //! The DynamoDB adapter: every state port on one table (layout in the crate docs and [`crate::layout`]).
 
+mod budget;
 mod codec;
 mod connections;
 mod ephemeral;
