@@ -11,6 +11,8 @@ use secrecy::SecretString;
 use store::{APP_SECRET_TTL, AppSecret, AppSecretCache, AwsClients, StateStore, TokenStore};
 use url::Url;
 
+use crate::budget::StoredBudget;
+
 use crate::deadline::Deadline;
 
 /// How long one request may spend waiting for Exact (rate-limit windows, back-off). The functions time out at
@@ -113,6 +115,9 @@ pub struct AppParts {
 impl App {
     pub fn new(p: AppParts) -> App {
         let timeout = exact::DEFAULT_REQUEST_TIMEOUT;
+        // Every container's governor reads and writes the administration's budget in the state store
+        // (`docs/queues.md`), so containers calling Exact for one administration pace themselves together.
+        let limiter = RateLimiter::with_shared(Arc::new(StoredBudget(p.state.clone())));
         App {
             state: p.state,
             tokens: p.tokens,
@@ -123,7 +128,7 @@ impl App {
             exact_base_url: p.exact_base_url,
             psa_callback_url: p.psa_callback_url,
             clock: p.clock,
-            limiter: RateLimiter::new(),
+            limiter,
             paid_memory: Arc::default(),
             exact_budget: DEFAULT_EXACT_BUDGET,
             exact_timeout: timeout,
