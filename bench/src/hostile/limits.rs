@@ -10,10 +10,10 @@ use exact_sandbox::{Fault, FaultKind};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::hostile::send;
+use crate::hostile::{send, unlimited_world};
 use crate::logs::Secrets;
 use crate::table::Table;
-use crate::world::{Company, World, WorldOptions, invoice};
+use crate::world::{Company, World, invoice};
 
 const CONN: &str = "bu_l";
 const TEST_CONN: &str = "bu_lt";
@@ -33,13 +33,8 @@ fn padded(len: usize) -> Vec<u8> {
 }
 
 pub async fn run(table: &mut Table, secrets: &mut Secrets) {
-    let mut opts = WorldOptions::default();
-    opts.sandbox.minutely_limit = 100_000;
-    opts.sandbox.daily_limit = 1_000_000;
-    let w = World::start(opts).await;
-    w.connect(CONN, JAN, DIVISION).await;
-    w.connect(TEST_CONN, JAN, DIVISION).await;
-    if let Err(e) = w.configure(CONN, "72").await {
+    let (w, configured) = unlimited_world(JAN, DIVISION, CONN, TEST_CONN).await;
+    if let Err(e) = configured {
         table.note(format!("- limits: configuring failed: {e}"));
     }
     caps(&w, table).await;

@@ -14,6 +14,7 @@ use lambda_http::Body;
 use serde_json::Value;
 
 use crate::table::Table;
+use crate::world::{World, WorldOptions};
 
 /// What a group of concurrent tasks gave back: the answers of those that finished, and why the others did not.
 #[derive(Debug)]
@@ -59,6 +60,25 @@ pub fn unanswered_row<T>(table: &mut Table, case: &str, started: usize, joined: 
                 .unwrap_or_default()
         ),
     );
+}
+
+/// A world for a group of request cases, the sandbox's rate limits out of the way (many pushes in a short time
+/// are not what such a group tests): `push` connected to `division` as `login` and configured (journal 72), `test`
+/// connected. Answers the world and how the configuration went.
+pub async fn unlimited_world(
+    login: &str,
+    division: u32,
+    push: &str,
+    test: &str,
+) -> (World, Result<(), String>) {
+    let mut opts = WorldOptions::default();
+    opts.sandbox.minutely_limit = 100_000;
+    opts.sandbox.daily_limit = 1_000_000;
+    let w = World::start(opts).await;
+    w.connect(push, login, division).await;
+    w.connect(test, login, division).await;
+    let configured = w.configure(push, "72").await;
+    (w, configured)
 }
 
 /// Sends a request to the local API with full control over body, content type and `Authorization`.

@@ -34,30 +34,18 @@ pub(super) fn cases(ids: &mut Ids) -> Vec<Case> {
     ];
     for i in 0..100 {
         let value = random_value(&mut rng, 0);
-        if i % 4 == 3 {
+        let (group, route, field, mut body) = if i % 4 == 3 {
             let field = *rng.pick(&settings_fields);
-            let mut body = base_settings();
-            set_path(&mut body, field, Some(value.clone()));
-            out.push(json_case(
-                Group::Test,
-                format!("fuzz #{i}: {field} = {}", short(&value)),
-                &test_path(),
-                &body,
-                Expect::Either,
-            ));
+            (Group::Test, test_path(), field, base_settings())
         } else {
             let field = *rng.pick(&invoice_fields);
             let mut body = base_invoice(ids.next());
             body["company"]["id"] = json!(format!("cmp_fuzz_{i}"));
-            set_path(&mut body, field, Some(value.clone()));
-            out.push(json_case(
-                Group::Push,
-                format!("fuzz #{i}: {field} = {}", short(&value)),
-                &push_path(),
-                &body,
-                Expect::Either,
-            ));
-        }
+            (Group::Push, push_path(), field, body)
+        };
+        let what = format!("fuzz #{i}: {field} = {}", short(&value));
+        set_path(&mut body, field, Some(value));
+        out.push(json_case(group, what, &route, &body, Expect::Either));
     }
     out
 }

@@ -21,10 +21,10 @@ use std::fmt::Write as _;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::hostile::send;
+use crate::hostile::{send, unlimited_world};
 use crate::logs::Secrets;
 use crate::table::{Table, Verdict};
-use crate::world::{World, WorldOptions};
+use crate::world::World;
 use cases::*;
 
 const CONN: &str = "bu_h";
@@ -172,14 +172,7 @@ fn short_body(v: &Value) -> String {
 
 /// Runs every generated case and adds the rows.
 pub async fn run(table: &mut Table, secrets: &mut Secrets) {
-    let mut opts = WorldOptions::default();
-    // Many accepted pushes in a short time: the rate limit is not what this group tests.
-    opts.sandbox.minutely_limit = 100_000;
-    opts.sandbox.daily_limit = 1_000_000;
-    let w = World::start(opts).await;
-    w.connect(CONN, JAN, DIVISION).await;
-    w.connect(TEST_CONN, JAN, DIVISION).await;
-    let configured = w.configure(CONN, "72").await;
+    let (w, configured) = unlimited_world(JAN, DIVISION, CONN, TEST_CONN).await;
 
     let cases = generate();
     let mut tallies: std::collections::BTreeMap<Group, Tally> = Default::default();
