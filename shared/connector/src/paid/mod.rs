@@ -62,7 +62,6 @@ use crate::tokens::{self, Session};
 
 use check::*;
 use notify::*;
-use signature::*;
 use webhook::*;
 
 pub use check::{check_lease_name, shown_state};

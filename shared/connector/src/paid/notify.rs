@@ -39,10 +39,7 @@ impl<'a> PaidNotification<'a> {
 
 /// `X-Signature-256` of a callback body: `sha256=` and the lower-case hex HMAC-SHA256 with the callback secret.
 pub fn callback_signature(secret: &SecretString, body: &[u8]) -> String {
-    format!(
-        "sha256={}",
-        hex::encode(hmac_sha256(secret.expose_secret().as_bytes(), body))
-    )
+    mapping::signature::sign_callback(secret.expose_secret(), body)
 }
 
 /// Tells the PSA about every paid, unnotified invoice of `conn`; marks each notified after a 2xx. Answers the

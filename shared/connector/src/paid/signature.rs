@@ -5,8 +5,6 @@ use mapping::signature::verify_hash_code;
 use super::*;
 
 pub use mapping::signature::hash_code;
-/// The PSA callback's signature is made with the same HMAC.
-pub(super) use mapping::signature::hmac_sha256;
 
 /// Checks a delivery's HashCode against its `Content`, before anything is parsed, and answers the raw bytes of the
 /// `Content` object. `None` when the body is not exactly `{"Content":{…},"HashCode":"…"}` (in that order, each key
