@@ -11,8 +11,6 @@ use secrecy::SecretString;
 use store::{APP_SECRET_TTL, AppSecret, AppSecretCache, AwsClients, StateStore, TokenStore};
 use url::Url;
 
-use crate::deadline::Deadline;
-
 /// How long one request may spend waiting for Exact (rate-limit windows, back-off). The functions time out at
 /// 29 s (API Gateway gives up at 30 s), so this leaves room to write the outcome down and answer.
 pub const DEFAULT_EXACT_BUDGET: Duration = Duration::from_secs(20);
@@ -212,6 +210,6 @@ impl App {
             self.clock.clone(),
         )
         .with_request_timeout(self.exact_timeout)
-        .with_deadline(Deadline::after(self, self.exact_budget).epoch_ms())
+        .with_deadline(crate::deadline::Deadline::after(self, self.exact_budget).epoch_ms())
     }
 }
