@@ -13,8 +13,6 @@ use url::Url;
 
 use crate::budget::StoredBudget;
 
-use crate::deadline::Deadline;
-
 /// How long one request may spend waiting for Exact (rate-limit windows, back-off). The functions time out at
 /// 29 s (API Gateway gives up at 30 s), so this leaves room to write the outcome down and answer.
 pub const DEFAULT_EXACT_BUDGET: Duration = Duration::from_secs(20);
@@ -217,6 +215,6 @@ impl App {
             self.clock.clone(),
         )
         .with_request_timeout(self.exact_timeout)
-        .with_deadline(Deadline::after(self, self.exact_budget).epoch_ms())
+        .with_deadline(crate::deadline::Deadline::after(self, self.exact_budget).epoch_ms())
     }
 }

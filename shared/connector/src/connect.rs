@@ -784,7 +784,7 @@ pub async fn keep_alive(app: &App) -> Result<KeepAliveReport, ApiError> {
 /// The keep-alive with a deadline. Connections are walked in id order starting after the cursor the
 /// previous run left, wrapping around; no refresh starts that cannot finish before the deadline. A run that stops
 /// early saves where it stopped, so consecutive runs reach every connection whatever fails or is slow.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(name = "keep_alive", skip_all)]
 pub async fn keep_alive_until(app: &App, deadline: Deadline) -> Result<KeepAliveReport, ApiError> {
     let now = app.now();
     let cutoff = now - td(KEEP_ALIVE_AFTER);

@@ -131,7 +131,7 @@ impl InvoiceStateAnswer {
 #[tracing::instrument(skip_all, fields(connection_id = %conn, invoice_id = tracing::field::Empty))]
 pub async fn push(app: &App, conn: &ConnectionId, raw: &[u8]) -> Result<PushAnswer, ApiError> {
     let inv = Invoice::parse_json(raw).map_err(invalid)?;
-    tracing::Span::current().record("invoice_id", inv.id.as_str());
+    tracing::Span::current().record("invoice_id", tracing::field::display(&inv.id));
     let division = connected_division(app, conn).await?;
     let settings = app
         .state

@@ -138,7 +138,7 @@ impl Check {
 }
 
 /// `POST /connections/{id}/exact/test` with the raw request body.
-#[tracing::instrument(skip_all, fields(connection_id = %conn))]
+#[tracing::instrument(name = "test_connection", skip_all, fields(connection_id = %conn))]
 pub async fn run(app: &App, conn: &ConnectionId, body: &[u8]) -> Result<TestResult, ApiError> {
     let settings = Settings::parse_json(body)
         .map_err(|e| ApiError::bad_field(e.field.clone(), e.code, e.message))?;

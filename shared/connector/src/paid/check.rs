@@ -66,7 +66,7 @@ pub(super) async fn take_flag(app: &App, conn: &ConnectionId) -> Result<bool, Ap
 
 /// Runs the check (and the notifications) for `conn` under its lease, re-running while events arrived during
 /// the run, until `deadline`. `max_calls` caps the Exact calls (the reconciliation's budget).
-#[tracing::instrument(skip_all, fields(connection_id = %conn))]
+#[tracing::instrument(name = "paid_check", skip_all, fields(connection_id = %conn))]
 pub(super) async fn single_flight(
     app: &App,
     conn: &ConnectionId,

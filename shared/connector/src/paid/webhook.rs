@@ -80,7 +80,7 @@ pub async fn webhook(app: &App, body: &[u8]) -> Result<WebhookAnswer, ApiError> 
         }
     };
     let span = tracing::Span::current();
-    span.record("topic", ev.topic.as_str());
+    span.record("topic", tracing::field::display(&ev.topic));
     let kind = topic_kind(&ev.topic);
     let Ok(division) = Division::try_from(ev.division) else {
         tracing::warn!(
