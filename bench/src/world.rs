@@ -190,6 +190,7 @@ impl World {
                     Backend::Memory
                 },
                 aws,
+                paid_queue: None,
                 app_secret_id: None,
             },
             faulty,

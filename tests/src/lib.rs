@@ -39,9 +39,22 @@ pub struct Harness {
     pub backend: Backend,
     /// Moto only: the clients, table and token prefix (to inspect what was stored).
     pub aws: Option<(AwsClients, String, String)>,
+    /// With [`Options::paid_queue`]: the FIFO queue of webhook checks on moto, and what Lambda's event source
+    /// mapping would do with it.
+    pub paid_queue: Option<PaidQueue>,
     /// With [`Options::app_secret_in_secrets_manager`]: the app secret's name on moto.
     pub app_secret_id: Option<String>,
 }
+
+/// The paid queue of a moto harness (`docs/queues.md`).
+pub struct PaidQueue {
+    pub url: String,
+    pub dead_letter_url: String,
+    pub mapping: store::EventSourceMapping,
+}
+
+/// Receives before a message goes to the dead-letter queue (the template's `maxReceiveCount`).
+pub const MAX_RECEIVES: u32 = 5;
 
 /// Options for [`Harness::start`].
 #[derive(Clone)]
@@ -52,6 +65,8 @@ pub struct Options {
     /// Moto only: the app secret lives in Secrets Manager as deployed (read through the app's cache) instead of
     /// being fixed.
     pub app_secret_in_secrets_manager: bool,
+    /// Moto only: webhooks queue their checks on an SQS FIFO queue (with a dead-letter queue), as deployed.
+    pub paid_queue: bool,
 }
 
 impl Default for Options {
@@ -61,6 +76,7 @@ impl Default for Options {
             sandbox: SandboxConfig::default(),
             psa_callback_url: None,
             app_secret_in_secrets_manager: false,
+            paid_queue: false,
         }
     }
 }
@@ -173,6 +189,42 @@ impl Harness {
             }
             _ => None,
         };
+        let paid_queue = match (&aws, opts.paid_queue) {
+            (Some((clients, _, _)), true) => {
+                let name = testkit::unique("paid");
+                let url = store::create_fifo_queue(
+                    clients.sqs(),
+                    &name,
+                    std::time::Duration::from_secs(30),
+                    MAX_RECEIVES,
+                )
+                .await
+                .expect("create the paid queue on moto");
+                let dead_letter_url = url.replace(".fifo", "-dlq.fifo");
+                let mapping = store::EventSourceMapping::new(
+                    Arc::new(clients.queue()),
+                    url.clone(),
+                    format!("arn:aws:sqs:eu-west-1:123456789012:{name}.fifo"),
+                    10,
+                    std::time::Duration::from_secs(30),
+                );
+                Some(PaidQueue {
+                    url,
+                    dead_letter_url,
+                    mapping,
+                })
+            }
+            (None, true) => panic!("the paid queue needs moto"),
+            _ => None,
+        };
+        let queues = match (&aws, &paid_queue) {
+            (Some((clients, _, _)), Some(q)) => Some(connector::work::Queues {
+                port: Arc::new(clients.queue()),
+                paid: q.url.clone(),
+                paid_dead_letter: q.dead_letter_url.clone(),
+            }),
+            _ => None,
+        };
         let cache_of = app_secret_id.clone();
         let (api, app) = psa_exact_local::serve("127.0.0.1:0", |base| async move {
             let mut app = App::new(AppParts {
@@ -184,6 +236,7 @@ impl Harness {
                 psa_callback_url: callback,
                 clock,
             });
+            app.queues = queues;
             if let Some((client, id)) = cache_of {
                 app.secret_cache = Some(Arc::new(store::AppSecretCache::new(
                     client,
@@ -207,7 +260,34 @@ impl Harness {
             http,
             backend: opts.backend,
             aws,
+            paid_queue,
             app_secret_id: app_secret_id.map(|(_, id)| id),
+        }
+    }
+
+    /// Does what Lambda's event source mapping does with the paid queue until nothing is visible: each batch to
+    /// exact-webhook-paid's handler as an SQS event. Answers the poll reports.
+    pub async fn drain_paid_queue(&self) -> Vec<store::PollReport> {
+        let q = self
+            .paid_queue
+            .as_ref()
+            .expect("a harness with a paid queue");
+        let mut reports = Vec::new();
+        loop {
+            let app = self.app.clone();
+            let report = q
+                .mapping
+                .poll_once(chrono::Utc::now(), |event| async move {
+                    connector::lambda::dispatch(&connector::routes::WebhookPaid, &app, event)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .expect("poll the paid queue");
+            if report.received == 0 {
+                return reports;
+            }
+            reports.push(report);
         }
     }
 

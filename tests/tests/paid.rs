@@ -104,11 +104,18 @@ struct Pushed {
 }
 
 async fn world(backend: Backend) -> World {
+    world_with(Options {
+        backend,
+        ..Options::default()
+    })
+    .await
+}
+
+async fn world_with(opts: Options) -> World {
     let (psa, url) = start_psa().await;
     let h = Harness::start(Options {
-        backend,
         psa_callback_url: Some(url),
-        ..Options::default()
+        ..opts
     })
     .await;
     let loc = h.connect(CONN, LOGIN, "be").await;
@@ -1253,5 +1260,110 @@ async fn consecutive_reconciliations_cover_every_connection() {
         covered.len(),
         30,
         "consecutive runs cover everyone ({runs} runs)"
+    );
+}
+
+// ----------------------------------------------------------------------------------------------------------------
+// Webhook checks through the paid queue (SQS FIFO on moto, `docs/queues.md`)
+
+async fn queued_world() -> World {
+    world_with(Options {
+        backend: Backend::Moto,
+        paid_queue: true,
+        ..Options::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_queued_webhook_is_acknowledged_without_calling_exact_and_checked_from_the_queue() {
+    let w = queued_world().await;
+    let p = w.push("inv_q1", 100.0, true).await;
+    w.pay(&p, p.total);
+    let body = w.take_payment_webhook();
+    let before = w.api_calls();
+    let (status, answer) = w.post_webhook(&body).await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("queued")),
+        "{answer}"
+    );
+    assert_eq!(
+        w.api_calls(),
+        before,
+        "the acknowledgement calls no Exact API"
+    );
+    assert_eq!(w.record("inv_q1").await.state, InvoiceState::Sent);
+    assert_eq!(w.psa.accepted(), 0);
+    // Exact's retry of the same delivery is a duplicate, not a second message.
+    let (_, again) = w.post_webhook(&body).await;
+    assert_eq!(again["outcome"], "duplicate", "{again}");
+
+    let reports = w.h.drain_paid_queue().await;
+    let handled: Vec<_> = reports
+        .iter()
+        .map(|r| (r.received, r.deleted, r.returned))
+        .collect();
+    // The payment's work, and that of the SalesInvoices event the sandbox sent when the invoice was processed: one
+    // batch, each done once and deleted.
+    assert_eq!(handled, [(2, 2, 0)], "{reports:?}");
+    let rec = w.record("inv_q1").await;
+    assert_eq!(rec.state, InvoiceState::Paid);
+    assert!(rec.notified_at.is_some());
+    let got = w.psa.calls();
+    assert_eq!(got.len(), 1);
+    assert_signed(&got[0].0, &got[0].1);
+    assert_eq!(
+        w.receivable_calls(),
+        1,
+        "one Receivables query for the check"
+    );
+    assert!(
+        w.h.drain_paid_queue().await.is_empty(),
+        "nothing left in the queue"
+    );
+}
+
+#[tokio::test]
+async fn a_poison_message_goes_to_the_dead_letter_queue_and_the_administrations_work_goes_on() {
+    let w = queued_world().await;
+    let q = w.h.paid_queue.as_ref().unwrap();
+    let p = w.push("inv_q2", 80.0, true).await;
+    w.pay(&p, p.total);
+    let body = w.take_payment_webhook();
+    // A message no function can read, in the same group (administration) as the webhook's work that follows.
+    let port = w.h.app.queues.as_ref().unwrap().port.clone();
+    let poison = store::Outgoing {
+        group: format!("div-{DIV}"),
+        dedup_id: "poison-1".into(),
+        body: r#"{"kind":"paid-check-v0","connection_id":"bu_1"}"#.into(),
+    };
+    let sent = port.send(&q.url, &[poison], w.h.app.now()).await.unwrap();
+    assert_eq!(sent.sent.len(), 1);
+    let (_, answer) = w.post_webhook(&body).await;
+    assert_eq!(answer["outcome"], "queued", "{answer}");
+
+    let reports = w.h.drain_paid_queue().await;
+    let handled: Vec<_> = reports
+        .iter()
+        .map(|r| (r.received, r.deleted, r.returned))
+        .collect();
+    // One batch: the poison (moved to the dead-letter queue) and the work queued behind it, each done once.
+    assert_eq!(handled, [(3, 3, 0)], "{reports:?}");
+    assert_eq!(w.record("inv_q2").await.state, InvoiceState::Paid);
+    assert_eq!(w.psa.accepted(), 1);
+    let (clients, _, _) = w.h.aws.as_ref().unwrap();
+    let dead = clients
+        .sqs()
+        .receive_message()
+        .queue_url(&q.dead_letter_url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    let bodies: Vec<_> = dead.messages().iter().filter_map(|m| m.body()).collect();
+    assert_eq!(
+        bodies,
+        [r#"{"kind":"paid-check-v0","connection_id":"bu_1"}"#]
     );
 }

@@ -29,6 +29,9 @@ pub struct Config {
     pub exact_base_url: Option<Url>,
     /// `PSA_CALLBACK_URL`: where paid notifications go.
     pub psa_callback_url: Option<Url>,
+    /// `PAID_QUEUE_URL` and `PAID_DEAD_LETTER_QUEUE_URL`: the FIFO queue of webhook checks and its dead-letter
+    /// queue; unset: webhooks do their checks inline.
+    pub paid_queue_url: Option<(String, String)>,
 }
 
 /// A configuration problem: the function cannot start.
@@ -63,6 +66,18 @@ impl Config {
             public_base_url: public,
             exact_base_url: parse_url("EXACT_BASE_URL", env_opt("EXACT_BASE_URL"))?,
             psa_callback_url: parse_url("PSA_CALLBACK_URL", env_opt("PSA_CALLBACK_URL"))?,
+            paid_queue_url: match (
+                env_opt("PAID_QUEUE_URL"),
+                env_opt("PAID_DEAD_LETTER_QUEUE_URL"),
+            ) {
+                (Some(q), Some(d)) => Some((q, d)),
+                (None, None) => None,
+                _ => {
+                    return Err(ConfigError(
+                        "PAID_QUEUE_URL and PAID_DEAD_LETTER_QUEUE_URL go together".into(),
+                    ));
+                }
+            },
         })
     }
 }
@@ -84,6 +99,8 @@ pub struct App {
     pub limiter: RateLimiter,
     /// What the paid checks remember between requests of this execution environment.
     pub paid_memory: Arc<crate::paid::PaidMemory>,
+    /// The work queues (`docs/queues.md`); `None`: work is done inline (the local run without queues, most tests).
+    pub queues: Option<crate::work::Queues>,
     /// How long a request may wait for Exact.
     pub exact_budget: Duration,
     /// Per-request timeout of Exact calls.
@@ -128,6 +145,7 @@ impl App {
             clock: p.clock,
             limiter,
             paid_memory: Arc::default(),
+            queues: None,
             exact_budget: DEFAULT_EXACT_BUDGET,
             exact_timeout: timeout,
         }
@@ -156,6 +174,13 @@ impl App {
             psa_callback_url: cfg.psa_callback_url,
             clock: Arc::new(SystemClock),
         });
+        app.queues = cfg
+            .paid_queue_url
+            .map(|(paid, paid_dead_letter)| crate::work::Queues {
+                port: Arc::new(aws.queue()),
+                paid,
+                paid_dead_letter,
+            });
         app.secret_cache = Some(Arc::new(AppSecretCache::new(
             aws.secrets().clone(),
             cfg.app_secret_arn,

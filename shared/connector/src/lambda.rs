@@ -1,5 +1,6 @@
-//! The Lambda entry: one event loop per function that takes API Gateway HTTP API (payload 2.0) events and the
-//! scheduled events (`{"job":"keep-alive"}`, `{"job":"reconcile"}`) of the template.
+//! The Lambda entry: one event loop per function that takes API Gateway HTTP API (payload 2.0) events, SQS batches
+//! of queued work (`docs/queues.md`) and the scheduled events (`{"job":"keep-alive"}`, `{"job":"reconcile"}`) of the
+//! template.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use serde_json::Value;
 
 use crate::app::App;
 use crate::http::ApiError;
+use crate::work::{self, NotDone, Work};
 
 /// One function: its HTTP routes and its scheduled jobs.
 #[async_trait]
@@ -28,6 +30,13 @@ pub trait Function: Send + Sync + 'static {
     }
     /// Answers an HTTP request. Every failure is already an error envelope.
     async fn http(&self, app: &App, req: Request) -> Response<Body>;
+    /// Does one piece of queued work (`docs/queues.md`).
+    async fn work(&self, _app: &App, _work: Work) -> Result<(), NotDone> {
+        Err(NotDone::Poison(format!(
+            "{} takes no queued work",
+            self.name()
+        )))
+    }
     /// Runs a scheduled job and reports what it did.
     async fn job(&self, _app: &App, name: &str) -> Result<Value, ApiError> {
         Err(ApiError::new(
@@ -144,6 +153,13 @@ pub async fn dispatch<F: Function + ?Sized>(
         let resp = handle_http(f, app, req).await;
         return Ok(serde_json::to_value(to_apigw(resp))?);
     }
+    if work::is_sqs_event(&event) {
+        // Without the app secret nothing can be done: the whole batch comes back after its visibility timeout.
+        let app = with_current_secret(app, f.secret_fields())
+            .await
+            .map_err(|e| Error::from(e.to_string()))?;
+        return Ok(work::handle_batch(&app, &event, |w| f.work(&app, w)).await);
+    }
     if let Some(job) = event.get("job").and_then(Value::as_str) {
         tracing::info!(function = f.name(), job, "scheduled job");
         return match run_job(f, app, job).await {
@@ -152,7 +168,7 @@ pub async fn dispatch<F: Function + ?Sized>(
         };
     }
     Err(Error::from(
-        "unknown event: expected an API Gateway HTTP API event or {\"job\": …}",
+        "unknown event: expected an API Gateway HTTP API event, an SQS batch or {\"job\": …}",
     ))
 }
 

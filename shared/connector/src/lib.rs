@@ -13,6 +13,7 @@ pub mod retry;
 pub mod routes;
 pub mod test_connection;
 pub mod tokens;
+pub mod work;
 
 pub use app::{App, AppParts, Config, ConfigError};
 pub use http::ApiError;

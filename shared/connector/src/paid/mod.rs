@@ -68,7 +68,7 @@ pub use check::{check_lease_name, shown_state};
 pub use notify::{PaidNotification, callback_signature};
 pub use reconcile::{reconcile, reconcile_call_budget};
 pub use signature::{hash_code, verify_delivery};
-pub use webhook::webhook;
+pub use webhook::{queued_webhook, webhook};
 
 /// All the work one webhook delivery may do (token, Exact calls, store writes, the PSA callback) before it answers.
 /// Exact's callback timeout is unknown (`docs/exact-online.md` §6.5); a few seconds keeps it well clear, and what is left over is done by

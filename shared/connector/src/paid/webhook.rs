@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::deadline::Deadline;
+use crate::work::Work;
 
 /// The fields of `Content` the connector uses.
 #[derive(Debug, Deserialize)]
@@ -111,24 +112,38 @@ pub async fn webhook(app: &App, body: &[u8]) -> Result<WebhookAnswer, ApiError> 
         tracing::info!("duplicate webhook delivery; ignored");
         return Ok(outcome("duplicate"));
     }
+    if let Some(queues) = &app.queues {
+        // Acknowledged in milliseconds; the checks run from the queue, one administration at a time
+        // (`docs/queues.md`).
+        let digest = hex::encode(Sha256::digest(content));
+        let work: Vec<_> = conns
+            .iter()
+            .map(|conn| {
+                Work::Webhook {
+                    connection_id: conn.clone(),
+                    division,
+                    topic: ev.topic.clone(),
+                    action: ev.action.clone(),
+                    key: ev.key.clone(),
+                }
+                .outgoing(&digest)
+            })
+            .collect();
+        if let Err(e) = crate::work::send(app, &queues.paid, &work).await {
+            // As with inline work that fails: the next event or the reconciliation (every 30 minutes) checks.
+            tracing::error!(error = %e, "queueing the webhook's work failed; the reconciliation redoes it");
+            return Ok(outcome("deferred"));
+        }
+        tracing::info!(
+            connections = conns.len(),
+            elapsed_ms = app.now_ms() - started,
+            "webhook queued"
+        );
+        return Ok(outcome("queued"));
+    }
     let mut results = Vec::with_capacity(conns.len());
     for conn in &conns {
-        let r = match kind {
-            Topic::Invoice => {
-                invoice_event(app, conn, division, &ev, deadline, token_deadline).await
-            }
-            _ => single_flight(
-                app,
-                conn,
-                division,
-                Mode::Webhook,
-                (deadline, token_deadline),
-                None,
-            )
-            .await
-            .map(|o| o.label()),
-        };
-        match r {
+        match connection_work(app, conn, division, &ev, (deadline, token_deadline)).await {
             Ok(label) => results.push(label),
             Err(e) => {
                 tracing::warn!(connection_id = %conn, error = %e,
@@ -144,6 +159,60 @@ pub async fn webhook(app: &App, body: &[u8]) -> Result<WebhookAnswer, ApiError> 
         results.first().copied().unwrap_or("ignored")
     };
     Ok(outcome(label))
+}
+
+/// What one delivery means for one connection on the division: a number to learn, or a paid check.
+async fn connection_work(
+    app: &App,
+    conn: &ConnectionId,
+    division: Division,
+    ev: &Content,
+    (deadline, token_deadline): (Deadline, Deadline),
+) -> Result<&'static str, ApiError> {
+    match topic_kind(&ev.topic) {
+        Topic::Invoice => invoice_event(app, conn, division, ev, deadline, token_deadline).await,
+        Topic::Payment => single_flight(
+            app,
+            conn,
+            division,
+            Mode::Webhook,
+            (deadline, token_deadline),
+            None,
+        )
+        .await
+        .map(|o| o.label()),
+        Topic::Other => Ok("ignored"),
+    }
+}
+
+/// A queued webhook event (`docs/queues.md`): the same work as inline, with the invocation's time instead of the
+/// webhook's few seconds.
+#[tracing::instrument(skip_all, fields(connection_id = %conn, division = division.get()))]
+pub async fn queued_webhook(
+    app: &App,
+    conn: &ConnectionId,
+    division: Division,
+    topic: &str,
+    action: &str,
+    key: &str,
+) -> Result<&'static str, ApiError> {
+    let ev = Content {
+        topic: topic.to_owned(),
+        division: i64::from(division.get()),
+        action: action.to_owned(),
+        key: key.to_owned(),
+    };
+    let deadline = Deadline::after(app, crate::work::WORK_BUDGET);
+    let label = connection_work(
+        app,
+        conn,
+        division,
+        &ev,
+        (deadline, tokens::request_deadline(app)),
+    )
+    .await?;
+    tracing::info!(outcome = label, "queued webhook work done");
+    Ok(label)
 }
 
 /// A `SalesInvoices` event: an invoice of ours that has no number yet (delivery `exact`) was processed in Exact.

@@ -9,6 +9,7 @@ use crate::app::App;
 use crate::http::{self, ApiError, json, match_path};
 use crate::lambda::{self, Function};
 use crate::paid;
+use crate::work::{NotDone, Work};
 
 pub struct WebhookPaid;
 
@@ -35,6 +36,23 @@ impl Function for WebhookPaid {
         match paid::webhook(app, body).await {
             Ok(v) => json(200, &v),
             Err(e) => e.to_response(),
+        }
+    }
+
+    async fn work(&self, app: &App, work: Work) -> Result<(), NotDone> {
+        match work {
+            Work::Webhook {
+                connection_id,
+                division,
+                topic,
+                action,
+                key,
+            } => match paid::queued_webhook(app, &connection_id, division, &topic, &action, &key)
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) => NotDone::from_api(app, &e).map_or(Ok(()), Err),
+            },
         }
     }
 
