@@ -72,6 +72,20 @@ async fn every_event_is_accepted_by_its_handler() {
         "a changed Content no longer matches its HashCode"
     );
 
+    // A batch of queued webhook work, as the SQS event source delivers it: done, nothing reported failed.
+    let out = dispatch(&WebhookPaid, &h.app, event("sqs-paid-work.json"))
+        .await
+        .unwrap();
+    assert_eq!(out, serde_json::json!({ "batchItemFailures": [] }));
+    // A function that takes no queued work reports the message failed instead of dropping it.
+    let out = dispatch(&OAuthCallback, &h.app, event("sqs-paid-work.json"))
+        .await
+        .unwrap();
+    assert_eq!(
+        out["batchItemFailures"][0]["itemIdentifier"],
+        "0f3c5a3e-6a1f-4f1e-9c55-2d6f2a1b7e01"
+    );
+
     let report = dispatch(&OAuthCallback, &h.app, event("schedule-keep-alive.json"))
         .await
         .unwrap();
