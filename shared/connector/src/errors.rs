@@ -7,6 +7,7 @@
 use exact::{ErrorKind, ExactError};
 use store::StoreError;
 
+use crate::deadline::Now;
 use crate::http::ApiError;
 
 /// Seconds until `retry_at_ms`, at least 1.
@@ -43,8 +44,9 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// An Exact failure. Exact's own text goes in `exact_message`, verbatim.
-pub fn from_exact(e: &ExactError, now_ms: i64) -> ApiError {
+/// An Exact failure. Exact's own text goes in `exact_message`, verbatim; a `Retry-After` counts from `now`.
+pub fn from_exact(e: &ExactError, now: &(impl Now + ?Sized)) -> ApiError {
+    let now_ms = now.now_ms();
     let msg = e.message.clone();
     match e.kind {
         ErrorKind::RateLimited => {
@@ -150,6 +152,7 @@ pub fn unknown_connection() -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use exact::ManualClock;
 
     #[test]
     fn rate_limit_becomes_429_with_retry_after() {
@@ -157,7 +160,7 @@ mod tests {
             .with_status(429)
             .with_message("API rate limit exceeded.")
             .with_retry_at(10_500);
-        let a = from_exact(&e, 1_000);
+        let a = from_exact(&e, &ManualClock::new(1_000));
         assert_eq!((a.status, a.retry_after), (429, Some(10)));
         assert_eq!(a.exact_message.as_deref(), Some("API rate limit exceeded."));
     }
@@ -166,7 +169,7 @@ mod tests {
     fn validation_keeps_exacts_text() {
         let e = ExactError::new(ErrorKind::Validation, "create_sales_invoice")
             .with_message("Betalingsconditie: Verplicht");
-        let a = from_exact(&e, 0);
+        let a = from_exact(&e, &ManualClock::new(0));
         assert_eq!(a.status, 422);
         assert_eq!(
             a.exact_message.as_deref(),

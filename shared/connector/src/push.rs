@@ -476,7 +476,7 @@ struct Push<'a> {
 
 fn exact_error(app: &App, keep_claim: bool) -> impl Fn(ExactError) -> PushFailure + '_ {
     move |e| PushFailure {
-        error: from_exact(&e, app.now_ms()),
+        error: from_exact(&e, app),
         keep_claim,
     }
 }
@@ -850,7 +850,7 @@ impl Push<'_> {
             .exact
             .find_item(code)
             .await
-            .map_err(|e| from_exact(&e, self.app.now_ms()))?;
+            .map_err(|e| from_exact(&e, self.app))?;
         match item {
             None => Err(refuse(
                 "unknown_item",

@@ -167,7 +167,7 @@ async fn test(app: &App, session: &Session, settings: &Settings) -> Result<TestR
         exact.find_journal(&settings.journal_code),
         find_vat_codes(exact, &codes),
     );
-    let exact_err = |e: ExactError| from_exact(&e, app.now_ms());
+    let exact_err = |e: ExactError| from_exact(&e, app);
     let (item, journal, vat) = (
         item.map_err(exact_err)?,
         journal.map_err(exact_err)?,
@@ -618,7 +618,7 @@ fn refused(
     email: &str,
     invoice: Option<TestInvoice>,
 ) -> TestInvoiceFailure {
-    let api = from_exact(e, app.now_ms());
+    let api = from_exact(e, app);
     match e.kind {
         ErrorKind::Validation => TestInvoiceFailure::Refused {
             error: ApiError {

@@ -239,8 +239,7 @@ async fn refresh_holding_lease(
         if usable(&current, now) {
             return Ok(current);
         }
-        let secs =
-            crate::errors::seconds_until(next_allowed.timestamp_millis(), now.timestamp_millis());
+        let secs = Deadline::at(next_allowed).retry_after(app);
         return Err(ApiError::new(
             503,
             "token_refresh_too_early",
@@ -345,7 +344,7 @@ async fn refused(
         }
         _ => {
             tracing::warn!(error = %e, "Exact token refresh failed");
-            Err(from_exact(&e, app.now_ms()))
+            Err(from_exact(&e, app))
         }
     }
 }

@@ -180,7 +180,7 @@ impl<'a> Run<'a> {
     }
 
     fn exact_err(&self, e: &exact::ExactError) -> ApiError {
-        from_exact(e, self.app.now_ms())
+        from_exact(e, self.app)
     }
 
     /// Checks while the pending flag is up (or a check is `owed` from a flag taken outside the lease).

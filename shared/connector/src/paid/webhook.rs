@@ -246,7 +246,7 @@ pub(super) async fn invoice_event(
         .exact
         .get_sales_invoice(id)
         .await
-        .map_err(|e| from_exact(&e, app.now_ms()))?
+        .map_err(|e| from_exact(&e, app))?
     else {
         return Ok("ignored");
     };
