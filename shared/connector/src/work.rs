@@ -299,3 +299,136 @@ where
         "batchItemFailures": failures.iter().map(|id| json!({ "itemIdentifier": id })).collect::<Vec<_>>(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use exact::ManualClock;
+    use store::{
+        AppSecret, EventSourceMapping, MemoryQueue, MemoryStore, MemoryTokenStore, QueueConsumer,
+    };
+
+    use super::*;
+    use crate::app::AppParts;
+
+    const Q: &str = "paid";
+    const DLQ: &str = "paid-dlq";
+
+    fn app(queue: Arc<MemoryQueue>, clock: ManualClock) -> App {
+        let mut app = App::new(AppParts {
+            state: Arc::new(MemoryStore::new()),
+            tokens: Arc::new(MemoryTokenStore::new()),
+            secret: AppSecret::from_json("{}").expect("an empty secret"),
+            public_base_url: None,
+            exact_base_url: None,
+            psa_callback_url: None,
+            clock: Arc::new(clock),
+        });
+        app.queues = Some(Queues {
+            port: queue,
+            paid: Q.into(),
+            paid_dead_letter: DLQ.into(),
+        });
+        app
+    }
+
+    fn work(conn: &str, division: u32) -> Work {
+        Work::Webhook {
+            connection_id: ConnectionId::parse(conn).unwrap(),
+            division: Division::new(division).unwrap(),
+            topic: "BankEntries".into(),
+            action: "Update".into(),
+            key: String::new(),
+        }
+    }
+
+    /// A spent budget waits in the queue until the reset, and the administration's later work waits behind it in
+    /// order; another administration's work goes on. A message no one can read is moved to the dead-letter queue
+    /// at once, without holding its group.
+    #[tokio::test]
+    async fn waits_hold_the_group_until_the_reset_and_poison_is_buried() {
+        let clock = ManualClock::new(1_764_460_800_000);
+        let queue = Arc::new(MemoryQueue::new());
+        let app = app(queue.clone(), clock.clone());
+        let mut msgs = vec![
+            work("bu_1", 1001).outgoing("e1"),
+            work("bu_2", 1001).outgoing("e1"),
+            work("bu_3", 2002).outgoing("e1"),
+        ];
+        msgs.push(Outgoing {
+            group: "div-3003".into(),
+            dedup_id: "junk".into(),
+            body: "{\"kind\":\"unknown\"}".into(),
+        });
+        queue.send(Q, &msgs, app.now()).await.unwrap();
+        let esm = EventSourceMapping::new(
+            queue.clone(),
+            Q,
+            "arn:aws:sqs:eu-west-1:1:paid",
+            10,
+            Duration::from_secs(180),
+        );
+        let reset = app.now_ms() + 40_000;
+        let ran = Mutex::new(Vec::new());
+        let run = |w: Work| {
+            ran.lock().unwrap().push(w.connection_id().to_string());
+            let spent = w.connection_id().as_str() == "bu_1";
+            async move {
+                if spent {
+                    Err(NotDone::RetryAt(reset))
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        let report = esm
+            .poll_once(app.now(), |event| {
+                let app = &app;
+                async move { Ok(handle_batch(app, &event, run).await) }
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.received, report.deleted, report.returned),
+            (4, 2, 2),
+            "{report:?}"
+        );
+        assert_eq!(
+            *ran.lock().unwrap(),
+            ["bu_1", "bu_3"],
+            "bu_2 waits behind bu_1 unrun"
+        );
+        assert_eq!(queue.dead_letters(Q).len(), 0);
+        assert_eq!(
+            queue.len(DLQ),
+            1,
+            "the unreadable message is in the dead-letter queue"
+        );
+
+        // Before the reset nothing of division 1001 is handed out; at the reset both come back, in order.
+        clock.advance(Duration::from_secs(39));
+        assert!(
+            queue
+                .receive(Q, 10, Duration::from_secs(180), app.now())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        clock.advance(Duration::from_secs(1));
+        let again = queue
+            .receive(Q, 10, Duration::from_secs(180), app.now())
+            .await
+            .unwrap();
+        let conns: Vec<_> = again
+            .iter()
+            .map(|m| {
+                serde_json::from_str::<Work>(&m.body)
+                    .unwrap()
+                    .connection_id()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(conns, ["bu_1", "bu_2"]);
+    }
+}
