@@ -146,6 +146,78 @@ where
     Ok((LocalApi { addr: bound, task }, app))
 }
 
+/// The in-process work queue of the local run (`docs/queues.md`): the paid queue and its dead-letter queue in
+/// memory, and a pump that does what Lambda's SQS event source mapping does — hands each batch to
+/// exact-webhook-paid's handler as an SQS event and deletes what it did.
+pub struct LocalQueue {
+    pub queue: Arc<store::MemoryQueue>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub const LOCAL_PAID_QUEUE: &str = "paid";
+pub const LOCAL_PAID_DEAD_LETTER_QUEUE: &str = "paid-dlq";
+
+impl LocalQueue {
+    pub fn new() -> Self {
+        LocalQueue {
+            queue: Arc::new(store::MemoryQueue::new()),
+            task: None,
+        }
+    }
+
+    /// The app's view of the queues.
+    pub fn queues(&self) -> connector::work::Queues {
+        connector::work::Queues {
+            port: self.queue.clone(),
+            paid: LOCAL_PAID_QUEUE.into(),
+            paid_dead_letter: LOCAL_PAID_DEAD_LETTER_QUEUE.into(),
+        }
+    }
+
+    /// Starts the pump for `app` (polls every 50 ms while the queue is empty).
+    pub fn start_pump(&mut self, app: Arc<App>) {
+        let mapping = store::EventSourceMapping::new(
+            self.queue.clone(),
+            LOCAL_PAID_QUEUE,
+            format!("arn:aws:sqs:local:000000000000:{LOCAL_PAID_QUEUE}"),
+            10,
+            Duration::from_secs(180),
+        );
+        self.task = Some(tokio::spawn(async move {
+            loop {
+                let app = app.clone();
+                let polled = mapping
+                    .poll_once(app.now(), |event| async move {
+                        connector::lambda::dispatch(&WebhookPaid, &app, event)
+                            .await
+                            .map_err(|e| e.to_string())
+                    })
+                    .await;
+                match polled {
+                    Ok(r) if r.received > 0 => continue,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "the local queue pump failed to poll"),
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }));
+    }
+}
+
+impl Default for LocalQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for LocalQueue {
+    fn drop(&mut self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
+}
+
 /// The app secret matching the sandbox's seeded app (its client id, client secret and webhook secret), with the
 /// given PSA key and callback secret.
 pub fn sandbox_app_secret(

@@ -82,6 +82,8 @@ struct Local {
     api: psa_exact_local::LocalApi,
     received: Received,
     stores: &'static str,
+    /// The in-process paid queue and its pump (stopped when dropped).
+    _queue: psa_exact_local::LocalQueue,
 }
 
 async fn start(api_addr: &str) -> Result<Local, String> {
@@ -96,8 +98,10 @@ async fn start(api_addr: &str) -> Result<Local, String> {
     let sandbox_url = url::Url::parse(&sandbox.base_url()).map_err(|e| e.to_string())?;
     let callback = url::Url::parse(&callback_url).map_err(|e| e.to_string())?;
     let clock = Arc::new(SandboxTime(sandbox.clock()));
-    let (api, _app) = serve(api_addr, |base| async move {
-        App::new(AppParts {
+    let mut queue = psa_exact_local::LocalQueue::new();
+    let queues = queue.queues();
+    let (api, app) = serve(api_addr, |base| async move {
+        let mut app = App::new(AppParts {
             state,
             tokens,
             secret,
@@ -105,15 +109,19 @@ async fn start(api_addr: &str) -> Result<Local, String> {
             exact_base_url: Some(sandbox_url),
             psa_callback_url: Some(callback),
             clock,
-        })
+        });
+        app.queues = Some(queues);
+        app
     })
     .await
     .map_err(|e| format!("binding {api_addr}: {e}"))?;
+    queue.start_pump(app);
     Ok(Local {
         sandbox,
         api,
         received,
         stores,
+        _queue: queue,
     })
 }
 
@@ -359,16 +367,29 @@ async fn demo() -> Result<(), String> {
     d.l.sandbox.pay_invoice(division, &exact_id, 9680.0)?;
     let before = d.calls(division);
     let delivered = d.l.sandbox.deliver_webhooks().await;
-    let (s, b) = d
-        .call(
-            reqwest::Method::GET,
-            "/connections/bu_demo/invoices/inv_demo_1",
-            None,
-        )
-        .await?;
-    expect("get invoice", s, &[200], &b)?;
+    let acknowledged = delivered
+        .iter()
+        .filter(|(_, r)| matches!(r, Ok(200)))
+        .count();
+    // Each webhook is acknowledged at once; its check runs from the in-process queue (docs/queues.md).
+    let mut b = Value::Null;
+    for _ in 0..50 {
+        let (s, got) = d
+            .call(
+                reqwest::Method::GET,
+                "/connections/bu_demo/invoices/inv_demo_1",
+                None,
+            )
+            .await?;
+        expect("get invoice", s, &[200], &got)?;
+        b = got;
+        if b["state"] == "paid" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     println!(
-        "5. paid in Exact (bank entry) → {} signed webhook(s) delivered → invoice state {} (paid_at {}) — {} Exact calls",
+        "5. paid in Exact (bank entry) → {} signed webhook(s) delivered, {acknowledged} acknowledged at once → checked from the queue → invoice state {} (paid_at {}) — {} Exact calls",
         delivered.len(),
         b["state"],
         b["paid_at"],
