@@ -1367,3 +1367,40 @@ async fn a_poison_message_goes_to_the_dead_letter_queue_and_the_administrations_
         [r#"{"kind":"paid-check-v0","connection_id":"bu_1"}"#]
     );
 }
+
+#[tokio::test]
+async fn the_reconciliation_fans_out_one_message_per_connection_and_the_queue_does_the_checks() {
+    let w = queued_world().await;
+    let p = w.push("inv_r1", 100.0, true).await;
+    w.push("inv_r2", 60.0, true).await;
+    // The work of the SalesInvoices events the sandbox sent while processing them.
+    w.h.drain_paid_queue().await;
+    w.pay(&p, p.total);
+    // Exact lost the payment's webhooks.
+    let _ = w.h.sandbox.take_webhooks();
+    let before = w.api_calls();
+    let report = w.reconcile().await;
+    assert_eq!(report["job"], "reconcile", "{report}");
+    assert_eq!(report["connections_queued"], 1, "{report}");
+    assert_eq!(
+        w.api_calls(),
+        before,
+        "the scheduled run itself calls no Exact API"
+    );
+    assert_eq!(w.record("inv_r1").await.state, InvoiceState::Sent);
+
+    let reports = w.h.drain_paid_queue().await;
+    let handled: Vec<_> = reports
+        .iter()
+        .map(|r| (r.received, r.deleted, r.returned))
+        .collect();
+    assert_eq!(handled, [(1, 1, 0)], "{reports:?}");
+    assert_eq!(w.record("inv_r1").await.state, InvoiceState::Paid);
+    assert_eq!(w.record("inv_r2").await.state, InvoiceState::Sent);
+    assert_eq!(w.psa.accepted(), 1);
+    assert_eq!(
+        w.receivable_calls(),
+        1,
+        "one query covers both open invoices"
+    );
+}

@@ -50,19 +50,28 @@ pub enum Work {
         #[serde(default)]
         key: String,
     },
+    /// One connection's share of the scheduled reconciliation.
+    Reconcile {
+        connection_id: ConnectionId,
+        division: Division,
+    },
 }
 
 impl Work {
     /// The FIFO group: every piece of work that calls Exact for one administration runs one at a time.
     pub fn group(&self) -> String {
         match self {
-            Work::Webhook { division, .. } => format!("div-{division}"),
+            Work::Webhook { division, .. } | Work::Reconcile { division, .. } => {
+                format!("div-{division}")
+            }
         }
     }
 
     pub fn connection_id(&self) -> &ConnectionId {
         match self {
-            Work::Webhook { connection_id, .. } => connection_id,
+            Work::Webhook { connection_id, .. } | Work::Reconcile { connection_id, .. } => {
+                connection_id
+            }
         }
     }
 

@@ -190,6 +190,29 @@ async fn the_same_work_sent_twice_within_five_minutes_is_delivered_once() {
     }
 }
 
+/// SQS keeps a deduplication id for five minutes even after the message is deleted (moto forgets it on delete, so
+/// this is checked on the memory queue, which follows SQS).
+#[tokio::test]
+async fn a_deleted_messages_deduplication_id_still_drops_a_repeat_for_five_minutes() {
+    let b = Backend::memory().await;
+    b.send(&[msg("1001", "run-1")]).await;
+    let got = b.receive(10, LONG).await;
+    b.delete(&got[0].receipt).await;
+    b.advance(Duration::from_secs(4 * 60)).await;
+    b.send(&[msg("1001", "run-1")]).await;
+    assert!(
+        b.receive(10, LONG).await.is_empty(),
+        "dropped within the window"
+    );
+    b.advance(Duration::from_secs(61)).await;
+    b.send(&[msg("1001", "run-1")]).await;
+    assert_eq!(
+        b.receive(10, LONG).await.len(),
+        1,
+        "a new send after the window"
+    );
+}
+
 #[tokio::test]
 async fn more_than_ten_messages_go_in_several_batches_and_a_bad_one_is_named() {
     for b in backends().await {

@@ -66,7 +66,9 @@ use webhook::*;
 
 pub use check::{check_lease_name, shown_state};
 pub use notify::{PaidNotification, callback_signature};
-pub use reconcile::{reconcile, reconcile_call_budget};
+pub use reconcile::{
+    ReconcileQueuedReport, reconcile, reconcile_call_budget, reconcile_fan_out, reconcile_one,
+};
 pub use signature::{hash_code, verify_delivery};
 pub use webhook::{queued_webhook, webhook};
 

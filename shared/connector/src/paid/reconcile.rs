@@ -228,3 +228,128 @@ async fn notify_only(
     report.notify_failed = failed;
     Ok(report)
 }
+
+/// The scheduled reconciliation with a work queue (`docs/queues.md`): one message per connected connection to the
+/// paid queue, in its administration's group; the checks are done from the queue by [`reconcile_one`], so a run
+/// is bounded by the queue, not by one invocation's time. Fields in alphabetical order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReconcileQueuedReport {
+    pub connections: usize,
+    pub connections_queued: usize,
+    pub elapsed_ms: i64,
+    pub job: &'static str,
+}
+
+/// How long one run's messages count as the same work for SQS's deduplication (the schedule's period).
+const RECONCILE_PERIOD_MS: i64 = 30 * 60 * 1000;
+
+#[tracing::instrument(skip_all)]
+pub async fn reconcile_fan_out(app: &App) -> Result<ReconcileQueuedReport, ApiError> {
+    let started = app.now_ms();
+    let Some(queues) = &app.queues else {
+        return Err(ApiError::new(
+            503,
+            "queue_unavailable",
+            "no work queue is configured",
+        ));
+    };
+    let all = app.state.list_connections().await?;
+    let connected: Vec<&ConnectionRecord> = all
+        .iter()
+        .filter(|c| c.state == ConnectionState::Connected)
+        .collect();
+    let run = format!("reconcile-{}", started.div_euclid(RECONCILE_PERIOD_MS));
+    let messages: Vec<_> = connected
+        .iter()
+        .map(|c| {
+            crate::work::Work::Reconcile {
+                connection_id: c.connection_id.clone(),
+                division: c.division,
+            }
+            .outgoing(&run)
+        })
+        .collect();
+    // SendMessageBatch takes 10 at a time (the port splits); 10,000 connections are 1,000 calls.
+    crate::work::send(app, &queues.paid, &messages).await?;
+    let report = ReconcileQueuedReport {
+        connections: all.len(),
+        connections_queued: messages.len(),
+        elapsed_ms: app.now_ms() - started,
+        job: "reconcile",
+    };
+    tracing::info!(report = %log_json(&report), "reconciliation queued");
+    Ok(report)
+}
+
+/// One connection's reconciliation, done from the queue: the receivable check of its open invoices (and the
+/// notifications still owed) within its part of the administration's reconciliation share — the run's share of
+/// the daily budget split among the connections on the administration, nothing once the reserve is reached.
+#[tracing::instrument(skip_all, fields(connection_id = %conn))]
+pub async fn reconcile_one(app: &App, conn: &ConnectionId) -> Result<&'static str, ApiError> {
+    let Some(c) = app.state.get_connection(conn).await? else {
+        return Ok("gone");
+    };
+    if c.state != ConnectionState::Connected {
+        return Ok("not_connected");
+    }
+    let open: Vec<InvoiceRecord> = app
+        .state
+        .open_invoices(conn)
+        .await?
+        .into_iter()
+        .filter(|r| in_division(r, c.division))
+        .collect();
+    let unnotified = app.state.paid_unnotified(conn).await?;
+    if open.is_empty() && unnotified.is_empty() {
+        return Ok("nothing_open");
+    }
+    // What other containers learned of the administration's budget counts here too.
+    app.limiter.pull(c.division).await;
+    let share = reconcile_call_budget(app, c.division);
+    let sharers = app
+        .state
+        .connections_for_division(c.division)
+        .await?
+        .len()
+        .max(1) as u64;
+    let budget = if share == 0 {
+        0
+    } else {
+        (share / sharers).max(1)
+    };
+    let deadline = Deadline::after(app, crate::work::WORK_BUDGET);
+    let r = if open.is_empty() || budget == 0 {
+        if budget == 0 && !open.is_empty() {
+            tracing::info!(
+                "the administration is down to its reserve; its open invoices wait for the next run"
+            );
+        }
+        notify_only(app, conn, deadline).await?
+    } else {
+        single_flight(
+            app,
+            conn,
+            c.division,
+            Mode::Reconcile,
+            (deadline, tokens::request_deadline(app)),
+            Some(budget),
+        )
+        .await?
+    };
+    let label = if r.busy {
+        "busy"
+    } else if r.incomplete {
+        "incomplete"
+    } else {
+        "checked"
+    };
+    tracing::info!(
+        outcome = label,
+        invoices_checked = r.invoices_checked,
+        exact_calls = r.exact_calls,
+        paid = r.paid.len(),
+        notified = r.notified.len(),
+        "queued reconciliation done"
+    );
+    Ok(label)
+}

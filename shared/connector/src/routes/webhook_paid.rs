@@ -40,24 +40,28 @@ impl Function for WebhookPaid {
     }
 
     async fn work(&self, app: &App, work: Work) -> Result<(), NotDone> {
-        match work {
+        let done = match work {
             Work::Webhook {
                 connection_id,
                 division,
                 topic,
                 action,
                 key,
-            } => match paid::queued_webhook(app, &connection_id, division, &topic, &action, &key)
-                .await
-            {
-                Ok(_) => Ok(()),
-                Err(e) => NotDone::from_api(app, &e).map_or(Ok(()), Err),
-            },
+            } => paid::queued_webhook(app, &connection_id, division, &topic, &action, &key).await,
+            Work::Reconcile { connection_id, .. } => paid::reconcile_one(app, &connection_id).await,
+        };
+        match done {
+            Ok(_) => Ok(()),
+            Err(e) => NotDone::from_api(app, &e).map_or(Ok(()), Err),
         }
     }
 
     async fn job(&self, app: &App, name: &str) -> Result<Value, ApiError> {
         match name {
+            // With the work queue the run only fans out; without it, one invocation walks the connections.
+            "reconcile" if app.queues.is_some() => {
+                lambda::report(&paid::reconcile_fan_out(app).await?)
+            }
             "reconcile" => lambda::report(&paid::reconcile(app).await?),
             other => Err(ApiError::new(
                 400,
