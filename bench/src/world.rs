@@ -191,6 +191,7 @@ impl World {
                 },
                 aws,
                 paid_queue: None,
+                jobs_queue: None,
                 app_secret_id: None,
             },
             faulty,

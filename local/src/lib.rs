@@ -169,8 +169,11 @@ impl LocalQueue {
     pub fn queues(&self) -> connector::work::Queues {
         connector::work::Queues {
             port: self.queue.clone(),
-            paid: LOCAL_PAID_QUEUE.into(),
-            paid_dead_letter: LOCAL_PAID_DEAD_LETTER_QUEUE.into(),
+            paid: Some(connector::work::QueueRef {
+                url: LOCAL_PAID_QUEUE.into(),
+                dead_letter: LOCAL_PAID_DEAD_LETTER_QUEUE.into(),
+            }),
+            jobs: None,
         }
     }
 

@@ -39,18 +39,80 @@ pub struct Harness {
     pub backend: Backend,
     /// Moto only: the clients, table and token prefix (to inspect what was stored).
     pub aws: Option<(AwsClients, String, String)>,
-    /// With [`Options::paid_queue`]: the FIFO queue of webhook checks on moto, and what Lambda's event source
-    /// mapping would do with it.
-    pub paid_queue: Option<PaidQueue>,
+    /// With [`Options::paid_queue`]: the FIFO queue of paid checks on moto, and what Lambda's event source mapping
+    /// would do with it.
+    pub paid_queue: Option<TestQueue>,
+    /// With [`Options::jobs_queue`]: the keep-alive's FIFO queue on moto.
+    pub jobs_queue: Option<TestQueue>,
     /// With [`Options::app_secret_in_secrets_manager`]: the app secret's name on moto.
     pub app_secret_id: Option<String>,
 }
 
-/// The paid queue of a moto harness (`docs/queues.md`).
-pub struct PaidQueue {
+/// A work queue of a moto harness (`docs/queues.md`).
+pub struct TestQueue {
     pub url: String,
     pub dead_letter_url: String,
     pub mapping: store::EventSourceMapping,
+}
+
+impl TestQueue {
+    /// A FIFO queue `{kind}-…` with its dead-letter queue on moto.
+    async fn create(clients: &AwsClients, kind: &str) -> TestQueue {
+        let name = testkit::unique(kind);
+        let url = store::create_fifo_queue(
+            clients.sqs(),
+            &name,
+            std::time::Duration::from_secs(30),
+            MAX_RECEIVES,
+        )
+        .await
+        .expect("create a FIFO queue on moto");
+        let dead_letter_url = url.replace(".fifo", "-dlq.fifo");
+        let mapping = store::EventSourceMapping::new(
+            Arc::new(clients.queue()),
+            url.clone(),
+            format!("arn:aws:sqs:eu-west-1:123456789012:{name}.fifo"),
+            10,
+            std::time::Duration::from_secs(30),
+        );
+        TestQueue {
+            url,
+            dead_letter_url,
+            mapping,
+        }
+    }
+
+    fn queue_ref(&self) -> connector::work::QueueRef {
+        connector::work::QueueRef {
+            url: self.url.clone(),
+            dead_letter: self.dead_letter_url.clone(),
+        }
+    }
+
+    /// Polls until nothing is visible, each batch handed to `function` as Lambda would.
+    pub async fn drain(
+        &self,
+        app: &Arc<App>,
+        function: &'static dyn connector::lambda::Function,
+    ) -> Vec<store::PollReport> {
+        let mut reports = Vec::new();
+        loop {
+            let app = app.clone();
+            let report = self
+                .mapping
+                .poll_once(chrono::Utc::now(), |event| async move {
+                    connector::lambda::dispatch(function, &app, event)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .expect("poll the queue");
+            if report.received == 0 {
+                return reports;
+            }
+            reports.push(report);
+        }
+    }
 }
 
 /// Receives before a message goes to the dead-letter queue (the template's `maxReceiveCount`).
@@ -65,8 +127,11 @@ pub struct Options {
     /// Moto only: the app secret lives in Secrets Manager as deployed (read through the app's cache) instead of
     /// being fixed.
     pub app_secret_in_secrets_manager: bool,
-    /// Moto only: webhooks queue their checks on an SQS FIFO queue (with a dead-letter queue), as deployed.
+    /// Moto only: webhooks and the reconciliation queue their checks on an SQS FIFO queue (with a dead-letter
+    /// queue), as deployed.
     pub paid_queue: bool,
+    /// Moto only: the keep-alive queues its refreshes on an SQS FIFO queue, as deployed.
+    pub jobs_queue: bool,
 }
 
 impl Default for Options {
@@ -77,6 +142,7 @@ impl Default for Options {
             psa_callback_url: None,
             app_secret_in_secrets_manager: false,
             paid_queue: false,
+            jobs_queue: false,
         }
     }
 }
@@ -189,40 +255,28 @@ impl Harness {
             }
             _ => None,
         };
-        let paid_queue = match (&aws, opts.paid_queue) {
-            (Some((clients, _, _)), true) => {
-                let name = testkit::unique("paid");
-                let url = store::create_fifo_queue(
-                    clients.sqs(),
-                    &name,
-                    std::time::Duration::from_secs(30),
-                    MAX_RECEIVES,
-                )
-                .await
-                .expect("create the paid queue on moto");
-                let dead_letter_url = url.replace(".fifo", "-dlq.fifo");
-                let mapping = store::EventSourceMapping::new(
-                    Arc::new(clients.queue()),
-                    url.clone(),
-                    format!("arn:aws:sqs:eu-west-1:123456789012:{name}.fifo"),
-                    10,
-                    std::time::Duration::from_secs(30),
-                );
-                Some(PaidQueue {
-                    url,
-                    dead_letter_url,
-                    mapping,
-                })
+        let paid_queue = match &aws {
+            Some((clients, _, _)) if opts.paid_queue => {
+                Some(TestQueue::create(clients, "paid").await)
             }
-            (None, true) => panic!("the paid queue needs moto"),
+            None if opts.paid_queue => panic!("the paid queue needs moto"),
             _ => None,
         };
-        let queues = match (&aws, &paid_queue) {
-            (Some((clients, _, _)), Some(q)) => Some(connector::work::Queues {
-                port: Arc::new(clients.queue()),
-                paid: q.url.clone(),
-                paid_dead_letter: q.dead_letter_url.clone(),
-            }),
+        let jobs_queue = match &aws {
+            Some((clients, _, _)) if opts.jobs_queue => {
+                Some(TestQueue::create(clients, "jobs").await)
+            }
+            None if opts.jobs_queue => panic!("the jobs queue needs moto"),
+            _ => None,
+        };
+        let queues = match &aws {
+            Some((clients, _, _)) if paid_queue.is_some() || jobs_queue.is_some() => {
+                Some(connector::work::Queues {
+                    port: Arc::new(clients.queue()),
+                    paid: paid_queue.as_ref().map(TestQueue::queue_ref),
+                    jobs: jobs_queue.as_ref().map(TestQueue::queue_ref),
+                })
+            }
             _ => None,
         };
         let cache_of = app_secret_id.clone();
@@ -261,6 +315,7 @@ impl Harness {
             backend: opts.backend,
             aws,
             paid_queue,
+            jobs_queue,
             app_secret_id: app_secret_id.map(|(_, id)| id),
         }
     }
@@ -272,23 +327,16 @@ impl Harness {
             .paid_queue
             .as_ref()
             .expect("a harness with a paid queue");
-        let mut reports = Vec::new();
-        loop {
-            let app = self.app.clone();
-            let report = q
-                .mapping
-                .poll_once(chrono::Utc::now(), |event| async move {
-                    connector::lambda::dispatch(&connector::routes::WebhookPaid, &app, event)
-                        .await
-                        .map_err(|e| e.to_string())
-                })
-                .await
-                .expect("poll the paid queue");
-            if report.received == 0 {
-                return reports;
-            }
-            reports.push(report);
-        }
+        q.drain(&self.app, &connector::routes::WebhookPaid).await
+    }
+
+    /// The same for the jobs queue and oauth-callback.
+    pub async fn drain_jobs_queue(&self) -> Vec<store::PollReport> {
+        let q = self
+            .jobs_queue
+            .as_ref()
+            .expect("a harness with a jobs queue");
+        q.drain(&self.app, &connector::routes::OAuthCallback).await
     }
 
     /// Replaces the app secret on moto (with [`Options::app_secret_in_secrets_manager`]).

@@ -463,3 +463,64 @@ async fn reconnect_to_another_division_moves_everything() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn with_the_jobs_queue_the_keep_alive_queues_each_due_connection_and_refreshes_it_from_the_queue()
+ {
+    let h = Harness::start(e2e::Options {
+        backend: e2e::Backend::Moto,
+        jobs_queue: true,
+        ..e2e::Options::default()
+    })
+    .await;
+    h.connect("bu_idle", "jan@jansen.example", "nl").await;
+    h.sandbox
+        .clock()
+        .advance(std::time::Duration::from_secs(8 * 24 * 3600));
+    h.connect("bu_fresh", "claire@dupont.example", "be").await;
+    let idle_before = connector::tokens::current(&h.app, &conn("bu_idle"))
+        .await
+        .unwrap()
+        .unwrap();
+    let calls = h.sandbox.token_calls();
+
+    let report = psa_exact_local::run_job(&h.app, "keep-alive")
+        .await
+        .unwrap();
+    assert_eq!(report["job"], "keep-alive", "{report}");
+    assert_eq!(report["connections"], 2, "{report}");
+    assert_eq!(
+        report["connections_queued"], 1,
+        "only the idle one: {report}"
+    );
+    assert_eq!(
+        h.sandbox.token_calls(),
+        calls,
+        "the run itself refreshes nothing"
+    );
+
+    let reports = h.drain_jobs_queue().await;
+    let handled: Vec<_> = reports
+        .iter()
+        .map(|r| (r.received, r.deleted, r.returned))
+        .collect();
+    assert_eq!(handled, [(1, 1, 0)], "{reports:?}");
+    assert_eq!(
+        h.sandbox.token_calls() - calls,
+        1,
+        "one refresh, from the queue"
+    );
+    let idle_after = connector::tokens::current(&h.app, &conn("bu_idle"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(idle_after.last_refresh_at > idle_before.last_refresh_at);
+    // The next day's run finds nothing due.
+    h.sandbox
+        .clock()
+        .advance(std::time::Duration::from_secs(24 * 3600));
+    let report = psa_exact_local::run_job(&h.app, "keep-alive")
+        .await
+        .unwrap();
+    assert_eq!(report["connections_queued"], 0, "{report}");
+}

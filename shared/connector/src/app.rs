@@ -29,9 +29,12 @@ pub struct Config {
     pub exact_base_url: Option<Url>,
     /// `PSA_CALLBACK_URL`: where paid notifications go.
     pub psa_callback_url: Option<Url>,
-    /// `PAID_QUEUE_URL` and `PAID_DEAD_LETTER_QUEUE_URL`: the FIFO queue of webhook checks and its dead-letter
-    /// queue; unset: webhooks do their checks inline.
-    pub paid_queue_url: Option<(String, String)>,
+    /// `PAID_QUEUE_URL` and `PAID_DEAD_LETTER_QUEUE_URL`: the FIFO queue of paid checks and its dead-letter
+    /// queue; unset: webhooks and the reconciliation do their checks inline.
+    pub paid_queue: Option<crate::work::QueueRef>,
+    /// `JOBS_QUEUE_URL` and `JOBS_DEAD_LETTER_QUEUE_URL`: the keep-alive's queue; unset: the keep-alive refreshes
+    /// inline.
+    pub jobs_queue: Option<crate::work::QueueRef>,
 }
 
 /// A configuration problem: the function cannot start.
@@ -51,6 +54,15 @@ fn parse_url(name: &str, v: Option<String>) -> Result<Option<Url>, ConfigError> 
         .transpose()
 }
 
+/// A queue and its dead-letter queue from two settings that go together.
+fn queue_ref(url: &str, dead_letter: &str) -> Result<Option<crate::work::QueueRef>, ConfigError> {
+    match (env_opt(url), env_opt(dead_letter)) {
+        (Some(url), Some(dead_letter)) => Ok(Some(crate::work::QueueRef { url, dead_letter })),
+        (None, None) => Ok(None),
+        _ => Err(ConfigError(format!("{url} and {dead_letter} go together"))),
+    }
+}
+
 impl Config {
     pub fn from_env() -> Result<Config, ConfigError> {
         let need = |n: &str| env_opt(n).ok_or_else(|| ConfigError(format!("{n} is not set")));
@@ -66,18 +78,8 @@ impl Config {
             public_base_url: public,
             exact_base_url: parse_url("EXACT_BASE_URL", env_opt("EXACT_BASE_URL"))?,
             psa_callback_url: parse_url("PSA_CALLBACK_URL", env_opt("PSA_CALLBACK_URL"))?,
-            paid_queue_url: match (
-                env_opt("PAID_QUEUE_URL"),
-                env_opt("PAID_DEAD_LETTER_QUEUE_URL"),
-            ) {
-                (Some(q), Some(d)) => Some((q, d)),
-                (None, None) => None,
-                _ => {
-                    return Err(ConfigError(
-                        "PAID_QUEUE_URL and PAID_DEAD_LETTER_QUEUE_URL go together".into(),
-                    ));
-                }
-            },
+            paid_queue: queue_ref("PAID_QUEUE_URL", "PAID_DEAD_LETTER_QUEUE_URL")?,
+            jobs_queue: queue_ref("JOBS_QUEUE_URL", "JOBS_DEAD_LETTER_QUEUE_URL")?,
         })
     }
 }
@@ -174,13 +176,13 @@ impl App {
             psa_callback_url: cfg.psa_callback_url,
             clock: Arc::new(SystemClock),
         });
-        app.queues = cfg
-            .paid_queue_url
-            .map(|(paid, paid_dead_letter)| crate::work::Queues {
+        if cfg.paid_queue.is_some() || cfg.jobs_queue.is_some() {
+            app.queues = Some(crate::work::Queues {
                 port: Arc::new(aws.queue()),
-                paid,
-                paid_dead_letter,
+                paid: cfg.paid_queue,
+                jobs: cfg.jobs_queue,
             });
+        }
         app.secret_cache = Some(Arc::new(AppSecretCache::new(
             aws.secrets().clone(),
             cfg.app_secret_arn,

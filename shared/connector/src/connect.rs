@@ -858,6 +858,81 @@ pub async fn keep_alive_until(app: &App, deadline: Deadline) -> Result<KeepAlive
     Ok(report)
 }
 
+/// The keep-alive with the jobs queue (`docs/queues.md`): what the run queued. Fields in alphabetical order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeepAliveQueuedReport {
+    pub connections: usize,
+    /// Connected and not refreshed within the last 7 days: one message each.
+    pub connections_queued: usize,
+    pub elapsed_ms: i64,
+    pub job: &'static str,
+}
+
+/// The daily keep-alive with a jobs queue: one message per connected connection due a refresh (group: the
+/// connection); each refresh is done from the queue by [`keep_alive_one`], so a run is bounded by the queue, not by
+/// one invocation, however many connections there are.
+#[tracing::instrument(name = "keep_alive_fan_out", skip_all)]
+pub async fn keep_alive_fan_out(app: &App) -> Result<KeepAliveQueuedReport, ApiError> {
+    let started = app.now_ms();
+    let Some(jobs) = app.jobs_queue() else {
+        return Err(ApiError::new(
+            503,
+            "queue_unavailable",
+            "no jobs queue is configured",
+        ));
+    };
+    let cutoff = app.now() - td(KEEP_ALIVE_AFTER);
+    let all = app.state.list_connections().await?;
+    let run = format!("keep-alive-{}", started.div_euclid(24 * 60 * 60 * 1000));
+    let messages: Vec<_> = all
+        .iter()
+        .filter(|c| c.state == ConnectionState::Connected)
+        .filter(|c| c.last_token_refresh_at.is_none_or(|t| t <= cutoff))
+        .map(|c| {
+            crate::work::Work::KeepAlive {
+                connection_id: c.connection_id.clone(),
+            }
+            .outgoing(&run)
+        })
+        .collect();
+    crate::work::send(app, &jobs.url, &messages).await?;
+    let report = KeepAliveQueuedReport {
+        connections: all.len(),
+        connections_queued: messages.len(),
+        elapsed_ms: app.now_ms() - started,
+        job: "keep-alive",
+    };
+    tracing::info!(report = %crate::lambda::log_json(&report), "keep-alive queued");
+    Ok(report)
+}
+
+/// One connection's keep-alive, done from the queue: a refresh unless it is no longer connected or was refreshed
+/// within the last 7 days meanwhile.
+#[tracing::instrument(name = "keep_alive_one", skip_all, fields(connection_id = %conn))]
+pub async fn keep_alive_one(app: &App, conn: &ConnectionId) -> Result<&'static str, ApiError> {
+    let Some(c) = app.state.get_connection(conn).await? else {
+        return Ok("gone");
+    };
+    let cutoff = app.now() - td(KEEP_ALIVE_AFTER);
+    if c.state != ConnectionState::Connected {
+        return Ok("not_connected");
+    }
+    if c.last_token_refresh_at.is_some_and(|t| t > cutoff) {
+        return Ok("fresh");
+    }
+    let deadline = Deadline::after(app, crate::work::WORK_BUDGET);
+    ensure_tokens(
+        app,
+        &c,
+        Want::RefreshedSince(cutoff),
+        &CallStats::new(),
+        deadline,
+    )
+    .await?;
+    tracing::info!("keep-alive refresh done");
+    Ok("refreshed")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,19 +20,42 @@ pub const RETRY_SOON: Duration = Duration::from_secs(30);
 /// A piece of queued work may use this much of the invocation (the function times out at 29 s).
 pub const WORK_BUDGET: Duration = Duration::from_secs(20);
 
+/// One work queue: its URL and its dead-letter queue's (where a message that can never be done is put, with its
+/// reason logged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueRef {
+    pub url: String,
+    pub dead_letter: String,
+}
+
 /// The work queues of a deployment: where to send, and the port to send with.
 #[derive(Clone)]
 pub struct Queues {
     pub port: Arc<dyn QueuePort>,
-    /// `PAID_QUEUE_URL`: paid checks from webhooks (consumer: exact-webhook-paid).
-    pub paid: String,
-    /// `PAID_DEAD_LETTER_QUEUE_URL`: where a message that can never be done is put, with its reason logged.
-    pub paid_dead_letter: String,
+    /// `PAID_QUEUE_URL`: paid checks from webhooks and the reconciliation (consumer: exact-webhook-paid).
+    pub paid: Option<QueueRef>,
+    /// `JOBS_QUEUE_URL`: the keep-alive's token refreshes (consumer: oauth-callback).
+    pub jobs: Option<QueueRef>,
 }
 
 impl std::fmt::Debug for Queues {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Queues").field("paid", &self.paid).finish()
+        f.debug_struct("Queues")
+            .field("paid", &self.paid)
+            .field("jobs", &self.jobs)
+            .finish()
+    }
+}
+
+impl App {
+    /// The paid queue, when the deployment has one.
+    pub fn paid_queue(&self) -> Option<&QueueRef> {
+        self.queues.as_ref()?.paid.as_ref()
+    }
+
+    /// The jobs queue, when the deployment has one.
+    pub fn jobs_queue(&self) -> Option<&QueueRef> {
+        self.queues.as_ref()?.jobs.as_ref()
     }
 }
 
@@ -55,6 +78,8 @@ pub enum Work {
         connection_id: ConnectionId,
         division: Division,
     },
+    /// The daily keep-alive of one connection's tokens (the token endpoint only: no administration's budget).
+    KeepAlive { connection_id: ConnectionId },
 }
 
 impl Work {
@@ -64,14 +89,15 @@ impl Work {
             Work::Webhook { division, .. } | Work::Reconcile { division, .. } => {
                 format!("div-{division}")
             }
+            Work::KeepAlive { connection_id } => format!("conn-{connection_id}"),
         }
     }
 
     pub fn connection_id(&self) -> &ConnectionId {
         match self {
-            Work::Webhook { connection_id, .. } | Work::Reconcile { connection_id, .. } => {
-                connection_id
-            }
+            Work::Webhook { connection_id, .. }
+            | Work::Reconcile { connection_id, .. }
+            | Work::KeepAlive { connection_id } => connection_id,
         }
     }
 
@@ -153,8 +179,11 @@ fn text<'a>(v: &'a Value, k: &str) -> &'a str {
 
 /// A returned message becomes visible again after `after` (else after the queue's visibility timeout).
 async fn wait(app: &App, r: &Record<'_>, after: Duration) {
-    if let (Some(url), Some(q)) = (queue_url(app, r.source), &app.queues)
-        && let Err(e) = q.port.retry_after(url, r.receipt, after, app.now()).await
+    if let (Some(from), Some(q)) = (queue_of(app, r.source), &app.queues)
+        && let Err(e) = q
+            .port
+            .retry_after(&from.url, r.receipt, after, app.now())
+            .await
     {
         tracing::warn!(error = %e, "setting the message's visibility failed; it comes back after the queue's timeout");
     }
@@ -194,19 +223,13 @@ pub fn is_sqs_event(event: &Value) -> bool {
         == Some("aws:sqs")
 }
 
-/// The queue URL a record came from: the configured queue whose name ends the record's ARN.
-fn queue_url<'a>(app: &'a App, source_arn: &str) -> Option<&'a str> {
+/// The configured queue a record came from: the one whose name ends the record's ARN.
+fn queue_of<'a>(app: &'a App, source_arn: &str) -> Option<&'a QueueRef> {
     let name = source_arn.rsplit(':').next()?;
-    let q = app.queues.as_ref()?;
-    [q.paid.as_str()]
+    [app.paid_queue(), app.jobs_queue()]
         .into_iter()
-        .find(|url| url.rsplit('/').next() == Some(name))
-}
-
-/// The dead-letter queue of the queue at `url`.
-fn dead_letter_of<'a>(app: &'a App, url: &str) -> Option<&'a str> {
-    let q = app.queues.as_ref()?;
-    (url == q.paid).then_some(q.paid_dead_letter.as_str())
+        .flatten()
+        .find(|q| q.url.rsplit('/').next() == Some(name))
 }
 
 /// Moves a message that can never be done to its dead-letter queue (same body and group) and logs why; answers
@@ -219,12 +242,10 @@ async fn bury(app: &App, r: &Record<'_>, reason: &str) -> bool {
         reason,
         "queued work cannot be done; moved to the dead-letter queue"
     );
-    let (Some(url), Some(q)) = (queue_url(app, r.source), &app.queues) else {
+    let (Some(from), Some(q)) = (queue_of(app, r.source), &app.queues) else {
         return false;
     };
-    let Some(dlq) = dead_letter_of(app, url) else {
-        return false;
-    };
+    let dlq = from.dead_letter.as_str();
     let msg = Outgoing {
         group: r.group.to_owned(),
         dedup_id: r
@@ -336,8 +357,11 @@ mod tests {
         });
         app.queues = Some(Queues {
             port: queue,
-            paid: Q.into(),
-            paid_dead_letter: DLQ.into(),
+            paid: Some(QueueRef {
+                url: Q.into(),
+                dead_letter: DLQ.into(),
+            }),
+            jobs: None,
         });
         app
     }

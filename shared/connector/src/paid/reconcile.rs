@@ -246,7 +246,7 @@ const RECONCILE_PERIOD_MS: i64 = 30 * 60 * 1000;
 #[tracing::instrument(skip_all)]
 pub async fn reconcile_fan_out(app: &App) -> Result<ReconcileQueuedReport, ApiError> {
     let started = app.now_ms();
-    let Some(queues) = &app.queues else {
+    let Some(paid_queue) = app.paid_queue() else {
         return Err(ApiError::new(
             503,
             "queue_unavailable",
@@ -270,7 +270,7 @@ pub async fn reconcile_fan_out(app: &App) -> Result<ReconcileQueuedReport, ApiEr
         })
         .collect();
     // SendMessageBatch takes 10 at a time (the port splits); 10,000 connections are 1,000 calls.
-    crate::work::send(app, &queues.paid, &messages).await?;
+    crate::work::send(app, &paid_queue.url, &messages).await?;
     let report = ReconcileQueuedReport {
         connections: all.len(),
         connections_queued: messages.len(),

@@ -112,7 +112,7 @@ pub async fn webhook(app: &App, body: &[u8]) -> Result<WebhookAnswer, ApiError> 
         tracing::info!("duplicate webhook delivery; ignored");
         return Ok(outcome("duplicate"));
     }
-    if let Some(queues) = &app.queues {
+    if let Some(paid_queue) = app.paid_queue() {
         // Acknowledged in milliseconds; the checks run from the queue, one administration at a time
         // (`docs/queues.md`).
         let digest = hex::encode(Sha256::digest(content));
@@ -129,7 +129,7 @@ pub async fn webhook(app: &App, body: &[u8]) -> Result<WebhookAnswer, ApiError> 
                 .outgoing(&digest)
             })
             .collect();
-        if let Err(e) = crate::work::send(app, &queues.paid, &work).await {
+        if let Err(e) = crate::work::send(app, &paid_queue.url, &work).await {
             // As with inline work that fails: the next event or the reconciliation (every 30 minutes) checks.
             tracing::error!(error = %e, "queueing the webhook's work failed; the reconciliation redoes it");
             return Ok(outcome("deferred"));

@@ -12,6 +12,7 @@ use crate::http::{
     query_param,
 };
 use crate::lambda::{self, Function};
+use crate::work::{NotDone, Work};
 
 pub struct OAuthCallback;
 
@@ -84,8 +85,24 @@ impl Function for OAuthCallback {
         route(app, req).await.unwrap_or_else(|e| e.to_response())
     }
 
+    async fn work(&self, app: &App, work: Work) -> Result<(), NotDone> {
+        let Work::KeepAlive { connection_id } = work else {
+            return Err(NotDone::Poison(
+                "oauth-callback takes only keep-alive work".into(),
+            ));
+        };
+        match connect::keep_alive_one(app, &connection_id).await {
+            Ok(_) => Ok(()),
+            Err(e) => NotDone::from_api(app, &e).map_or(Ok(()), Err),
+        }
+    }
+
     async fn job(&self, app: &App, name: &str) -> Result<Value, ApiError> {
         match name {
+            // With the jobs queue the run only fans out; without it, one invocation walks the connections.
+            "keep-alive" if app.jobs_queue().is_some() => {
+                lambda::report(&connect::keep_alive_fan_out(app).await?)
+            }
             "keep-alive" => lambda::report(&connect::keep_alive(app).await?),
             other => Err(ApiError::new(
                 400,

@@ -49,6 +49,11 @@ impl Function for WebhookPaid {
                 key,
             } => paid::queued_webhook(app, &connection_id, division, &topic, &action, &key).await,
             Work::Reconcile { connection_id, .. } => paid::reconcile_one(app, &connection_id).await,
+            Work::KeepAlive { .. } => {
+                return Err(NotDone::Poison(
+                    "keep-alive work belongs to oauth-callback".into(),
+                ));
+            }
         };
         match done {
             Ok(_) => Ok(()),
@@ -59,7 +64,7 @@ impl Function for WebhookPaid {
     async fn job(&self, app: &App, name: &str) -> Result<Value, ApiError> {
         match name {
             // With the work queue the run only fans out; without it, one invocation walks the connections.
-            "reconcile" if app.queues.is_some() => {
+            "reconcile" if app.paid_queue().is_some() => {
                 lambda::report(&paid::reconcile_fan_out(app).await?)
             }
             "reconcile" => lambda::report(&paid::reconcile(app).await?),
