@@ -65,7 +65,9 @@ async fn stores() -> Result<(Arc<dyn StateStore>, Arc<dyn TokenStore>, &'static 
             "in memory",
         )),
         Some(table) => {
-            let aws = AwsClients::from_env().await.map_err(|e| e.to_string())?;
+            let aws = AwsClients::from_env(exact::tls::client_config())
+                .await
+                .map_err(|e| e.to_string())?;
             let prefix =
                 std::env::var("TOKEN_SECRET_PREFIX").unwrap_or_else(|_| "psa-exact/tokens/".into());
             Ok((

@@ -156,7 +156,8 @@ impl App {
     /// The deployed shape: DynamoDB, Secrets Manager, the app secret read now and again every few minutes.
     pub async fn from_env() -> Result<App, ConfigError> {
         let cfg = Config::from_env()?;
-        let aws = AwsClients::from_env()
+        // The TLS configuration the Exact client uses (see `App::new`), so AWS and Exact share one root store.
+        let aws = AwsClients::from_env(exact::tls::client_config())
             .await
             .map_err(|e| ConfigError(e.to_string()))?;
         let secret = AppSecret::load(aws.secrets(), &cfg.app_secret_arn)

@@ -22,6 +22,7 @@ mod http;
 pub mod odata;
 mod ratelimit;
 mod stats;
+pub mod tls;
 
 pub use auth::{DEFAULT_EXPIRES_IN, ExactAuth, RefreshFailure, TokenSet};
 pub use calls::{

@@ -8,7 +8,8 @@
 //! help (throttling, outages, timeouts).
 //!
 //! Clients are built once per execution environment with [`AwsClients::from_env`] (region from the environment,
-//! `AWS_ENDPOINT_URL` honoured, so moto works unchanged), or [`AwsClients::for_endpoint`] for tests and the local run.
+//! `AWS_ENDPOINT_URL` honoured, so moto works unchanged; TLS from the rustls configuration the caller shares with its
+//! other HTTP clients), or [`AwsClients::for_endpoint`] for tests (plain http).
 //!
 //! # Table layout (single table)
 //!
@@ -108,6 +109,7 @@ mod clients;
 mod dynamo;
 mod error;
 mod event_source;
+mod http;
 pub mod invoice;
 pub mod layout;
 mod memory;
