@@ -1,11 +1,15 @@
 //! A minimal local Lambda Runtime API (`/2018-06-01/runtime/...`): hands one event to the function on its first
 //! `invocation/next`, records the time of its `response` (or `error`), and holds every later `next` open (as Lambda
 //! does between invocations), so the process can be measured and killed.
+//!
+//! The killed process's last `next` may still be in the emulator's queue when the following event is armed; it comes
+//! on the connection the previous event was handed to, so that connection is never handed another event.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -27,6 +31,10 @@ struct Slot {
     answered: Option<Answered>,
     /// When the armed event was handed out (the runtime finished its init and asked for work).
     handed_out: Option<Instant>,
+    /// The connection the armed event was handed to.
+    handed_to: Option<SocketAddr>,
+    /// The connection the previous event was handed to: its process is gone, its queued `next` gets nothing.
+    retired: Option<SocketAddr>,
 }
 
 #[derive(Clone, Default)]
@@ -48,12 +56,17 @@ impl Drop for RuntimeApi {
     }
 }
 
-async fn next(State(s): State<Shared>) -> Response {
+async fn next(State(s): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
     let (event, id) = {
         let mut slot = s.slot.lock().unwrap_or_else(|e| e.into_inner());
-        let event = slot.event.take();
+        let event = if slot.retired == Some(peer) {
+            None
+        } else {
+            slot.event.take()
+        };
         if event.is_some() {
             slot.handed_out = Some(Instant::now());
+            slot.handed_to = Some(peer);
         }
         (event, slot.request_id.clone())
     };
@@ -142,7 +155,11 @@ impl RuntimeApi {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let _ = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await;
         });
         Ok(RuntimeApi { addr, shared, task })
     }
@@ -154,6 +171,7 @@ impl RuntimeApi {
         slot.request_id = request_id.to_owned();
         slot.answered = None;
         slot.handed_out = None;
+        slot.retired = slot.handed_to.take();
     }
 
     /// When the armed event was handed to the function (`None`: it never asked).
