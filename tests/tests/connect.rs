@@ -327,18 +327,23 @@ async fn a_refused_refresh_marks_needs_reconnect() {
     assert_eq!(body["state"], "connected");
 }
 
-#[tokio::test]
-async fn keep_alive_refreshes_idle_connections_only() {
-    let h = Harness::moto().await;
+/// `bu_idle` connected 8 days ago (due a keep-alive refresh), `bu_fresh` now; answers bu_idle's tokens as they are.
+async fn idle_and_fresh(h: &Harness) -> store::TokenRecord {
     h.connect("bu_idle", "jan@jansen.example", "nl").await;
     h.sandbox
         .clock()
         .advance(std::time::Duration::from_secs(8 * 24 * 3600));
     h.connect("bu_fresh", "claire@dupont.example", "be").await;
-    let idle_before = connector::tokens::current(&h.app, &conn("bu_idle"))
+    connector::tokens::current(&h.app, &conn("bu_idle"))
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn keep_alive_refreshes_idle_connections_only() {
+    let h = Harness::moto().await;
+    let idle_before = idle_and_fresh(&h).await;
     let fresh_before = connector::tokens::current(&h.app, &conn("bu_fresh"))
         .await
         .unwrap()
@@ -473,15 +478,7 @@ async fn with_the_jobs_queue_the_keep_alive_queues_each_due_connection_and_refre
         ..e2e::Options::default()
     })
     .await;
-    h.connect("bu_idle", "jan@jansen.example", "nl").await;
-    h.sandbox
-        .clock()
-        .advance(std::time::Duration::from_secs(8 * 24 * 3600));
-    h.connect("bu_fresh", "claire@dupont.example", "be").await;
-    let idle_before = connector::tokens::current(&h.app, &conn("bu_idle"))
-        .await
-        .unwrap()
-        .unwrap();
+    let idle_before = idle_and_fresh(&h).await;
     let calls = h.sandbox.token_calls();
 
     let report = psa_exact_local::run_job(&h.app, "keep-alive")

@@ -94,14 +94,7 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport, ApiError> {
             deferred = all.len() - i;
             break;
         }
-        let open: Vec<InvoiceRecord> = app
-            .state
-            .open_invoices(conn)
-            .await?
-            .into_iter()
-            .filter(|r| in_division(r, c.division))
-            .collect();
-        let unnotified = app.state.paid_unnotified(conn).await?;
+        let (open, unnotified) = owed(app, c).await?;
         if open.is_empty() && unnotified.is_empty() {
             if !stalled {
                 last_done = Some(conn.as_str().to_owned());
@@ -204,6 +197,23 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport, ApiError> {
     Ok(report)
 }
 
+/// What a connection is owed a reconciliation for: its open invoices in its current administration, and the paid
+/// ones the PSA has not been told of.
+async fn owed(
+    app: &App,
+    c: &ConnectionRecord,
+) -> Result<(Vec<InvoiceRecord>, Vec<InvoiceRecord>), ApiError> {
+    let open = app
+        .state
+        .open_invoices(&c.connection_id)
+        .await?
+        .into_iter()
+        .filter(|r| in_division(r, c.division))
+        .collect();
+    let unnotified = app.state.paid_unnotified(&c.connection_id).await?;
+    Ok((open, unnotified))
+}
+
 /// Notifications only, under the check lease (so a running check cannot notify the same invoice at once).
 async fn notify_only(
     app: &App,
@@ -292,14 +302,7 @@ pub async fn reconcile_one(app: &App, conn: &ConnectionId) -> Result<&'static st
     if c.state != ConnectionState::Connected {
         return Ok("not_connected");
     }
-    let open: Vec<InvoiceRecord> = app
-        .state
-        .open_invoices(conn)
-        .await?
-        .into_iter()
-        .filter(|r| in_division(r, c.division))
-        .collect();
-    let unnotified = app.state.paid_unnotified(conn).await?;
+    let (open, unnotified) = owed(app, &c).await?;
     if open.is_empty() && unnotified.is_empty() {
         return Ok("nothing_open");
     }
