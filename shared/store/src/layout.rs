@@ -86,3 +86,11 @@ pub(crate) fn paid_unnotified_gsi1pk(conn: &ConnectionId) -> String {
 pub(crate) fn exact_invoice_gsi2pk(conn: &ConnectionId, exact_invoice_id: ExactGuid) -> String {
     format!("EXINV#{conn}#{exact_invoice_id}")
 }
+
+pub(crate) fn queued_push_sk(invoice_id: &str) -> String {
+    format!("PUSH#{invoice_id}")
+}
+
+pub(crate) fn push_callback_gsi1pk(conn: &ConnectionId) -> String {
+    format!("PUSHCB#{conn}")
+}

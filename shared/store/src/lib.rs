@@ -24,6 +24,7 @@
 //! | Contact mapping | `CONN#{connection_id}` | `MAP#{division}#CONT#{account_id}#{email, lower-cased}` | `exact_id` | – | – |
 //! | Item mapping | `CONN#{connection_id}` | `MAP#{division}#ITEM#{item_code, trimmed}` | `exact_id` | – | – |
 //! | Invoice | `CONN#{connection_id}` | `INV#{invoice_id}` | `ver` (optimistic version), `connection_id`, `invoice_id`, `body_hash`, `phase` (`in_progress`/`done`), `owner`?, `lease_expires_at`?, `state` (`pending`/`created`/`sent`/`paid`/`credited`), `reopen_as`?, `reference`?, `division`?, `journal_code`?, `exact_account_id`?, `exact_contact_id`?, `exact_invoice_id`?, `exact_invoice_number`? (N), `response_status`? (N), `response_body`? (JSON text), `paid_at`?, `notified_at`?, `created_at`, `updated_at` | `gsi1pk`=`OPEN#{connection_id}` while created/sent, `PAID#{connection_id}` while paid or credited and not notified, `gsi1sk`=`INV#{invoice_id}`; `gsi2pk`=`EXINV#{connection_id}#{exact_invoice_id}` once known | – (kept: idempotency forever) |
+//! | Queued push | `CONN#{connection_id}` | `PUSH#{invoice_id}` | `ver`, `connection_id`, `invoice_id`, `division` (N), `body_hash`, `body`? (the PSA's JSON while queued), `state` (`queued`/`done`/`failed`), `failure_status`? (N), `failure_code`?, `failure_message`?, `failure_field`?, `callback_pending` (BOOL), `queued_at`, `updated_at`: an asynchronous push (`docs/queues.md`) | `gsi1pk`=`PUSHCB#{connection_id}` while its callback is owed, `gsi1sk`=`PUSH#{invoice_id}` | – |
 //! | Division link | `DIV#{division}` | `CONN#{connection_id}` | `division`, `connection_id` | – | – |
 //! | Division webhooks | `DIV#{division}` | `WEBHOOKS` | `division`, `callback_url`, `webhook_subscriptions` (L of M `{id, topic}`), `updated_at`: the administration's subscriptions, shared by every connection linked to it | – | – |
 //! | OAuth state | `STATE#{state}` | `STATE` | `connection_id`, `country`, `return_url`, `expires_at` (10 min) | – | `ttl` |
@@ -37,8 +38,8 @@
 //! DynamoDB's TTL sweeper deletes expired items only eventually.
 //!
 //! Indexes (declare both in the SAM template):
-//! - **`gsi1`**: HASH `gsi1pk` (S), RANGE `gsi1sk` (S), projection ALL. Sparse: only connection META items and
-//!   open or paid-unnotified invoices carry `gsi1pk`. Serves `list_connections` (partition `CONNS`: one query, about
+//! - **`gsi1`**: HASH `gsi1pk` (S), RANGE `gsi1sk` (S), projection ALL. Sparse: only connection META items,
+//!   open or paid-unnotified invoices and pushes owing a callback carry `gsi1pk`. Serves `list_connections` (partition `CONNS`: one query, about
 //!   1 KB per connection), `open_invoices` (`OPEN#{conn}`) and `paid_unnotified` (`PAID#{conn}`), each costing
 //!   reads in proportion to what it returns, never to the connection's history.
 //! - **`gsi2`**: HASH `gsi2pk` (S), projection KEYS_ONLY. Exact invoice ID → invoice key, then a consistent read of
@@ -117,6 +118,7 @@ mod memory_queue;
 pub mod model;
 pub mod ports;
 pub mod queue;
+pub mod queued_push;
 mod secrets;
 mod sqs;
 
@@ -138,8 +140,9 @@ pub use model::{
 };
 pub use ports::{
     AdministrationStore, ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore,
-    RateBudgetStore, StateStore, TokenStore, WebhookDedupe,
+    QueuedPushStore, RateBudgetStore, StateStore, TokenStore, WebhookDedupe,
 };
 pub use queue::{Outgoing, QueueConsumer, QueuePort, Received, SendReport};
+pub use queued_push::{Enqueued, PushFailureRecord, QueuedPush, QueuedPushState};
 pub use secrets::SecretsTokenStore;
 pub use sqs::{SqsQueue, create_fifo_queue};

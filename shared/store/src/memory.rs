@@ -20,8 +20,9 @@ use crate::model::{
 };
 use crate::ports::{
     AdministrationStore, ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore,
-    RateBudgetStore, TokenStore, WebhookDedupe,
+    QueuedPushStore, RateBudgetStore, TokenStore, WebhookDedupe,
 };
+use crate::queued_push::{Enqueued, PushFailureRecord, QueuedPush};
 
 type InvoiceKey = (ConnectionId, String);
 
@@ -41,6 +42,7 @@ struct Inner {
     /// job → resume point
     cursors: BTreeMap<String, String>,
     budgets: BTreeMap<Division, RateBudget>,
+    queued_pushes: BTreeMap<InvoiceKey, QueuedPush>,
 }
 
 /// Every DynamoDB port, in memory.
@@ -437,6 +439,103 @@ impl InvoiceStore for MemoryStore {
 
     async fn paid_unnotified(&self, conn: &ConnectionId) -> StoreResult<Vec<InvoiceRecord>> {
         Ok(self.invoices_where(conn, StoredInvoice::is_paid_unnotified))
+    }
+}
+
+impl MemoryStore {
+    fn with_queued_push(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        f: impl FnOnce(&mut QueuedPush) -> bool,
+    ) -> bool {
+        let mut inner = self.lock();
+        match inner
+            .queued_pushes
+            .get_mut(&(conn.clone(), invoice_id.to_owned()))
+        {
+            Some(p) => f(p),
+            None => false,
+        }
+    }
+}
+
+#[async_trait]
+impl QueuedPushStore for MemoryStore {
+    async fn enqueue_push(&self, push: &QueuedPush) -> StoreResult<Enqueued> {
+        let mut inner = self.lock();
+        let key = (push.connection_id.clone(), push.invoice_id.clone());
+        let existing = inner.queued_pushes.get(&key);
+        if !QueuedPush::may_replace(existing) {
+            return Ok(Enqueued::Exists(Box::new(
+                existing.cloned().expect("a record that may not be replaced exists"),
+            )));
+        }
+        inner.queued_pushes.insert(key, push.clone());
+        Ok(Enqueued::Written)
+    }
+
+    async fn get_queued_push(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+    ) -> StoreResult<Option<QueuedPush>> {
+        Ok(self
+            .lock()
+            .queued_pushes
+            .get(&(conn.clone(), invoice_id.to_owned()))
+            .cloned())
+    }
+
+    async fn finish_queued_push(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        body_hash: &str,
+        failure: Option<&PushFailureRecord>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        Ok(self.with_queued_push(conn, invoice_id, |p| {
+            p.finish(body_hash, failure.cloned(), now)
+        }))
+    }
+
+    async fn push_callback_sent(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        Ok(self.with_queued_push(conn, invoice_id, |p| p.callback_sent(now)))
+    }
+
+    async fn push_callbacks_pending(&self, conn: &ConnectionId) -> StoreResult<Vec<QueuedPush>> {
+        Ok(self
+            .lock()
+            .queued_pushes
+            .iter()
+            .filter(|((c, _), p)| c == conn && p.callback_pending)
+            .map(|(_, p)| p.clone())
+            .collect())
+    }
+
+    async fn withdraw_push(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        body_hash: &str,
+    ) -> StoreResult<bool> {
+        let mut inner = self.lock();
+        let key = (conn.clone(), invoice_id.to_owned());
+        if inner
+            .queued_pushes
+            .get(&key)
+            .is_some_and(|p| p.withdrawable(body_hash))
+        {
+            inner.queued_pushes.remove(&key);
+            return Ok(true);
+        }
+        Ok(false)
     }
 }
 

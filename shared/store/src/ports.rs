@@ -9,6 +9,7 @@ use mapping::{ConnectionId, Division, ExactGuid};
 
 use crate::error::StoreResult;
 use crate::invoice::{Claim, InvoiceDone, InvoiceProgress, InvoiceRecord};
+use crate::queued_push::{Enqueued, PushFailureRecord, QueuedPush};
 use crate::model::{
     ConnectionRecord, DivisionWebhooksRecord, MappingKey, OAuthState, RateBudget, SettingsRecord,
     TokenRecord, TokenSlot,
@@ -235,6 +236,46 @@ pub trait RateBudgetStore: Send + Sync {
     async fn record_budget(&self, division: Division, budget: &RateBudget) -> StoreResult<()>;
 }
 
+/// Asynchronous pushes: the accepted body while it waits for the push queue, and the outcome after
+/// ([`crate::queued_push`]). One record per (connection, invoice id).
+#[async_trait]
+pub trait QueuedPushStore: Send + Sync {
+    /// Writes `push` when nothing is stored for its invoice or the stored push failed
+    /// ([`QueuedPush::may_replace`]); otherwise answers the record that stays.
+    async fn enqueue_push(&self, push: &QueuedPush) -> StoreResult<Enqueued>;
+    async fn get_queued_push(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+    ) -> StoreResult<Option<QueuedPush>>;
+    /// Queued with `body_hash` → done (`failure` none) or failed, the body dropped and the callback owed
+    /// ([`QueuedPush::finish`]). False, nothing changed, when it is not queued with that body.
+    async fn finish_queued_push(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        body_hash: &str,
+        failure: Option<&PushFailureRecord>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// The PSA accepted the callback about the push. False when none was owed (or the record is gone).
+    async fn push_callback_sent(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Finished pushes whose callback is still owed.
+    async fn push_callbacks_pending(&self, conn: &ConnectionId) -> StoreResult<Vec<QueuedPush>>;
+    /// Removes a push that is still queued with `body_hash` (its message could not be sent). False otherwise.
+    async fn withdraw_push(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        body_hash: &str,
+    ) -> StoreResult<bool>;
+}
+
 /// Every DynamoDB-backed port in one bound, for code that wants "the state store".
 pub trait StateStore:
     ConnectionStore
@@ -245,6 +286,7 @@ pub trait StateStore:
     + WebhookDedupe
     + AdministrationStore
     + RateBudgetStore
+    + QueuedPushStore
 {
 }
 
@@ -257,6 +299,7 @@ impl<T> StateStore for T where
         + WebhookDedupe
         + AdministrationStore
         + RateBudgetStore
+        + QueuedPushStore
 {
 }
 

@@ -8,7 +8,8 @@ use mapping::{ConnectionId, Country};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use store::{
-    BudgetWindow, Claim, ConnectionState, Delivery, DivisionWebhooksRecord, InvoiceDone,
+    BudgetWindow, Claim, ConnectionState, Delivery, DivisionWebhooksRecord, Enqueued, InvoiceDone,
+    PushFailureRecord, QueuedPush, QueuedPushState,
     InvoicePhase, InvoiceProgress, InvoiceState, MappingKey, OAuthState, OpenState, RateBudget,
     SavedResponse, SettingsRecord, StateStore, StoreError, TaxCategoryRecord, TokenRecord,
     TokenSlot, TokenStore, WebhookSubscriptionRecord,
@@ -912,6 +913,103 @@ mod suite {
         );
     }
 
+    pub async fn a_queued_push_is_written_once_finished_once_and_owes_one_callback(
+        s: &impl StateStore,
+        _: &impl TokenStore,
+    ) {
+        let c = conn("bu_1");
+        let accepted = |hash: &str, at| {
+            QueuedPush::accepted(
+                &c,
+                "inv_1",
+                div(1001),
+                hash,
+                "{\"id\":\"inv_1\"}".into(),
+                t(at),
+            )
+        };
+        assert_eq!(s.get_queued_push(&c, "inv_1").await.unwrap(), None);
+        assert_eq!(
+            s.enqueue_push(&accepted("h1", 1)).await.unwrap(),
+            Enqueued::Written
+        );
+        assert_eq!(
+            s.get_queued_push(&c, "inv_1").await.unwrap(),
+            Some(accepted("h1", 1))
+        );
+        // A queued push stays, whatever body comes next.
+        for hash in ["h1", "h2"] {
+            match s.enqueue_push(&accepted(hash, 2)).await.unwrap() {
+                Enqueued::Exists(p) => assert_eq!(*p, accepted("h1", 1)),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Another body does not finish it; its own does, once.
+        assert!(
+            !s.finish_queued_push(&c, "inv_1", "h2", None, t(3))
+                .await
+                .unwrap()
+        );
+        let refusal = PushFailureRecord {
+            status: 422,
+            code: "exact_rejected".into(),
+            message: "Ongeldig: Dagboek\r\nniet gevonden".into(),
+            field: Some("journal_code".into()),
+        };
+        assert!(
+            s.finish_queued_push(&c, "inv_1", "h1", Some(&refusal), t(3))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.finish_queued_push(&c, "inv_1", "h1", None, t(4))
+                .await
+                .unwrap(),
+            "a second delivery changes nothing"
+        );
+        let failed = s.get_queued_push(&c, "inv_1").await.unwrap().unwrap();
+        assert_eq!(
+            (failed.state, failed.body, failed.failure.as_ref()),
+            (QueuedPushState::Failed, None, Some(&refusal))
+        );
+        let pending = s.push_callbacks_pending(&c).await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert!(s.push_callback_sent(&c, "inv_1", t(5)).await.unwrap());
+        assert!(!s.push_callback_sent(&c, "inv_1", t(6)).await.unwrap());
+        assert!(s.push_callbacks_pending(&c).await.unwrap().is_empty());
+        assert!(
+            s.push_callbacks_pending(&conn("bu_2"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // A failed push is replaced by a corrected body; it finishes done and cannot be replaced any more.
+        assert_eq!(
+            s.enqueue_push(&accepted("h2", 7)).await.unwrap(),
+            Enqueued::Written
+        );
+        assert!(
+            s.finish_queued_push(&c, "inv_1", "h2", None, t(8))
+                .await
+                .unwrap()
+        );
+        let done = s.get_queued_push(&c, "inv_1").await.unwrap().unwrap();
+        assert_eq!((done.state, done.failure), (QueuedPushState::Done, None));
+        assert!(matches!(
+            s.enqueue_push(&accepted("h3", 9)).await.unwrap(),
+            Enqueued::Exists(_)
+        ));
+
+        // Withdrawing only takes a push still queued with that body.
+        let other = QueuedPush::accepted(&c, "inv_2", div(1001), "h1", "{}".into(), t(10));
+        s.enqueue_push(&other).await.unwrap();
+        assert!(!s.withdraw_push(&c, "inv_2", "h9").await.unwrap());
+        assert!(!s.withdraw_push(&c, "inv_1", "h2").await.unwrap(), "done");
+        assert!(s.withdraw_push(&c, "inv_2", "h1").await.unwrap());
+        assert_eq!(s.get_queued_push(&c, "inv_2").await.unwrap(), None);
+    }
+
     pub async fn the_budget_of_a_window_only_goes_down(s: &impl StateStore, _: &impl TokenStore) {
         let d = div(1001);
         let w = |remaining, reset_ms| BudgetWindow {
@@ -1028,4 +1126,5 @@ all_backends!(
     token_commit_is_conditional_on_the_sequence,
     job_cursor_saves_and_clears,
     the_budget_of_a_window_only_goes_down,
+    a_queued_push_is_written_once_finished_once_and_owes_one_callback,
 );

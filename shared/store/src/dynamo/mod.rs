@@ -5,6 +5,7 @@ mod codec;
 mod connections;
 mod ephemeral;
 mod invoices;
+mod queued_push;
 mod table;
 
 use std::collections::HashMap;
