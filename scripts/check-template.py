@@ -13,6 +13,7 @@ ROUTES = {
     ("DELETE", "/connections/{connection_id}/exact"),
     ("POST", "/connections/{connection_id}/exact/test"),
     ("POST", "/connections/{connection_id}/invoices"),
+    ("POST", "/connections/{connection_id}/invoices:batch"),
     ("GET", "/connections/{connection_id}/invoices/{invoice_id}"),
     ("POST", "/exact/webhooks"),
 }

@@ -15,6 +15,7 @@ use store::{
     MappingStore, OAuthState, OAuthStateStore, RateBudget, RateBudgetStore, SettingsRecord,
     StateStore, StoreError, StoreResult, TokenSlot, WebhookDedupe,
 };
+use store::{Enqueued, PushFailureRecord, QueuedPush, QueuedPushStore};
 
 /// What happens to the next calls of one operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,6 +188,58 @@ impl RateBudgetStore for FaultyStore {
     async fn record_budget(&self, division: Division, budget: &RateBudget) -> StoreResult<()> {
         self.gate("budget.record").await?;
         self.inner.record_budget(division, budget).await
+    }
+}
+
+#[async_trait]
+impl QueuedPushStore for FaultyStore {
+    async fn enqueue_push(&self, push: &QueuedPush) -> StoreResult<Enqueued> {
+        self.gate("queued_push.enqueue").await?;
+        self.inner.enqueue_push(push).await
+    }
+    async fn get_queued_push(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+    ) -> StoreResult<Option<QueuedPush>> {
+        self.gate("queued_push.get").await?;
+        self.inner.get_queued_push(conn, invoice_id).await
+    }
+    async fn finish_queued_push(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        body_hash: &str,
+        failure: Option<&PushFailureRecord>,
+        callback: bool,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.gate("queued_push.finish").await?;
+        self.inner
+            .finish_queued_push(conn, invoice_id, body_hash, failure, callback, now)
+            .await
+    }
+    async fn push_callback_sent(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.gate("queued_push.callback_sent").await?;
+        self.inner.push_callback_sent(conn, invoice_id, now).await
+    }
+    async fn push_callbacks_pending(&self, conn: &ConnectionId) -> StoreResult<Vec<QueuedPush>> {
+        self.gate("queued_push.callbacks_pending").await?;
+        self.inner.push_callbacks_pending(conn).await
+    }
+    async fn withdraw_push(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        body_hash: &str,
+    ) -> StoreResult<bool> {
+        self.gate("queued_push.withdraw").await?;
+        self.inner.withdraw_push(conn, invoice_id, body_hash).await
     }
 }
 

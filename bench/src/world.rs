@@ -192,6 +192,7 @@ impl World {
                 aws,
                 paid_queue: None,
                 jobs_queue: None,
+                push_queue: None,
                 app_secret_id: None,
             },
             faulty,

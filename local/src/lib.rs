@@ -34,7 +34,10 @@ pub fn function_for(method: &Method, path: &str) -> Option<&'static dyn Function
     if m("/connections/{}/exact/test") {
         return Some(&TEST);
     }
-    if m("/connections/{}/invoices") || m("/connections/{}/invoices/{}") {
+    if m("/connections/{}/invoices")
+        || m("/connections/{}/invoices/{}")
+        || m("/connections/{}/invoices:batch")
+    {
         return Some(&PUSH);
     }
     if m("/exact/webhooks") && *method == Method::POST {
@@ -146,9 +149,9 @@ where
     Ok((LocalApi { addr: bound, task }, app))
 }
 
-/// The in-process work queue of the local run (`docs/queues.md`): the paid queue and its dead-letter queue in
-/// memory, and a pump that does what Lambda's SQS event source mapping does — hands each batch to
-/// exact-webhook-paid's handler as an SQS event and deletes what it did.
+/// The in-process work queues of the local run (`docs/queues.md`): the paid and the push queue with their
+/// dead-letter queues in memory, and a pump that does what Lambda's SQS event source mappings do — hands each
+/// batch to its function's handler (exact-webhook-paid, push-invoice) as an SQS event and deletes what it did.
 pub struct LocalQueue {
     pub queue: Arc<store::MemoryQueue>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -156,6 +159,8 @@ pub struct LocalQueue {
 
 pub const LOCAL_PAID_QUEUE: &str = "paid";
 pub const LOCAL_PAID_DEAD_LETTER_QUEUE: &str = "paid-dlq";
+pub const LOCAL_PUSH_QUEUE: &str = "push";
+pub const LOCAL_PUSH_DEAD_LETTER_QUEUE: &str = "push-dlq";
 
 impl LocalQueue {
     pub fn new() -> Self {
@@ -174,34 +179,48 @@ impl LocalQueue {
                 dead_letter: LOCAL_PAID_DEAD_LETTER_QUEUE.into(),
             }),
             jobs: None,
+            push: Some(connector::work::QueueRef {
+                url: LOCAL_PUSH_QUEUE.into(),
+                dead_letter: LOCAL_PUSH_DEAD_LETTER_QUEUE.into(),
+            }),
         }
     }
 
     /// Starts the pump for `app` (polls every 50 ms while the queue is empty).
     pub fn start_pump(&mut self, app: Arc<App>) {
-        let mapping = store::EventSourceMapping::new(
-            self.queue.clone(),
-            LOCAL_PAID_QUEUE,
-            format!("arn:aws:sqs:local:000000000000:{LOCAL_PAID_QUEUE}"),
-            10,
-            Duration::from_secs(180),
-        );
+        let mapping = |name: &str| {
+            store::EventSourceMapping::new(
+                self.queue.clone(),
+                name,
+                format!("arn:aws:sqs:local:000000000000:{name}"),
+                10,
+                Duration::from_secs(180),
+            )
+        };
+        let (paid, push) = (mapping(LOCAL_PAID_QUEUE), mapping(LOCAL_PUSH_QUEUE));
         self.task = Some(tokio::spawn(async move {
             loop {
-                let app = app.clone();
-                let polled = mapping
-                    .poll_once(app.now(), |event| async move {
-                        connector::lambda::dispatch(&WebhookPaid, &app, event)
-                            .await
-                            .map_err(|e| e.to_string())
-                    })
-                    .await;
-                match polled {
-                    Ok(r) if r.received > 0 => continue,
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "the local queue pump failed to poll"),
+                let mut received = 0;
+                for (mapping, f) in [
+                    (&paid, &WebhookPaid as &dyn connector::lambda::Function),
+                    (&push, &PushInvoice),
+                ] {
+                    let app = app.clone();
+                    let polled = mapping
+                        .poll_once(app.now(), |event| async move {
+                            connector::lambda::dispatch(f, &app, event)
+                                .await
+                                .map_err(|e| e.to_string())
+                        })
+                        .await;
+                    match polled {
+                        Ok(r) => received += r.received,
+                        Err(e) => tracing::warn!(error = %e, "the local queue pump failed to poll"),
+                    }
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                if received == 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
         }));
     }

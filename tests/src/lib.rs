@@ -44,6 +44,8 @@ pub struct Harness {
     pub paid_queue: Option<TestQueue>,
     /// With [`Options::jobs_queue`]: the keep-alive's FIFO queue on moto.
     pub jobs_queue: Option<TestQueue>,
+    /// With [`Options::push_queue`]: the FIFO queue of asynchronous pushes on moto.
+    pub push_queue: Option<TestQueue>,
     /// With [`Options::app_secret_in_secrets_manager`]: the app secret's name on moto.
     pub app_secret_id: Option<String>,
 }
@@ -132,6 +134,9 @@ pub struct Options {
     pub paid_queue: bool,
     /// Moto only: the keep-alive queues its refreshes on an SQS FIFO queue, as deployed.
     pub jobs_queue: bool,
+    /// Moto only: asynchronous pushes (`Prefer: respond-async`, the batch route) go through an SQS FIFO queue, as
+    /// deployed.
+    pub push_queue: bool,
 }
 
 impl Default for Options {
@@ -143,6 +148,7 @@ impl Default for Options {
             app_secret_in_secrets_manager: false,
             paid_queue: false,
             jobs_queue: false,
+            push_queue: false,
         }
     }
 }
@@ -269,12 +275,22 @@ impl Harness {
             None if opts.jobs_queue => panic!("the jobs queue needs moto"),
             _ => None,
         };
+        let push_queue = match &aws {
+            Some((clients, _, _)) if opts.push_queue => {
+                Some(TestQueue::create(clients, "push").await)
+            }
+            None if opts.push_queue => panic!("the push queue needs moto"),
+            _ => None,
+        };
         let queues = match &aws {
-            Some((clients, _, _)) if paid_queue.is_some() || jobs_queue.is_some() => {
+            Some((clients, _, _))
+                if paid_queue.is_some() || jobs_queue.is_some() || push_queue.is_some() =>
+            {
                 Some(connector::work::Queues {
                     port: Arc::new(clients.queue()),
                     paid: paid_queue.as_ref().map(TestQueue::queue_ref),
                     jobs: jobs_queue.as_ref().map(TestQueue::queue_ref),
+                    push: push_queue.as_ref().map(TestQueue::queue_ref),
                 })
             }
             _ => None,
@@ -316,6 +332,7 @@ impl Harness {
             aws,
             paid_queue,
             jobs_queue,
+            push_queue,
             app_secret_id: app_secret_id.map(|(_, id)| id),
         }
     }
@@ -337,6 +354,15 @@ impl Harness {
             .as_ref()
             .expect("a harness with a jobs queue");
         q.drain(&self.app, &connector::routes::OAuthCallback).await
+    }
+
+    /// The same for the push queue and push-invoice.
+    pub async fn drain_push_queue(&self) -> Vec<store::PollReport> {
+        let q = self
+            .push_queue
+            .as_ref()
+            .expect("a harness with a push queue");
+        q.drain(&self.app, &connector::routes::PushInvoice).await
     }
 
     /// Replaces the app secret on moto (with [`Options::app_secret_in_secrets_manager`]).

@@ -9,5 +9,6 @@ mod exact_dates;
 mod openapi;
 mod paid;
 mod push;
+mod queued_push;
 mod test_connection;
 mod tokens_day;

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use connector::ApiError;
 use connector::connect::{AuthorizeAnswer, StatusAnswer};
 use connector::push::{InvoiceStateAnswer, PushResult};
+use connector::queued_push::{BatchAnswer, BatchError, BatchResult, QueuedAnswer};
 use connector::test_connection::{Check, TestError, TestInvoice, TestResult};
 use e2e::Harness;
 use mapping::{ConnectionId, Country, Delivery, Division, ExactGuid};
@@ -376,6 +377,75 @@ fn answers() -> Vec<(&'static str, &'static str, &'static str, Vec<Value>)> {
         })
     };
     let state = |full: bool, shown| json!(&InvoiceStateAnswer::of(&invoice(full), shown));
+    let queued = |failure: Option<store::PushFailureRecord>| {
+        let mut p = store::QueuedPush::accepted(
+            &ConnectionId::parse("bu_1").unwrap(),
+            "inv_8f2c",
+            Division::new(1001).unwrap(),
+            "hash",
+            "{}".into(),
+            at(0),
+        );
+        if failure.is_some() {
+            p.finish("hash", failure, true, at(1));
+        }
+        json!(&InvoiceStateAnswer::of_queued(&p))
+    };
+    let refusal = |exact: Option<&str>, field: Option<&str>| store::PushFailureRecord {
+        status: 422,
+        code: "exact_refused".into(),
+        message: "Exact refused the request".into(),
+        field: field.map(str::to_owned),
+        exact_message: exact.map(str::to_owned),
+    };
+    let accepted = QueuedAnswer {
+        invoice_id: "inv_8f2c".into(),
+        location: "/connections/bu_1/invoices/inv_8f2c".into(),
+        status: "queued",
+    };
+    let result =
+        |i: usize, status: u16, state: &'static str, error: Option<BatchError>| BatchResult {
+            error,
+            index: i,
+            invoice_id: Some(format!("inv_{i}")),
+            location: (status < 300).then(|| format!("/connections/bu_1/invoices/inv_{i}")),
+            state,
+            status,
+        };
+    let batch = BatchAnswer {
+        already_pushed: 1,
+        queued: 1,
+        refused: 2,
+        results: vec![
+            result(0, 202, "queued", None),
+            result(1, 200, "sent", None),
+            result(
+                2,
+                400,
+                "refused",
+                Some(BatchError {
+                    code: "invalid_amount".into(),
+                    exact_message: None,
+                    field: Some("invoices[2].lines[0].amount".into()),
+                    message: "amount must be a decimal".into(),
+                }),
+            ),
+            BatchResult {
+                invoice_id: None,
+                ..result(
+                    3,
+                    400,
+                    "refused",
+                    Some(BatchError {
+                        code: "invalid_json".into(),
+                        exact_message: Some("never".into()),
+                        field: None,
+                        message: "not an object".into(),
+                    }),
+                )
+            },
+        ],
+    };
     let refused = |e: ApiError| json!(&e.envelope());
     let authorize = AuthorizeAnswer {
         authorize_url: "https://start.exactonline.nl/api/oauth2/auth?client_id=x".into(),
@@ -450,11 +520,27 @@ fn answers() -> Vec<(&'static str, &'static str, &'static str, Vec<Value>)> {
             vec![pushed(Some("E-mail failed"), Some(25_000_001))],
         ),
         ("post", push, "200", vec![pushed(None, None)]),
+        ("post", push, "202", vec![json!(&accepted)]),
+        (
+            "post",
+            "/connections/{connection_id}/invoices:batch",
+            "202",
+            vec![json!(&batch)],
+        ),
         (
             "get",
             invoice_state,
             "200",
-            vec![state(true, "paid"), state(false, "pending")],
+            vec![
+                state(true, "paid"),
+                state(false, "pending"),
+                queued(None),
+                queued(Some(refusal(
+                    Some("Ongeldig: Dagboek"),
+                    Some("journal_code"),
+                ))),
+                queued(Some(refusal(None, None))),
+            ],
         ),
         (
             "post",

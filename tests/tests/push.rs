@@ -27,14 +27,19 @@ fn guid(u: impl Into<ExactGuid>) -> ExactGuid {
 }
 
 /// Connects `conn` to `division` as Jan (who has 1001 and 1002; the division selected in Exact is the one stored).
-async fn connect(h: &Harness, conn: &str, division: u32) {
+pub(crate) async fn connect(h: &Harness, conn: &str, division: u32) {
     h.sandbox.world().user_mut(JAN).unwrap().current_division = division;
     let loc = h.connect(conn, JAN, "nl").await;
     assert!(loc.ends_with(&format!("division={division}")), "{loc}");
 }
 
 /// What a successful connection test saves, resolved in the sandbox's `division`.
-fn settings(h: &Harness, division: u32, journal: &str, delivery: Delivery) -> SettingsRecord {
+pub(crate) fn settings(
+    h: &Harness,
+    division: u32,
+    journal: &str,
+    delivery: Delivery,
+) -> SettingsRecord {
     let w = h.sandbox.world();
     let d = w.division(division).unwrap();
     let vat = |code: &str| Some(guid(d.vat_code(code).unwrap().id));
@@ -63,12 +68,18 @@ fn settings(h: &Harness, division: u32, journal: &str, delivery: Delivery) -> Se
     }
 }
 
-async fn save_settings(h: &Harness, conn: &str, s: &SettingsRecord) {
+pub(crate) async fn save_settings(h: &Harness, conn: &str, s: &SettingsRecord) {
     h.app.state.put_settings(&cid(conn), s).await.unwrap();
 }
 
 /// A connected connection on `division` with settings for `journal` and `delivery`.
-async fn ready(h: &Harness, conn: &str, division: u32, journal: &str, delivery: Delivery) {
+pub(crate) async fn ready(
+    h: &Harness,
+    conn: &str,
+    division: u32,
+    journal: &str,
+    delivery: Delivery,
+) {
     connect(h, conn, division).await;
     let s = settings(h, division, journal, delivery);
     save_settings(h, conn, &s).await;
@@ -93,7 +104,7 @@ pub(crate) fn invoice(id: &str) -> Value {
     })
 }
 
-fn invoice_with(id: &str, edit: impl FnOnce(&mut Value)) -> Value {
+pub(crate) fn invoice_with(id: &str, edit: impl FnOnce(&mut Value)) -> Value {
     let mut v = invoice(id);
     edit(&mut v);
     v

@@ -35,6 +35,9 @@ pub struct Config {
     /// `JOBS_QUEUE_URL` and `JOBS_DEAD_LETTER_QUEUE_URL`: the keep-alive's queue; unset: the keep-alive refreshes
     /// inline.
     pub jobs_queue: Option<crate::work::QueueRef>,
+    /// `PUSH_QUEUE_URL` and `PUSH_DEAD_LETTER_QUEUE_URL`: asynchronous pushes (`Prefer: respond-async`, the batch
+    /// route); unset: a push is always synchronous and the batch route answers 503.
+    pub push_queue: Option<crate::work::QueueRef>,
 }
 
 /// A configuration problem: the function cannot start.
@@ -80,6 +83,7 @@ impl Config {
             psa_callback_url: parse_url("PSA_CALLBACK_URL", env_opt("PSA_CALLBACK_URL"))?,
             paid_queue: queue_ref("PAID_QUEUE_URL", "PAID_DEAD_LETTER_QUEUE_URL")?,
             jobs_queue: queue_ref("JOBS_QUEUE_URL", "JOBS_DEAD_LETTER_QUEUE_URL")?,
+            push_queue: queue_ref("PUSH_QUEUE_URL", "PUSH_DEAD_LETTER_QUEUE_URL")?,
         })
     }
 }
@@ -177,11 +181,12 @@ impl App {
             psa_callback_url: cfg.psa_callback_url,
             clock: Arc::new(SystemClock),
         });
-        if cfg.paid_queue.is_some() || cfg.jobs_queue.is_some() {
+        if cfg.paid_queue.is_some() || cfg.jobs_queue.is_some() || cfg.push_queue.is_some() {
             app.queues = Some(crate::work::Queues {
                 port: Arc::new(aws.queue()),
                 paid: cfg.paid_queue,
                 jobs: cfg.jobs_queue,
+                push: cfg.push_queue,
             });
         }
         app.secret_cache = Some(Arc::new(AppSecretCache::new(

@@ -214,6 +214,15 @@ fn escape_html(s: &str) -> String {
 /// at most [`MAX_PSA_BODY_BYTES`] (413 `payload_too_large`), and the key is `psa_api_key` or, during a rotation,
 /// `psa_api_key_previous` (401).
 pub fn check_psa_request(req: &Request, secret: &AppSecret) -> Result<(), ApiError> {
+    check_psa_request_limit(req, secret, MAX_PSA_BODY_BYTES)
+}
+
+/// [`check_psa_request`] with another body limit (the batch route's).
+pub fn check_psa_request_limit(
+    req: &Request,
+    secret: &AppSecret,
+    max_body: usize,
+) -> Result<(), ApiError> {
     if !secret.usable("psa_api_key") {
         return Err(ApiError::new(
             503,
@@ -226,12 +235,13 @@ pub fn check_psa_request(req: &Request, secret: &AppSecret) -> Result<(), ApiErr
         .with_field("psa_api_key"));
     }
     let size = body_bytes(req).len();
-    if size > MAX_PSA_BODY_BYTES {
+    if size > max_body {
         return Err(ApiError::new(
             413,
             "payload_too_large",
             format!(
-                "the request body is {size} bytes; the limit is {MAX_PSA_BODY_BYTES} bytes (256 KiB)"
+                "the request body is {size} bytes; the limit is {max_body} bytes ({} KiB)",
+                max_body / 1024
             ),
         )
         .with_field("body"));

@@ -9,6 +9,7 @@ pub mod http;
 pub mod lambda;
 pub mod paid;
 pub mod push;
+pub mod queued_push;
 pub mod retry;
 pub mod routes;
 pub mod test_connection;

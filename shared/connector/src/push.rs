@@ -96,6 +96,9 @@ pub struct InvoiceStateAnswer {
     pub contact_id: Option<ExactGuid>,
     pub created_at: DateTime<Utc>,
     pub division: Option<Division>,
+    /// Why an asynchronous push failed (`state: failed`): the error a synchronous push would have answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::queued_push::BatchError>,
     pub exact_invoice_id: Option<ExactGuid>,
     pub exact_invoice_number: Option<i64>,
     pub invoice_id: String,
@@ -123,6 +126,35 @@ impl InvoiceStateAnswer {
             state: shown,
             status: shown,
             updated_at: r.updated_at,
+            error: None,
+        }
+    }
+
+    /// An asynchronous push not (or not successfully) done yet: `queued` or `failed`.
+    pub fn of_queued(p: &store::QueuedPush) -> Self {
+        let shown = match p.state {
+            store::QueuedPushState::Failed => "failed",
+            _ => "queued",
+        };
+        InvoiceStateAnswer {
+            account_id: None,
+            contact_id: None,
+            created_at: p.queued_at,
+            division: Some(p.division),
+            exact_invoice_id: None,
+            exact_invoice_number: None,
+            invoice_id: p.invoice_id.clone(),
+            paid_at: None,
+            reference: None,
+            state: shown,
+            status: shown,
+            updated_at: p.updated_at,
+            error: p.failure.as_ref().map(|f| crate::queued_push::BatchError {
+                code: f.code.clone(),
+                exact_message: f.exact_message.clone(),
+                field: f.field.clone(),
+                message: f.message.clone(),
+            }),
         }
     }
 }
@@ -211,24 +243,31 @@ pub async fn invoice_state(
     if invoice_id.is_empty() || invoice_id.chars().count() > MAX_INVOICE_ID_LEN {
         return Err(unknown());
     }
-    let r = app
-        .state
-        .get_invoice(conn, invoice_id)
-        .await?
-        .ok_or_else(unknown)?;
+    let record = app.state.get_invoice(conn, invoice_id).await?;
+    // A finished push is the invoice's record; before that (or after a refusal) an asynchronous push says more.
+    let done = record
+        .as_ref()
+        .is_some_and(|r| matches!(r.phase, InvoicePhase::Done));
+    if !done
+        && let Some(p) = app.state.get_queued_push(conn, invoice_id).await?
+        && p.state != store::QueuedPushState::Done
+    {
+        return Ok(InvoiceStateAnswer::of_queued(&p));
+    }
+    let r = record.ok_or_else(unknown)?;
     // An open invoice of an administration the connection left: a state of its own (see `crate::paid`).
     let shown = crate::paid::shown_state(&r, &connection);
     Ok(InvoiceStateAnswer::of(&r, shown))
 }
 
-fn invalid(e: InvalidInvoice) -> ApiError {
+pub(crate) fn invalid(e: InvalidInvoice) -> ApiError {
     match e {
         InvalidInvoice::Malformed(f) => ApiError::bad_field(f.field, f.code, f.message),
         InvalidInvoice::Rule(f) => ApiError::unprocessable(f.code, f.message).with_field(f.field),
     }
 }
 
-fn not_configured() -> ApiError {
+pub(crate) fn not_configured() -> ApiError {
     ApiError::conflict(
         "not_configured",
         "this connection has no settings for its Exact administration; test the connection first \
@@ -252,7 +291,10 @@ fn claim_lost() -> ApiError {
 }
 
 /// The connection's division, when it is connected.
-async fn connected_division(app: &App, conn: &ConnectionId) -> Result<Division, ApiError> {
+pub(crate) async fn connected_division(
+    app: &App,
+    conn: &ConnectionId,
+) -> Result<Division, ApiError> {
     let c = app
         .state
         .get_connection(conn)
@@ -288,12 +330,12 @@ fn mapping_settings(s: &SettingsRecord) -> Settings {
 
 /// The two hashes a push is recognised by: of the parsed invoice (what new records store), and of the raw body
 /// (what records stored before the canonical form carry).
-struct BodyHashes {
-    canonical: String,
-    legacy: String,
+pub(crate) struct BodyHashes {
+    pub canonical: String,
+    pub legacy: String,
 }
 
-fn invoice_conflict() -> ApiError {
+pub(crate) fn invoice_conflict() -> ApiError {
     ApiError::conflict(
         "invoice_conflict",
         "this invoice id was already pushed with a different body; a pushed invoice cannot be changed — send a \

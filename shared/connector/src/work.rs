@@ -36,6 +36,8 @@ pub struct Queues {
     pub paid: Option<QueueRef>,
     /// `JOBS_QUEUE_URL`: the keep-alive's token refreshes (consumer: oauth-callback).
     pub jobs: Option<QueueRef>,
+    /// `PUSH_QUEUE_URL`: asynchronous pushes (consumer: push-invoice).
+    pub push: Option<QueueRef>,
 }
 
 impl std::fmt::Debug for Queues {
@@ -43,6 +45,7 @@ impl std::fmt::Debug for Queues {
         f.debug_struct("Queues")
             .field("paid", &self.paid)
             .field("jobs", &self.jobs)
+            .field("push", &self.push)
             .finish()
     }
 }
@@ -56,6 +59,11 @@ impl App {
     /// The jobs queue, when the deployment has one.
     pub fn jobs_queue(&self) -> Option<&QueueRef> {
         self.queues.as_ref()?.jobs.as_ref()
+    }
+
+    /// The push queue, when the deployment has one.
+    pub fn push_queue(&self) -> Option<&QueueRef> {
+        self.queues.as_ref()?.push.as_ref()
     }
 }
 
@@ -80,16 +88,33 @@ pub enum Work {
     },
     /// The daily keep-alive of one connection's tokens (the token endpoint only: no administration's budget).
     KeepAlive { connection_id: ConnectionId },
+    /// An accepted asynchronous push: the body waits in the store (`store::QueuedPush`), the message names it.
+    Push {
+        connection_id: ConnectionId,
+        division: Division,
+        invoice_id: String,
+        body_hash: String,
+    },
 }
 
 impl Work {
     /// The FIFO group: every piece of work that calls Exact for one administration runs one at a time.
     pub fn group(&self) -> String {
         match self {
-            Work::Webhook { division, .. } | Work::Reconcile { division, .. } => {
-                format!("div-{division}")
-            }
+            Work::Webhook { division, .. }
+            | Work::Reconcile { division, .. }
+            | Work::Push { division, .. } => format!("div-{division}"),
             Work::KeepAlive { connection_id } => format!("conn-{connection_id}"),
+        }
+    }
+
+    /// The message's `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Work::Webhook { .. } => "webhook",
+            Work::Reconcile { .. } => "reconcile",
+            Work::KeepAlive { .. } => "keep-alive",
+            Work::Push { .. } => "push",
         }
     }
 
@@ -97,7 +122,8 @@ impl Work {
         match self {
             Work::Webhook { connection_id, .. }
             | Work::Reconcile { connection_id, .. }
-            | Work::KeepAlive { connection_id } => connection_id,
+            | Work::KeepAlive { connection_id }
+            | Work::Push { connection_id, .. } => connection_id,
         }
     }
 
@@ -226,7 +252,7 @@ pub fn is_sqs_event(event: &Value) -> bool {
 /// The configured queue a record came from: the one whose name ends the record's ARN.
 fn queue_of<'a>(app: &'a App, source_arn: &str) -> Option<&'a QueueRef> {
     let name = source_arn.rsplit(':').next()?;
-    [app.paid_queue(), app.jobs_queue()]
+    [app.paid_queue(), app.jobs_queue(), app.push_queue()]
         .into_iter()
         .flatten()
         .find(|q| q.url.rsplit('/').next() == Some(name))
@@ -362,6 +388,7 @@ mod tests {
                 dead_letter: DLQ.into(),
             }),
             jobs: None,
+            push: None,
         });
         app
     }

@@ -468,7 +468,9 @@ impl QueuedPushStore for MemoryStore {
         let existing = inner.queued_pushes.get(&key);
         if !QueuedPush::may_replace(existing) {
             return Ok(Enqueued::Exists(Box::new(
-                existing.cloned().expect("a record that may not be replaced exists"),
+                existing
+                    .cloned()
+                    .expect("a record that may not be replaced exists"),
             )));
         }
         inner.queued_pushes.insert(key, push.clone());
@@ -493,10 +495,11 @@ impl QueuedPushStore for MemoryStore {
         invoice_id: &str,
         body_hash: &str,
         failure: Option<&PushFailureRecord>,
+        callback: bool,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
         Ok(self.with_queued_push(conn, invoice_id, |p| {
-            p.finish(body_hash, failure.cloned(), now)
+            p.finish(body_hash, failure.cloned(), callback, now)
         }))
     }
 

@@ -9,11 +9,11 @@ use mapping::{ConnectionId, Division, ExactGuid};
 
 use crate::error::StoreResult;
 use crate::invoice::{Claim, InvoiceDone, InvoiceProgress, InvoiceRecord};
-use crate::queued_push::{Enqueued, PushFailureRecord, QueuedPush};
 use crate::model::{
     ConnectionRecord, DivisionWebhooksRecord, MappingKey, OAuthState, RateBudget, SettingsRecord,
     TokenRecord, TokenSlot,
 };
+use crate::queued_push::{Enqueued, PushFailureRecord, QueuedPush};
 
 /// Connections, their settings, and which connections sit on a division (for webhooks).
 #[async_trait]
@@ -248,14 +248,15 @@ pub trait QueuedPushStore: Send + Sync {
         conn: &ConnectionId,
         invoice_id: &str,
     ) -> StoreResult<Option<QueuedPush>>;
-    /// Queued with `body_hash` → done (`failure` none) or failed, the body dropped and the callback owed
-    /// ([`QueuedPush::finish`]). False, nothing changed, when it is not queued with that body.
+    /// Queued with `body_hash` → done (`failure` none) or failed, the body dropped and, when `callback`, the PSA's
+    /// callback owed ([`QueuedPush::finish`]). False, nothing changed, when it is not queued with that body.
     async fn finish_queued_push(
         &self,
         conn: &ConnectionId,
         invoice_id: &str,
         body_hash: &str,
         failure: Option<&PushFailureRecord>,
+        callback: bool,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
     /// The PSA accepted the callback about the push. False when none was owed (or the record is gone).

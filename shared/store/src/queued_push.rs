@@ -47,6 +47,8 @@ pub struct PushFailureRecord {
     pub code: String,
     pub message: String,
     pub field: Option<String>,
+    /// Exact's own text, verbatim, when Exact refused.
+    pub exact_message: Option<String>,
 }
 
 /// One accepted asynchronous push.
@@ -99,13 +101,14 @@ impl QueuedPush {
         existing.is_none_or(|e| e.state == QueuedPushState::Failed)
     }
 
-    /// Queued with `body_hash` → done or failed (the body dropped), the callback owed. `Ok(false)`: not queued with
-    /// that body any more (another delivery of the message finished it, or another body replaced it), nothing
-    /// changed.
+    /// Queued with `body_hash` → done or failed (the body dropped), the PSA's callback owed when `callback` (a
+    /// deployment without a callback URL owes none). False: not queued with that body any more (another delivery
+    /// of the message finished it, or another body replaced it), nothing changed.
     pub fn finish(
         &mut self,
         body_hash: &str,
         failure: Option<PushFailureRecord>,
+        callback: bool,
         now: DateTime<Utc>,
     ) -> bool {
         if self.state != QueuedPushState::Queued || self.body_hash != body_hash {
@@ -118,7 +121,7 @@ impl QueuedPush {
         };
         self.failure = failure;
         self.body = None;
-        self.callback_pending = true;
+        self.callback_pending = callback;
         self.updated_at = now;
         true
     }
@@ -171,8 +174,9 @@ mod tests {
         PushFailureRecord {
             status: 422,
             code: "exact_rejected".into(),
-            message: "Ongeldig: Dagboek".into(),
+            message: "Exact refused the invoice".into(),
             field: None,
+            exact_message: Some("Ongeldig: Dagboek".into()),
         }
     }
 
@@ -181,22 +185,22 @@ mod tests {
         assert!(QueuedPush::may_replace(None));
         let mut p = queued("h1");
         assert!(!QueuedPush::may_replace(Some(&p)));
-        assert!(p.finish("h1", Some(refusal()), now()));
+        assert!(p.finish("h1", Some(refusal()), true, now()));
         assert!(QueuedPush::may_replace(Some(&p)));
         let mut done = queued("h1");
-        assert!(done.finish("h1", None, now()));
+        assert!(done.finish("h1", None, true, now()));
         assert!(!QueuedPush::may_replace(Some(&done)));
     }
 
     #[test]
     fn finishing_drops_the_body_once_and_owes_one_callback() {
         let mut p = queued("h1");
-        assert!(!p.finish("h2", None, now()), "another body");
-        assert!(p.finish("h1", None, now()));
+        assert!(!p.finish("h2", None, true, now()), "another body");
+        assert!(p.finish("h1", None, true, now()));
         assert_eq!((p.state, p.body.as_deref()), (QueuedPushState::Done, None));
         assert!(p.callback_pending);
         assert!(
-            !p.finish("h1", Some(refusal()), now()),
+            !p.finish("h1", Some(refusal()), true, now()),
             "a second delivery changes nothing"
         );
         assert_eq!(p.state, QueuedPushState::Done);

@@ -9,10 +9,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use store::{
     BudgetWindow, Claim, ConnectionState, Delivery, DivisionWebhooksRecord, Enqueued, InvoiceDone,
-    PushFailureRecord, QueuedPush, QueuedPushState,
-    InvoicePhase, InvoiceProgress, InvoiceState, MappingKey, OAuthState, OpenState, RateBudget,
-    SavedResponse, SettingsRecord, StateStore, StoreError, TaxCategoryRecord, TokenRecord,
-    TokenSlot, TokenStore, WebhookSubscriptionRecord,
+    InvoicePhase, InvoiceProgress, InvoiceState, MappingKey, OAuthState, OpenState,
+    PushFailureRecord, QueuedPush, QueuedPushState, RateBudget, SavedResponse, SettingsRecord,
+    StateStore, StoreError, TaxCategoryRecord, TokenRecord, TokenSlot, TokenStore,
+    WebhookSubscriptionRecord,
 };
 
 use crate::common::{conn, connection, div, guid, t};
@@ -946,23 +946,24 @@ mod suite {
         }
         // Another body does not finish it; its own does, once.
         assert!(
-            !s.finish_queued_push(&c, "inv_1", "h2", None, t(3))
+            !s.finish_queued_push(&c, "inv_1", "h2", None, true, t(3))
                 .await
                 .unwrap()
         );
         let refusal = PushFailureRecord {
             status: 422,
             code: "exact_rejected".into(),
-            message: "Ongeldig: Dagboek\r\nniet gevonden".into(),
+            message: "Exact refused the invoice".into(),
             field: Some("journal_code".into()),
+            exact_message: Some("Ongeldig: Dagboek\r\nniet gevonden".into()),
         };
         assert!(
-            s.finish_queued_push(&c, "inv_1", "h1", Some(&refusal), t(3))
+            s.finish_queued_push(&c, "inv_1", "h1", Some(&refusal), true, t(3))
                 .await
                 .unwrap()
         );
         assert!(
-            !s.finish_queued_push(&c, "inv_1", "h1", None, t(4))
+            !s.finish_queued_push(&c, "inv_1", "h1", None, true, t(4))
                 .await
                 .unwrap(),
             "a second delivery changes nothing"
@@ -990,7 +991,7 @@ mod suite {
             Enqueued::Written
         );
         assert!(
-            s.finish_queued_push(&c, "inv_1", "h2", None, t(8))
+            s.finish_queued_push(&c, "inv_1", "h2", None, true, t(8))
                 .await
                 .unwrap()
         );

@@ -65,6 +65,7 @@ use notify::*;
 use webhook::*;
 
 pub use check::{check_lease_name, shown_state};
+pub(crate) use notify::post_callback;
 pub use notify::{PaidNotification, callback_signature};
 pub use reconcile::{
     ReconcileQueuedReport, reconcile, reconcile_call_budget, reconcile_fan_out, reconcile_one,

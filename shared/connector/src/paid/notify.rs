@@ -98,7 +98,7 @@ pub(super) async fn notify_paid(
 }
 
 /// POSTs one callback, retrying transport failures, 408, 429 and 5xx with back-off inside the deadline.
-pub(super) async fn post_callback(
+pub(crate) async fn post_callback(
     app: &App,
     url: &url::Url,
     body: &[u8],

@@ -302,6 +302,16 @@ pub async fn reconcile_one(app: &App, conn: &ConnectionId) -> Result<&'static st
     if c.state != ConnectionState::Connected {
         return Ok("not_connected");
     }
+    // Callbacks about asynchronous pushes the PSA did not accept yet (no Exact call).
+    let (sent, still_owed) = crate::queued_push::notify_pending(
+        app,
+        conn,
+        Deadline::after(app, crate::work::WORK_BUDGET / 4),
+    )
+    .await?;
+    if sent + still_owed > 0 {
+        tracing::info!(sent, still_owed, "push callbacks sent again");
+    }
     let (open, unnotified) = owed(app, &c).await?;
     if open.is_empty() && unnotified.is_empty() {
         return Ok("nothing_open");

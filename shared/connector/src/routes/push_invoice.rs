@@ -1,7 +1,8 @@
-//! push-invoice: push a finished PSA invoice into Exact, and read its stored state.
+//! push-invoice: push a finished PSA invoice into Exact (synchronously, or accepted for the push queue with
+//! `Prefer: respond-async` or the batch route), read its stored state, and do the queued pushes.
 
 use async_trait::async_trait;
-use lambda_http::http::Method;
+use lambda_http::http::{HeaderValue, Method};
 use lambda_http::{Body, Request, Response};
 
 use crate::app::App;
@@ -10,12 +11,27 @@ use crate::http::{
 };
 use crate::lambda::Function;
 use crate::push;
+use crate::queued_push::{self, Accepted};
+use crate::work::{NotDone, Work};
 
 pub struct PushInvoice;
+
+fn header<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
 
 async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
+    if let Some(ids) = match_path(&path, "/connections/{}/invoices:batch") {
+        if method != Method::POST {
+            return Err(ApiError::method_not_allowed());
+        }
+        http::check_psa_request_limit(&req, &app.secret, queued_push::MAX_BATCH_BODY_BYTES)?;
+        let conn = parse_connection_id(&ids[0])?;
+        let answer = queued_push::accept_batch(app, &conn, body_bytes(&req)).await?;
+        return Ok(json(202, &answer));
+    }
     if let Some(ids) = match_path(&path, "/connections/{}/invoices/{}") {
         if method != Method::GET {
             return Err(ApiError::method_not_allowed());
@@ -31,6 +47,25 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
         }
         check_psa_request(&req, &app.secret)?;
         let conn = parse_connection_id(&ids[0])?;
+        // Without a push queue the preference is not applied (RFC 7240): the push is done at once.
+        if queued_push::prefers_async(header(&req, "prefer")) && app.push_queue().is_some() {
+            return Ok(
+                match queued_push::accept(app, &conn, body_bytes(&req)).await? {
+                    Accepted::Queued(q) => {
+                        let mut resp = json(202, &q);
+                        if let Ok(v) = HeaderValue::from_str(&q.location) {
+                            resp.headers_mut().insert("location", v);
+                        }
+                        resp.headers_mut().insert(
+                            "preference-applied",
+                            HeaderValue::from_static("respond-async"),
+                        );
+                        resp
+                    }
+                    Accepted::Replay(answer) => json(answer.status, &answer.body),
+                },
+            );
+        }
         let answer = push::push(app, &conn, body_bytes(&req)).await?;
         return Ok(json(answer.status, &answer.body));
     }
@@ -45,5 +80,21 @@ impl Function for PushInvoice {
 
     async fn http(&self, app: &App, req: Request) -> Response<Body> {
         route(app, req).await.unwrap_or_else(|e| e.to_response())
+    }
+
+    async fn work(&self, app: &App, work: Work) -> Result<(), NotDone> {
+        let Work::Push {
+            connection_id,
+            invoice_id,
+            body_hash,
+            ..
+        } = work
+        else {
+            return Err(NotDone::Poison(format!(
+                "push-invoice takes only push work, not {}",
+                work.kind()
+            )));
+        };
+        queued_push::run(app, &connection_id, &invoice_id, &body_hash).await
     }
 }

@@ -54,6 +54,9 @@ impl Function for WebhookPaid {
                     "keep-alive work belongs to oauth-callback".into(),
                 ));
             }
+            Work::Push { .. } => {
+                return Err(NotDone::Poison("push work belongs to push-invoice".into()));
+            }
         };
         match done {
             Ok(_) => Ok(()),

@@ -39,6 +39,10 @@ fn item(p: &QueuedPush, ver: &str) -> Item {
         .s_opt("failure_code", f.map(|f| f.code.clone()))
         .s_opt("failure_message", f.map(|f| f.message.clone()))
         .s_opt("failure_field", f.and_then(|f| f.field.clone()))
+        .s_opt(
+            "failure_exact_message",
+            f.and_then(|f| f.exact_message.clone()),
+        )
         .attr("callback_pending", AttributeValue::Bool(p.callback_pending))
         .time("queued_at", p.queued_at)
         .time("updated_at", p.updated_at)
@@ -55,6 +59,7 @@ fn from_item(item: &Item) -> StoreResult<(QueuedPush, String)> {
             code: f.s("failure_code")?.to_owned(),
             message: f.s("failure_message")?.to_owned(),
             field: f.s_opt("failure_field")?.map(str::to_owned),
+            exact_message: f.s_opt("failure_exact_message")?.map(str::to_owned),
         }),
         None => None,
     };
@@ -84,11 +89,15 @@ impl DynamoStore {
         conn: &ConnectionId,
         invoice_id: &str,
     ) -> StoreResult<Option<(QueuedPush, String)>> {
-        self.get_item(op, layout::conn_pk(conn), &layout::queued_push_sk(invoice_id))
-            .await?
-            .as_ref()
-            .map(from_item)
-            .transpose()
+        self.get_item(
+            op,
+            layout::conn_pk(conn),
+            &layout::queued_push_sk(invoice_id),
+        )
+        .await?
+        .as_ref()
+        .map(from_item)
+        .transpose()
     }
 
     /// Read, apply `f` (whether it changed anything), write back if the version is unchanged. A missing record
@@ -167,10 +176,11 @@ impl QueuedPushStore for DynamoStore {
         invoice_id: &str,
         body_hash: &str,
         failure: Option<&PushFailureRecord>,
+        callback: bool,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
         self.mutate_queued_push("queued_push.finish", conn, invoice_id, |p| {
-            p.finish(body_hash, failure.cloned(), now)
+            p.finish(body_hash, failure.cloned(), callback, now)
         })
         .await
     }
