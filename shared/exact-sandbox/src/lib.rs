@@ -95,7 +95,7 @@ pub mod world;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use clock::{SandboxClock, amsterdam_wall_ms};
-pub use config::SandboxConfig;
+pub use config::{Beliefs, SandboxConfig};
 pub use faults::{Fault, FaultKind};
 pub use record::RecordedRequest;
 pub use webhooks::{WebhookContent, WebhookDelivery};
