@@ -4,6 +4,8 @@
 //!
 //! `cargo run` serves on 127.0.0.1 and prints the URLs and a curl line per route.
 //! `cargo run -- demo` walks the whole story and prints each step with the Exact calls it took.
+//! `cargo run -- smoke` checks the connector's beliefs about Exact against a real administration
+//! (`psa_exact_local::smoke`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -139,14 +141,23 @@ async fn main() {
     let result = match args.first().map(String::as_str) {
         None | Some("serve") => run_server().await,
         Some("demo") => demo().await,
+        Some("smoke") => smoke(&args[1..]).await,
         Some(other) => Err(format!(
-            "unknown command `{other}`: use `cargo run` (serve) or `cargo run -- demo`"
+            "unknown command `{other}`: use `cargo run` (serve), `cargo run -- demo` or `cargo run -- smoke`"
         )),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
+}
+
+async fn smoke(args: &[String]) -> Result<(), String> {
+    use psa_exact_local::smoke;
+    let opts = smoke::Options::parse(args, |var| std::env::var(var).ok())?;
+    let report = smoke::run(&opts, &smoke::Console).await?;
+    println!("\n{report}");
+    Ok(())
 }
 
 async fn run_server() -> Result<(), String> {
