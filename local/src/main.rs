@@ -154,6 +154,10 @@ async fn main() {
 
 async fn smoke(args: &[String]) -> Result<(), String> {
     use psa_exact_local::smoke;
+    if args.iter().any(|a| a == "--help") {
+        print!("{}", smoke::USAGE);
+        return Ok(());
+    }
     let opts = smoke::Options::parse(args, |var| std::env::var(var).ok())?;
     let report = smoke::run(&opts, &smoke::Console).await?;
     println!("\n{report}");

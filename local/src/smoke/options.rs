@@ -28,9 +28,13 @@ what the connector believes about Exact against the administration you had open,
   --write                also create a test customer and zero-amount invoices, processed without e-mail
   --webhook-url URL      with --write: subscribe the connector's topics there, then remove them again
   --webhook-secret S     or EXACT_WEBHOOK_SECRET   verifies deliveries to this listener (--watch)
-  --watch SECONDS        with --webhook-url routed to this listener: wait for a payment you match by hand
+  --watch SECONDS        with --webhook-url routed to this listener: wait (at most 480 s) for a payment you
+                         match by hand
   --record DIR           save every request/response pair, redacted, as JSON fixtures
 ";
+
+/// The longest watch for a matched payment: the subscriptions are removed afterwards with the same access token.
+pub const MAX_WATCH: Duration = Duration::from_secs(480);
 
 #[derive(Debug)]
 pub struct Options {
@@ -155,6 +159,12 @@ impl Options {
             .transpose()?;
         if webhook_url.is_some() && !write {
             return Err("--webhook-url subscribes topics: it needs --write".into());
+        }
+        if watch > MAX_WATCH {
+            return Err(format!(
+                "--watch: at most {} s (the access token lives 600 s and the subscriptions are removed after)",
+                MAX_WATCH.as_secs()
+            ));
         }
         if !watch.is_zero() && webhook_url.is_none() {
             return Err("--watch needs --webhook-url (routed to this listener)".into());
