@@ -240,7 +240,7 @@ fn expect(step: &str, status: u16, want: &[u16], body: &Value) -> Result<(), Str
     }
 }
 
-/// The design's sample invoice (`events/invoice.json`) under another id, reference and amount.
+/// The sample invoice of `events/invoice.json` under another id, reference and amount.
 fn invoice(id: &str, reference: &str, amount: &str) -> Value {
     let mut v: Value = serde_json::from_str(include_str!("../../events/invoice.json"))
         .unwrap_or_else(|e| unreachable!("events/invoice.json is valid JSON: {e}"));

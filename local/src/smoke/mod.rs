@@ -24,7 +24,7 @@ use url::Url;
 
 pub use facts::{Fact, JournalRun, Verdict, Watch};
 pub use options::{Options, USAGE};
-pub use record::{FIXTURE_WEBHOOK_SECRET, redact, redact_json};
+pub use record::FIXTURE_WEBHOOK_SECRET;
 pub use report::Report;
 
 /// The person running the smoke test (the terminal), or a test standing in for them.
