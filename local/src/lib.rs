@@ -1,5 +1,8 @@
 //! The local shape of the deployment: one HTTP server that routes like API Gateway to the four functions' handlers,
-//! over a chosen [`connector::App`]. Used by `cargo run` and by the end-to-end tests.
+//! over a chosen [`connector::App`]. Used by `cargo run` and by the end-to-end tests. [`smoke`] is
+//! `cargo run -- smoke`: the checks against a real Exact administration before going live.
+
+pub mod smoke;
 
 use std::collections::HashMap;
 use std::future::Future;

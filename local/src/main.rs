@@ -4,6 +4,8 @@
 //!
 //! `cargo run` serves on 127.0.0.1 and prints the URLs and a curl line per route.
 //! `cargo run -- demo` walks the whole story and prints each step with the Exact calls it took.
+//! `cargo run -- smoke` checks the connector's beliefs about Exact against a real administration
+//! (`psa_exact_local::smoke`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -139,14 +141,27 @@ async fn main() {
     let result = match args.first().map(String::as_str) {
         None | Some("serve") => run_server().await,
         Some("demo") => demo().await,
+        Some("smoke") => smoke(&args[1..]).await,
         Some(other) => Err(format!(
-            "unknown command `{other}`: use `cargo run` (serve) or `cargo run -- demo`"
+            "unknown command `{other}`: use `cargo run` (serve), `cargo run -- demo` or `cargo run -- smoke`"
         )),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
+}
+
+async fn smoke(args: &[String]) -> Result<(), String> {
+    use psa_exact_local::smoke;
+    if args.iter().any(|a| a == "--help") {
+        print!("{}", smoke::USAGE);
+        return Ok(());
+    }
+    let opts = smoke::Options::parse(args, |var| std::env::var(var).ok())?;
+    let report = smoke::run(&opts, &smoke::Console).await?;
+    println!("\n{report}");
+    Ok(())
 }
 
 async fn run_server() -> Result<(), String> {
@@ -225,7 +240,7 @@ fn expect(step: &str, status: u16, want: &[u16], body: &Value) -> Result<(), Str
     }
 }
 
-/// The design's sample invoice (`events/invoice.json`) under another id, reference and amount.
+/// The sample invoice of `events/invoice.json` under another id, reference and amount.
 fn invoice(id: &str, reference: &str, amount: &str) -> Value {
     let mut v: Value = serde_json::from_str(include_str!("../../events/invoice.json"))
         .unwrap_or_else(|e| unreachable!("events/invoice.json is valid JSON: {e}"));

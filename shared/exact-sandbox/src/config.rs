@@ -15,6 +15,39 @@ pub struct SandboxConfig {
     pub validate_webhook_callbacks: bool,
     /// `true`: start with the default world (users, divisions, codes; see the crate docs). `false`: an empty world.
     pub seed: bool,
+    /// How the sandbox answers where Exact's behaviour is still a belief (`docs/exact-online.md`).
+    pub beliefs: Beliefs,
+}
+
+/// The beliefs about Exact the sandbox models (the smoke test settles each against a real administration). `Default`
+/// answers as each belief says; a switch turned the other way makes the sandbox contradict it, so the smoke test's
+/// own tests can see a contradiction reported.
+#[derive(Clone, Debug)]
+pub struct Beliefs {
+    /// A journal set to number at entry gives the invoice its number on create. `false`: every journal numbers at
+    /// processing (the create answer has `InvoiceNumber: null`).
+    pub numbering_at_entry: bool,
+    /// `trim(Code)` is accepted in `$filter`. `false`: a filter using `trim` is refused with 400.
+    pub trim_in_filters: bool,
+    /// `webhooks/WebhookSubscriptions` accepts `$filter=Division eq N`. `false`: 400 "This $filter parameter is not
+    /// supported for this resource".
+    pub subscription_division_filter: bool,
+    /// The `Reason` header of a refresh within 570 s.
+    pub too_early_reason: String,
+    /// `X-RateLimit-Reset` and `X-RateLimit-Minutely-Reset` in epoch milliseconds. `false`: in epoch seconds.
+    pub reset_in_epoch_ms: bool,
+}
+
+impl Default for Beliefs {
+    fn default() -> Self {
+        Self {
+            numbering_at_entry: true,
+            trim_in_filters: true,
+            subscription_division_filter: true,
+            too_early_reason: crate::oauth::TOO_EARLY_REASON.to_owned(),
+            reset_in_epoch_ms: true,
+        }
+    }
 }
 
 impl Default for SandboxConfig {
@@ -26,6 +59,7 @@ impl Default for SandboxConfig {
             redirect_uri: None,
             validate_webhook_callbacks: true,
             seed: true,
+            beliefs: Beliefs::default(),
         }
     }
 }

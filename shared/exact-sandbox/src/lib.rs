@@ -38,6 +38,24 @@
 //! * No accounts or contacts: tests add them (`World::add_account`, `World::seed_accounts`, ...).
 //! * Invoice numbers: per journal and year, `YY` + journal code + 4-digit sequence: `25700001`, `25700002`, ...
 //!
+//! ## The beliefs it models
+//!
+//! `docs/exact-online.md` marks what is still a belief about Exact; `cargo run -- smoke` settles each against a real
+//! administration (its §8 lists them). The sandbox answers as each belief says, and [`config::Beliefs`] (in
+//! [`SandboxConfig::beliefs`]) turns one to its contradiction, so the smoke test's own tests can see it reported:
+//!
+//! | Belief (`docs/exact-online.md`) | How the sandbox models it | Switch |
+//! |---|---|---|
+//! | §5.3 a journal numbering at entry gives the number on create, one numbering at processing gives `null` | journal `72` numbers at entry, `70` at processing; processing's answer has no number | `numbering_at_entry` |
+//! | §4.3 `trim(Code)` works in a filter | `trim()` evaluated in every `$filter`; VAT codes stored padded (`"2  "`) | `trim_in_filters` |
+//! | §6.1 subscriptions can be listed with `$filter=Division eq N` | `Division` is a filterable field of the subscriptions | `subscription_division_filter` |
+//! | §2.3 a too-early refresh: 400 with `Reason: TooEarlyToRefreshTokens: …` | that answer, with Exact's text after the code | `too_early_reason` |
+//! | §3.1 reset headers are epoch ms on fixed windows | the minute resets on the whole minute, the day at 00:00 UTC | `reset_in_epoch_ms` |
+//! | §4.4 `/Date(ms)/` is Amsterdam wall-clock time | every `Created`/`Modified` written so ([`amsterdam_wall_ms`]) | — |
+//! | §5.4 a line keeps `UnitPrice` and `NetPrice` as posted | both stored; without `UnitPrice` it is 0 | — |
+//! | §6.1 the webhook topics of Exact's reference | [`webhooks::TOPICS`] accepted, anything else refused | — |
+//! | §6.5 a payment raises `BankEntries`; matching alone raises nothing | [`Sandbox::pay_invoice`] queues `BankEntries`; [`Sandbox::settle_with_credit_note`] none | — |
+//!
 //! ## Choices where Exact's behaviour is unknown or varies
 //!
 //! * Missing `Accept: application/json` on an API call: **406** with an XML body (Exact would answer Atom/XML).
@@ -95,7 +113,7 @@ pub mod world;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use clock::{SandboxClock, amsterdam_wall_ms};
-pub use config::SandboxConfig;
+pub use config::{Beliefs, SandboxConfig};
 pub use faults::{Fault, FaultKind};
 pub use record::RecordedRequest;
 pub use webhooks::{WebhookContent, WebhookDelivery};

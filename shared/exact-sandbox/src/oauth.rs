@@ -334,8 +334,9 @@ fn token_response(inner: &Inner, req: &Req) -> Response {
                     "access_denied",
                     Some("Rate limit exceeded: access_token not expired"),
                 );
-                resp.headers_mut()
-                    .insert("Reason", HeaderValue::from_static(TOO_EARLY_REASON));
+                if let Ok(reason) = HeaderValue::from_str(&inner.cfg.beliefs.too_early_reason) {
+                    resp.headers_mut().insert("Reason", reason);
+                }
                 return resp;
             }
             r.used_at_ms = Some(now);

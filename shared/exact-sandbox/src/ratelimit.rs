@@ -48,8 +48,8 @@ pub(crate) fn charge(
         c.day_start_ms = day_start;
         c.day_used = 0;
     }
-    let minute_reset = minute_start + MINUTE_MS;
-    let day_reset = day_start + DAY_MS;
+    let minute_reset = in_header_units(cfg, minute_start + MINUTE_MS);
+    let day_reset = in_header_units(cfg, day_start + DAY_MS);
     if c.day_used >= cfg.daily_limit {
         return Err(daily(cfg.daily_limit, 0, day_reset));
     }
@@ -72,8 +72,17 @@ pub(crate) fn spent_minute(cfg: &SandboxConfig, now_ms: i64) -> Headers {
     minutely(
         cfg.minutely_limit,
         0,
-        now_ms - now_ms.rem_euclid(MINUTE_MS) + MINUTE_MS,
+        in_header_units(cfg, now_ms - now_ms.rem_euclid(MINUTE_MS) + MINUTE_MS),
     )
+}
+
+/// A reset time as the headers carry it: epoch ms, or epoch seconds when that belief is switched off.
+fn in_header_units(cfg: &SandboxConfig, ms: i64) -> i64 {
+    if cfg.beliefs.reset_in_epoch_ms {
+        ms
+    } else {
+        ms / 1000
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The sandbox's behaviour over HTTP, as Exact's (one test binary).
 
+mod beliefs;
 mod common;
 mod crm;
 mod faults;

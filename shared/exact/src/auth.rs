@@ -25,6 +25,7 @@ use url::Url;
 use crate::client::transport_text;
 use crate::error::{ErrorKind, ExactError, reason_header};
 use crate::host::{ExactConfig, join};
+use crate::recorded::Recorder;
 use crate::stats::CallStats;
 
 /// Exact's access tokens live 600 s; used when an answer leaves `expires_in` out.
@@ -117,6 +118,10 @@ struct RawAnswer {
     status: u16,
     reason: Option<String>,
     body: Vec<u8>,
+    /// The request's path and form body and the answer's headers, for a [`Recorder`] (which redacts them).
+    path: String,
+    form: Vec<u8>,
+    headers: reqwest::header::HeaderMap,
 }
 
 /// OAuth against Exact, for every country. Build once per Lambda environment.
@@ -125,6 +130,7 @@ pub struct ExactAuth {
     http: reqwest::Client,
     cfg: ExactConfig,
     stats: CallStats,
+    recorder: Option<Recorder>,
 }
 
 impl std::fmt::Debug for ExactAuth {
@@ -137,7 +143,34 @@ impl std::fmt::Debug for ExactAuth {
 
 impl ExactAuth {
     pub fn new(http: reqwest::Client, cfg: ExactConfig, stats: CallStats) -> Self {
-        Self { http, cfg, stats }
+        Self {
+            http,
+            cfg,
+            stats,
+            recorder: None,
+        }
+    }
+
+    /// Records every token call into `recorder`, credentials redacted ([`crate::recorded`]).
+    pub fn with_recorder(mut self, recorder: Recorder) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    fn record(&self, op: &'static str, sender: &TokenSender) {
+        let (Some(rec), Ok(captured)) = (&self.recorder, sender.captured.lock()) else {
+            return;
+        };
+        if let Some(raw) = captured.as_ref() {
+            rec.token(
+                op,
+                &raw.path,
+                &raw.form,
+                raw.status,
+                &raw.headers,
+                &raw.body,
+            );
+        }
     }
 
     pub fn config(&self) -> &ExactConfig {
@@ -191,6 +224,7 @@ impl ExactAuth {
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .request_async(&sender)
             .await;
+        self.record(OP, &sender);
         finish(OP, started, sender, result).map_err(|f| f.error)
     }
 
@@ -224,6 +258,7 @@ impl ExactAuth {
             .exchange_refresh_token(&rt)
             .request_async(&sender)
             .await;
+        self.record(OP, &sender);
         finish(OP, started, sender, result)
     }
 }
@@ -325,6 +360,7 @@ async fn send_token_request(
     captured: &Mutex<Option<RawAnswer>>,
 ) -> Result<oauth2::HttpResponse, reqwest::Error> {
     let (parts, body) = req.into_parts();
+    let (path, form) = (parts.uri.path().to_owned(), body.clone());
     let mut rb = http
         .request(parts.method, parts.uri.to_string())
         .timeout(timeout)
@@ -341,6 +377,9 @@ async fn send_token_request(
             status: status.as_u16(),
             reason: reason_header(&headers),
             body: body.clone(),
+            path,
+            form,
+            headers: headers.clone(),
         });
     }
     let mut b = oauth2::http::Response::builder().status(status);
@@ -350,6 +389,29 @@ async fn send_token_request(
     // Status and headers come from a valid response, so building cannot fail; map it anyway.
     Ok(b.body(body)
         .unwrap_or_else(|_| oauth2::http::Response::new(Vec::new())))
+}
+
+/// Parses a successful token answer the way the OAuth calls do (for recorded answers, [`crate::recorded::read`]).
+pub(crate) fn parse_token_answer(body: &[u8]) -> Result<(), String> {
+    let t: ExactTokenResponse = serde_json::from_slice(body)
+        .map_err(|_| "the token answer was not understood".to_owned())?;
+    if t.access_token.secret().is_empty() || t.refresh_token.is_none() {
+        return Err("the token answer has no access_token or refresh_token".to_owned());
+    }
+    Ok(())
+}
+
+/// The error the OAuth calls make of a refused token answer (for recorded answers, [`crate::recorded::read`]).
+pub(crate) fn token_refusal(status: u16, reason: Option<String>, body: &[u8]) -> ExactError {
+    let raw = RawAnswer {
+        status,
+        reason,
+        body: body.to_vec(),
+        path: String::new(),
+        form: Vec::new(),
+        headers: reqwest::header::HeaderMap::new(),
+    };
+    map_token_error("oauth_token", &raw).error
 }
 
 /// Exact's refusals, by who has to act:
@@ -435,6 +497,9 @@ mod tests {
             status,
             reason: reason.map(str::to_owned),
             body: body.as_bytes().to_vec(),
+            path: String::new(),
+            form: Vec::new(),
+            headers: reqwest::header::HeaderMap::new(),
         }
     }
 

@@ -68,10 +68,11 @@ pub const WEBHOOK_FIELDS: &[&str] = &["ID", "Topic", "CallbackURL"];
 /// One page is plenty for a lookup by name or e-mail, and costs exactly one call.
 const LOOKUP_TOP: u32 = 60;
 
+/// The answer of a POST that creates an entity keyed by `ID`.
 #[derive(Deserialize)]
-struct Created {
+pub(crate) struct Created {
     #[serde(rename = "ID")]
-    id: ExactGuid,
+    pub(crate) id: ExactGuid,
 }
 
 impl ExactClient {
@@ -325,7 +326,7 @@ impl ExactClient {
 }
 
 /// Exact's "Data already exists" (also accepted in Dutch, as a Dutch user gets it).
-fn already_exists(message: &str) -> bool {
+pub(crate) fn already_exists(message: &str) -> bool {
     let m = message.to_lowercase();
     m.contains("already exists") || m.contains("bestaat al") || m.contains("bestaan al")
 }

@@ -19,6 +19,7 @@ use crate::error::{ErrorKind, ExactError, from_status};
 use crate::host::{DEFAULT_REQUEST_TIMEOUT, join};
 use crate::odata::{Filter, Page, parse_page, parse_single, query_string};
 use crate::ratelimit::{Admission, RateLimiter, parse_headers, wait_or_refuse};
+use crate::recorded::Recorder;
 use crate::stats::CallStats;
 
 /// How GETs are retried on 5xx and timeouts: `attempts` in all, waiting `base_delay · 2^n`
@@ -68,6 +69,7 @@ pub struct ExactClient {
     deadline_ms: Option<i64>,
     request_timeout: Duration,
     retry: RetryPolicy,
+    recorder: Option<Recorder>,
 }
 
 impl std::fmt::Debug for ExactClient {
@@ -83,6 +85,14 @@ impl std::fmt::Debug for ExactClient {
 /// A response as read off the wire.
 pub(crate) struct Answer {
     pub body: Vec<u8>,
+    pub headers: HeaderMap,
+}
+
+/// Whether a request asks for JSON (every product call) or leaves `Accept` out (a probe of Exact's default format).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Accept {
+    Json,
+    Unset,
 }
 
 impl ExactClient {
@@ -106,7 +116,15 @@ impl ExactClient {
             deadline_ms: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             retry: RetryPolicy::default(),
+            recorder: None,
         }
+    }
+
+    /// Records every request and answer into `recorder` (never the access token: it travels in a header that is
+    /// not recorded).
+    pub fn with_recorder(mut self, recorder: Recorder) -> Self {
+        self.recorder = Some(recorder);
+        self
     }
 
     /// Waits (rate-limit windows, back-off) must end before `deadline_ms` (epoch ms per the clock).
@@ -311,6 +329,20 @@ impl ExactClient {
         body: Option<Vec<u8>>,
         scope: Option<Division>,
     ) -> Result<Answer, ExactError> {
+        self.execute_as(op, method, url, body, scope, Accept::Json)
+            .await
+    }
+
+    /// [`ExactClient::execute`] with a choice of `Accept` header.
+    pub(crate) async fn execute_as(
+        &self,
+        op: &'static str,
+        method: Method,
+        url: &Url,
+        body: Option<Vec<u8>>,
+        scope: Option<Division>,
+        accept: Accept,
+    ) -> Result<Answer, ExactError> {
         let repeatable = method == Method::GET;
         let mut retries = 0u32;
         let mut resent_after_429 = false;
@@ -321,7 +353,9 @@ impl ExactClient {
             }
             self.stats.record(op);
             let started = Instant::now();
-            let sent = self.send_once(method.clone(), url, body.clone()).await;
+            let sent = self
+                .send_once(method.clone(), url, body.clone(), accept)
+                .await;
             let elapsed_ms = started.elapsed().as_millis() as u64;
             let (status, headers, bytes) = match sent {
                 Ok(x) => x,
@@ -344,6 +378,17 @@ impl ExactClient {
                     ));
                 }
             };
+            if let Some(rec) = &self.recorder {
+                rec.api(
+                    op,
+                    &method,
+                    url,
+                    body.as_deref(),
+                    status.as_u16(),
+                    &headers,
+                    &bytes,
+                );
+            }
             let rl = parse_headers(&headers);
             if let Some(div) = scope {
                 self.limiter.observe(div, rl).await;
@@ -358,7 +403,10 @@ impl ExactClient {
                 "Exact call"
             );
             if status.is_success() {
-                return Ok(Answer { body: bytes });
+                return Ok(Answer {
+                    body: bytes,
+                    headers,
+                });
             }
             let err = from_status(op, status, &headers, &bytes);
             if status == StatusCode::TOO_MANY_REQUESTS {
@@ -460,12 +508,15 @@ impl ExactClient {
         method: Method,
         url: &Url,
         body: Option<Vec<u8>>,
+        accept: Accept,
     ) -> Result<(StatusCode, HeaderMap, Vec<u8>), reqwest::Error> {
         let mut rb = self
             .http
             .request(method, url.clone())
-            .timeout(self.request_timeout)
-            .header(ACCEPT, HeaderValue::from_static("application/json"));
+            .timeout(self.request_timeout);
+        if accept == Accept::Json {
+            rb = rb.header(ACCEPT, HeaderValue::from_static("application/json"));
+        }
         if let Ok(mut v) =
             HeaderValue::from_str(&format!("Bearer {}", self.access_token.expose_secret()))
         {

@@ -6,6 +6,9 @@
 //!   `create_sales_invoice`, …) plus generic OData access ([`ExactClient::list`]).
 //! - [`RateLimiter`]: per-division budgets from the `X-RateLimit-*` headers, shared per process.
 //! - [`CallStats`]: calls made, per operation.
+//! - [`probe`]: one-call checks of what `docs/exact-online.md` still calls a belief (the smoke test's).
+//! - [`recorded`]: Exact's answers as data (the fixtures' shape), a [`recorded::Recorder`] that keeps them with
+//!   every credential redacted, and [`recorded::read`], the client's parsers over a recorded answer.
 //!
 //! Retry policy (one place): GETs are retried on 5xx without a message and on timeouts, with
 //! jittered back-off inside the deadline; POST/DELETE never (a lost answer is `OutcomeUnknown`);
@@ -20,7 +23,9 @@ mod error;
 mod host;
 mod http;
 pub mod odata;
+pub mod probe;
 mod ratelimit;
+pub mod recorded;
 mod stats;
 pub mod tls;
 

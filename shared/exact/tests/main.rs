@@ -2,4 +2,6 @@
 
 mod auth_wiremock;
 mod client_wiremock;
+mod fixtures;
 mod sandbox;
+mod sandbox_shapes;

@@ -522,7 +522,9 @@ pub(super) fn create(inner: &Arc<Inner>, ctx: &Ctx, raw: &[u8]) -> ApiResult {
         .iter_mut()
         .find(|j| j.code.trim() == journal_code.trim())
     {
-        Some(j) if j.numbering == Numbering::AtEntry => Some(next_invoice_number(j, now)),
+        Some(j) if j.numbering == Numbering::AtEntry && inner.cfg.beliefs.numbering_at_entry => {
+            Some(next_invoice_number(j, now))
+        }
         _ => None,
     };
     let inv = SalesInvoice {

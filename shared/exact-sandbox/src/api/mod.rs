@@ -201,6 +201,16 @@ pub(crate) async fn handle(inner: &Arc<Inner>, req: &Req) -> Routed {
 
 async fn dispatch(inner: &Arc<Inner>, req: &Req, ctx: &Ctx, is_me: bool, rest: &str) -> ApiResult {
     let q = QueryOptions::parse(req.query.as_deref())?;
+    if !inner.cfg.beliefs.trim_in_filters
+        && let Some(pos) = q
+            .filter
+            .as_deref()
+            .and_then(|f| f.to_ascii_lowercase().find("trim("))
+    {
+        return Err(ApiError::bad_request(format!(
+            "Unknown function 'trim' at position {pos}."
+        )));
+    }
     if is_me {
         return match req.method {
             Method::GET => system::me(inner, ctx, &q),

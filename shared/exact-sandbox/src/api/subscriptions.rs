@@ -69,6 +69,13 @@ fn own<'a>(d: &'a Division, ctx: &Ctx) -> Vec<SubscriptionRow<'a>> {
 }
 
 pub(super) fn list(inner: &Arc<Inner>, ctx: &Ctx, q: &QueryOptions) -> ApiResult {
+    if !inner.cfg.beliefs.subscription_division_filter
+        && q.filter.as_deref().is_some_and(|f| f.contains("Division"))
+    {
+        return Err(ApiError::bad_request(
+            "This $filter parameter is not supported for this resource",
+        ));
+    }
     let world = inner.world();
     let d = world
         .division(ctx.division)
