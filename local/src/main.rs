@@ -429,6 +429,62 @@ async fn demo() -> Result<(), String> {
     if b["state"] != "paid" || ok == 0 {
         return Err("the invoice did not reach the paid state with a notification".into());
     }
+
+    // 7. The month-end way: a batch accepted at once, pushed from the in-process push queue (docs/queues.md).
+    let before = d.calls(division);
+    let ids = ["inv_demo_4", "inv_demo_5", "inv_demo_6"];
+    let batch: Vec<Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| invoice(id, &format!("INV-2025-005{i}"), "100.00"))
+        .collect();
+    let (s, b) = d
+        .call(
+            reqwest::Method::POST,
+            "/connections/bu_demo/invoices:batch",
+            Some(json!({ "invoices": batch })),
+        )
+        .await?;
+    expect("push a batch", s, &[202], &b)?;
+    let accepted_calls = d.calls(division) - before;
+    let mut states = Vec::new();
+    for _ in 0..100 {
+        states.clear();
+        for id in ids {
+            let (s, got) = d
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/connections/bu_demo/invoices/{id}"),
+                    None,
+                )
+                .await?;
+            expect("get invoice", s, &[200], &got)?;
+            states.push(got["state"].as_str().unwrap_or("?").to_owned());
+        }
+        if states.iter().all(|s| s == "sent") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pushed =
+        d.l.received
+            .lock()
+            .map(|r| {
+                r.iter()
+                    .filter(|(v, ok)| *ok && v["type"] == "invoice.pushed")
+                    .count()
+            })
+            .unwrap_or(0);
+    println!(
+        "7. batch of {}: 202 {} queued ({accepted_calls} Exact calls to accept) → pushed from the queue: {} — {} Exact calls; {pushed} invoice.pushed callback(s)",
+        ids.len(),
+        b["queued"],
+        states.join(", "),
+        d.calls(division) - before
+    );
+    if states.iter().any(|s| s != "sent") || pushed < ids.len() {
+        return Err("the batch was not pushed from the queue with a callback each".into());
+    }
     println!("\ndemo complete.");
     Ok(())
 }
