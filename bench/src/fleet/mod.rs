@@ -392,20 +392,21 @@ impl Fleet {
             inner: Box::new(OAuthCallback),
             obs: fleet.obs.clone(),
         });
-        fleet.sides = vec![
-            fleet.side(PAID_QUEUE, paid, PAID_WORKERS),
-            fleet.side(JOBS_QUEUE, jobs, JOBS_WORKERS),
-        ];
+        fleet.add_side(PAID_QUEUE, paid, PAID_WORKERS);
+        fleet.add_side(JOBS_QUEUE, jobs, JOBS_WORKERS);
         Ok(fleet)
     }
 
-    fn side(&self, queue: &'static str, function: Arc<dyn Function>, workers: usize) -> Side {
-        Side {
+    /// Feeds `queue` to `function` through an event source mapping with `workers` warm containers; every wave
+    /// works it off from then on (another queue, e.g. for asynchronous pushes, is one more side).
+    pub fn add_side(&mut self, queue: &'static str, function: Arc<dyn Function>, workers: usize) {
+        let side = Side {
             queue,
             esm: self.mapping(queue),
             function,
             containers: (0..workers).map(|_| Arc::new(self.app())).collect(),
-        }
+        };
+        self.sides.push(side);
     }
 
     /// Lambda's event source mapping for one of the fleet's queues.
@@ -707,12 +708,19 @@ impl Fleet {
         Ok(())
     }
 
-    /// Runs a scheduled job as EventBridge Scheduler would: `{"job": name}` to the function that owns it.
+    /// Runs a scheduled job as EventBridge Scheduler would: `{"job": name}` to the function that owns it
+    /// (`keep-alive`: oauth-callback, the jobs queue's consumer; `reconcile`: exact-webhook-paid).
     pub async fn job(&self, name: &str) -> Result<Value, String> {
-        let side = match name {
-            "keep-alive" => &self.sides[1],
-            _ => &self.sides[0],
+        let owner = if name == "keep-alive" {
+            JOBS_QUEUE
+        } else {
+            PAID_QUEUE
         };
+        let side = self
+            .sides
+            .iter()
+            .find(|s| s.queue == owner)
+            .ok_or_else(|| format!("no consumer of the {owner} queue"))?;
         let app = self.app();
         connector::lambda::dispatch(side.function.as_ref(), &app, json!({ "job": name }))
             .await
@@ -752,9 +760,10 @@ impl Fleet {
             if now >= target_ms {
                 break;
             }
-            let next = [PAID_QUEUE, JOBS_QUEUE]
+            let next = self
+                .sides
                 .iter()
-                .filter_map(|q| self.queue.next_visible_at_ms(q, ms_to_time(now)))
+                .filter_map(|s| self.queue.next_visible_at_ms(s.queue, ms_to_time(now)))
                 .min();
             match next {
                 Some(t) if t < target_ms => {
