@@ -536,8 +536,8 @@ pub async fn run(table: &mut Table, f: FleetFigures) {
     table.row(
         "Token refreshes per connection and per Exact user a day (Exact: 200 token calls per app, user and day)",
         format!(
-            "per connection max {:.0}, mean {:.1}; per user max {:.0} (a user of this fleet consented for {} \
-             connections on {} administrations){}",
+            "per connection max {:.0}, mean {:.1}; per user max {:.0} (each administration's connections were \
+             made by one user of it; this one made {} connections on {} administration(s)){}",
             max_conn_refresh,
             sum_refresh / fleet.conns.len().max(1) as f64,
             user_day,

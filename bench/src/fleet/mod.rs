@@ -69,8 +69,9 @@ pub const BATCH_SIZE: usize = 10;
 pub const VISIBILITY: Duration = Duration::from_secs(180);
 /// The journal every fleet connection invoices in (numbers at entry).
 pub const JOURNAL: &str = "72";
-/// Administrations per sandbox user (an accountant sees several).
-pub const DIVISIONS_PER_USER: usize = 20;
+/// Administrations per Exact user who consented. 1: the business units on an administration were connected by its
+/// own finance user (an accountant who connects the units of 20 client administrations would be 20).
+pub const DIVISIONS_PER_USER: usize = 1;
 const DAY_MS: i64 = 86_400_000;
 const FIRST_DIVISION: u32 = 100_001;
 /// `MemoryQueue`s the queues are spread over (see [`queue`]).
@@ -316,7 +317,7 @@ impl Fleet {
         let mut next = order.into_iter();
         for (a, &n) in per_admin.iter().enumerate() {
             let division = FIRST_DIVISION + u32::try_from(a).unwrap_or(0);
-            let login = format!("acct{}@fleet.example", a / DIVISIONS_PER_USER);
+            let login = format!("finance{}@fleet.example", a / DIVISIONS_PER_USER);
             let mut mine = Vec::with_capacity(n);
             for _ in 0..n {
                 let k = next.next().unwrap_or(0);
@@ -463,9 +464,9 @@ impl Fleet {
         for (u, chunk) in self.admins.chunks(DIVISIONS_PER_USER).enumerate() {
             world.add_user(User {
                 user_id: *ExactGuid::new_random().as_uuid(),
-                login: format!("acct{u}@fleet.example"),
-                full_name: format!("Accountant {u}"),
-                first_name: "Accountant".into(),
+                login: format!("finance{u}@fleet.example"),
+                full_name: format!("Finance {u}"),
+                first_name: "Finance".into(),
                 last_name: u.to_string(),
                 language_code: "nl-NL".into(),
                 divisions: chunk.iter().map(|a| a.division).collect(),
@@ -615,7 +616,7 @@ impl Fleet {
                         division,
                         division_name: format!("Fleet administration {}", admin.division),
                         connected_user_email: admin.login.clone(),
-                        connected_user_name: "Accountant".into(),
+                        connected_user_name: "Finance".into(),
                         connected_at: now,
                         updated_at: now,
                         needs_reconnect_reason: None,
