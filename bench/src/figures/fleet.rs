@@ -1,9 +1,9 @@
 //! The queued work at scale: a day of a fleet of connections (`crate::fleet`) on a driven clock.
 //!
 //! The day, in clock time from 00:00 UTC: the keep-alive job at 00:00:10 (every connection's tokens are 8 days old,
-//! so all are due), the reconciliation job every 30 minutes from 00:15, and at 12:05 a minute of webhook deliveries
-//! (1,000: one payment each, booked in the sandbox, whose signed delivery is handed to exact-webhook-paid as API
-//! Gateway would). After each job the queues are worked off by the event source mappings' workers; the clock
+//! so all are due), the reconciliation job every 30 minutes from 00:15, and halfway (12:05 of a whole day, 06:05 of
+//! the default half day) a minute of webhook deliveries (1,000: one payment each, booked in the sandbox, whose
+//! signed delivery is handed to exact-webhook-paid as API Gateway would). After each job the queues are worked off by the event source mappings' workers; the clock
 //! then jumps to the next event. What is counted comes from Exact (the sandbox's request log and its per-
 //! administration rate counters), the store and the PSA's receiver — not from the connector's own reports.
 //!
@@ -196,7 +196,7 @@ pub async fn run(table: &mut Table, f: FleetFigures) {
         .filter(|c| c.keep_alive_done.is_some())
         .count();
 
-    // The reconciliation every 30 minutes from 00:15; the webhook minute at 12:05 (or mid-span).
+    // The reconciliation every 30 minutes from 00:15; the webhook minute halfway, between two runs.
     let runs = usize::try_from((end - day0 - 15 * MIN_MS + PERIOD_MS - 1) / PERIOD_MS).unwrap_or(0);
     let burst_at = day0 + 5 * MIN_MS + PERIOD_MS * i64::try_from(runs / 2).unwrap_or(0);
     let mut burst_done = false;
