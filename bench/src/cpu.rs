@@ -52,11 +52,26 @@ pub fn process_cpu() -> Option<Duration> {
 
 /// Peak resident set size of a process in kB (`VmHWM` in `/proc/<pid>/status`).
 pub fn peak_rss_kb(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmHWM:")
+}
+
+/// Resident set size of a process now, in kB (`VmRSS`).
+pub fn rss_kb(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmRSS:")
+}
+
+fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
-        .find(|l| l.starts_with("VmHWM:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// Resets this process's peak RSS (`VmHWM`) to its current RSS (`5` to `/proc/self/clear_refs`, Linux ≥ 4.0), so a
+/// phase's own peak can be read. False when the kernel refused.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }

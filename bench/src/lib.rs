@@ -6,6 +6,7 @@ pub mod clock;
 pub mod cpu;
 pub mod faulty;
 pub mod figures;
+pub mod fleet;
 pub mod hostile;
 pub mod lambda_emu;
 pub mod logs;

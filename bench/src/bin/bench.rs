@@ -1,12 +1,13 @@
 //! `make bench`: the figures, printed as a markdown table, with a note under it for every missed target.
 //!
 //! Environment knobs: `BENCH_STARTS` (cold starts per function, default 25), `BENCH_SKIP_BUILD=1` (use the
-//! function binaries already in `target/release`), `BENCH_ONLY=calls,batch,overhead,cold` (a subset), `BENCH_BIN_DIR` (where the function binaries are;
-//! default `target/release`).
+//! function binaries already in `target/release`), `BENCH_ONLY=calls,batch,overhead,cold,fleet` (a subset),
+//! `BENCH_BIN_DIR` (where the function binaries are; default `target/release`). The fleet's own knobs
+//! (`BENCH_FLEET_CONNECTIONS`, `BENCH_FLEET_HOURS`, …) are described in `figures::fleet`.
 
 use std::time::Instant;
 
-use psa_exact_bench::figures::{batch, calls, cold_start, overhead};
+use psa_exact_bench::figures::{batch, calls, cold_start, fleet, overhead};
 use psa_exact_bench::table::Table;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -46,6 +47,14 @@ async fn main() {
             },
         )
         .await;
+    }
+    if want("fleet") {
+        let f = fleet::FleetFigures::from_env();
+        step(&format!(
+            "fleet ({} connections, {} h of clock, driven clock)",
+            f.options.connections, f.hours
+        ));
+        fleet::run(&mut table, f).await;
     }
     if want("cold") {
         let built = if std::env::var("BENCH_SKIP_BUILD").is_ok_and(|v| v == "1") {

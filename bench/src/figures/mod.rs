@@ -3,4 +3,5 @@
 pub mod batch;
 pub mod calls;
 pub mod cold_start;
+pub mod fleet;
 pub mod overhead;
