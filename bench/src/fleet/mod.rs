@@ -442,6 +442,7 @@ impl Fleet {
                 url: JOBS_QUEUE.into(),
                 dead_letter: JOBS_DEAD_LETTER_QUEUE.into(),
             }),
+            push: None,
         });
         app
     }

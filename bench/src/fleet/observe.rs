@@ -27,6 +27,9 @@ pub struct ConnObs {
     /// Exact calls made for the connection by its reconciliation and webhook work.
     pub reconcile_calls: u64,
     pub webhook_calls: u64,
+    /// Exact calls made by its queued pushes, and the token refreshes they made.
+    pub push_calls: u64,
+    pub push_refreshes: u64,
     /// The most calls one reconciliation message made.
     pub max_reconcile_item_calls: u64,
     /// When its keep-alive message was done (epoch ms).
@@ -101,6 +104,7 @@ impl Observations {
             Work::Webhook { .. } => "webhook",
             Work::Reconcile { .. } => "reconcile",
             Work::KeepAlive { .. } => "keep-alive",
+            Work::Push { .. } => "push",
         };
         let mut inner = self.lock();
         *inner.outcomes.entry((kind, outcome)).or_default() += 1;
@@ -124,8 +128,12 @@ impl Observations {
                     c.keep_alive_done = Some(ended);
                 }
             }
+            Work::Push { .. } => {
+                c.push_calls += calls;
+                c.push_refreshes += refreshes;
+            }
         }
-        if calls > 0 {
+        if calls > 0 && !matches!(work, Work::Push { .. }) {
             c.checks.push(started);
         }
     }
@@ -153,9 +161,9 @@ impl Function for Observed {
 
     async fn work(&self, app: &App, work: Work) -> Result<(), NotDone> {
         let division = match &work {
-            Work::Webhook { division, .. } | Work::Reconcile { division, .. } => {
-                Some(division.get())
-            }
+            Work::Webhook { division, .. }
+            | Work::Reconcile { division, .. }
+            | Work::Push { division, .. } => Some(division.get()),
             Work::KeepAlive { .. } => None,
         };
         let seq = || async {

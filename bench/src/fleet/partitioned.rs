@@ -22,6 +22,7 @@ use store::{
     MappingStore, MemoryStore, OAuthState, OAuthStateStore, RateBudget, RateBudgetStore,
     SettingsRecord, StoreResult, TokenSlot, WebhookDedupe,
 };
+use store::{Enqueued, PushFailureRecord, QueuedPush, QueuedPushStore};
 
 /// Partitions of one kind, created on first use.
 struct Partitions<K>(RwLock<HashMap<K, Arc<MemoryStore>>>);
@@ -204,6 +205,66 @@ impl MappingStore for FleetStore {
         key: &MappingKey,
     ) -> StoreResult<()> {
         self.shared.forget_mapping(conn, division, key).await
+    }
+}
+
+/// Queued pushes live beside their invoices, in the connection's partition.
+#[async_trait]
+impl QueuedPushStore for FleetStore {
+    async fn enqueue_push(&self, push: &QueuedPush) -> StoreResult<Enqueued> {
+        self.invoices
+            .get(&push.connection_id)
+            .enqueue_push(push)
+            .await
+    }
+    async fn get_queued_push(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+    ) -> StoreResult<Option<QueuedPush>> {
+        self.invoices
+            .get(conn)
+            .get_queued_push(conn, invoice_id)
+            .await
+    }
+    async fn finish_queued_push(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        body_hash: &str,
+        failure: Option<&PushFailureRecord>,
+        callback: bool,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.invoices
+            .get(conn)
+            .finish_queued_push(conn, invoice_id, body_hash, failure, callback, now)
+            .await
+    }
+    async fn push_callback_sent(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.invoices
+            .get(conn)
+            .push_callback_sent(conn, invoice_id, now)
+            .await
+    }
+    async fn push_callbacks_pending(&self, conn: &ConnectionId) -> StoreResult<Vec<QueuedPush>> {
+        self.invoices.get(conn).push_callbacks_pending(conn).await
+    }
+    async fn withdraw_push(
+        &self,
+        conn: &ConnectionId,
+        invoice_id: &str,
+        body_hash: &str,
+    ) -> StoreResult<bool> {
+        self.invoices
+            .get(conn)
+            .withdraw_push(conn, invoice_id, body_hash)
+            .await
     }
 }
 
