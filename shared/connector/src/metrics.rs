@@ -7,6 +7,7 @@
 //! Nothing else goes in a line: never a token, a secret or a body. The names, the alarms on them and what to do
 //! are in the README ("Operating it").
 
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value, json};
@@ -101,8 +102,9 @@ impl Metric {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The EMF line (`docs` of CloudWatch: "Embedded metric format specification"). Two dimension sets: with the
-    /// function, and without it — the second is what the template's alarms watch, across the four functions.
+    /// The EMF line (CloudWatch's "Embedded metric format specification": the `_aws` metadata names each dimension
+    /// and metric, whose values are members of the root). Two dimension sets: with the function, and without it —
+    /// the second is what the template's alarms watch, across the four functions.
     pub fn emf(&self, namespace: &str, function: &str, timestamp_ms: i64) -> Value {
         let keys: Vec<&str> = self.dimensions.iter().map(|(k, _)| *k).collect();
         let with_function: Vec<&str> = std::iter::once("Function").chain(keys.clone()).collect();
@@ -148,7 +150,8 @@ pub struct EmfStdout {
 impl Metrics for EmfStdout {
     fn emit(&self, metric: Metric) {
         let line = metric.emf(&self.namespace, &self.function, self.clock.now_ms());
-        println!("{line}");
+        // One write of one whole line; a closed stdout loses the metric, never the request.
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
     }
 }
 
