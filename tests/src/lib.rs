@@ -307,6 +307,7 @@ impl Harness {
                 clock,
             });
             app.queues = queues;
+            app.metrics = Arc::new(connector::metrics::Recording::new());
             if let Some((client, id)) = cache_of {
                 app.secret_cache = Some(Arc::new(store::AppSecretCache::new(
                     client,
@@ -363,6 +364,13 @@ impl Harness {
             .as_ref()
             .expect("a harness with a push queue");
         q.drain(&self.app, &connector::routes::PushInvoice).await
+    }
+
+    /// Every metric the app emitted (`connector::metrics`): a started harness's app records them.
+    pub fn metrics(&self) -> &connector::metrics::Recording {
+        let sink: &dyn std::any::Any = &*self.app.metrics;
+        sink.downcast_ref()
+            .expect("the harness's app records its metrics")
     }
 
     /// Replaces the app secret on moto (with [`Options::app_secret_in_secrets_manager`]).

@@ -6,6 +6,7 @@ mod budget;
 mod connect;
 mod events;
 mod exact_dates;
+mod metrics;
 mod openapi;
 mod paid;
 mod push;

@@ -12,6 +12,7 @@ use store::{APP_SECRET_TTL, AppSecret, AppSecretCache, AwsClients, StateStore, T
 use url::Url;
 
 use crate::budget::StoredBudget;
+use crate::metrics::{Discard, EmfStdout, ExactCallMetrics, Metric, Metrics};
 
 /// How long one request may spend waiting for Exact (rate-limit windows, back-off). The functions time out at
 /// 29 s (API Gateway gives up at 30 s), so this leaves room to write the outcome down and answer.
@@ -38,6 +39,8 @@ pub struct Config {
     /// `PUSH_QUEUE_URL` and `PUSH_DEAD_LETTER_QUEUE_URL`: asynchronous pushes (`Prefer: respond-async`, the batch
     /// route); unset: a push is always synchronous and the batch route answers 503.
     pub push_queue: Option<crate::work::QueueRef>,
+    /// `METRICS_NAMESPACE`: the CloudWatch namespace of the metrics (default `psa-exact`).
+    pub metrics_namespace: String,
 }
 
 /// A configuration problem: the function cannot start.
@@ -84,6 +87,7 @@ impl Config {
             paid_queue: queue_ref("PAID_QUEUE_URL", "PAID_DEAD_LETTER_QUEUE_URL")?,
             jobs_queue: queue_ref("JOBS_QUEUE_URL", "JOBS_DEAD_LETTER_QUEUE_URL")?,
             push_queue: queue_ref("PUSH_QUEUE_URL", "PUSH_DEAD_LETTER_QUEUE_URL")?,
+            metrics_namespace: env_opt("METRICS_NAMESPACE").unwrap_or_else(|| "psa-exact".into()),
         })
     }
 }
@@ -111,6 +115,8 @@ pub struct App {
     pub exact_budget: Duration,
     /// Per-request timeout of Exact calls.
     pub exact_timeout: Duration,
+    /// Where metrics go ([`crate::metrics`]): EMF lines on stdout when deployed, nowhere by default.
+    pub metrics: Arc<dyn Metrics>,
 }
 
 impl std::fmt::Debug for App {
@@ -154,7 +160,18 @@ impl App {
             queues: None,
             exact_budget: DEFAULT_EXACT_BUDGET,
             exact_timeout: timeout,
+            metrics: Arc::new(Discard),
         }
+    }
+
+    /// Records `metric` ([`crate::metrics`]).
+    pub fn metric(&self, metric: Metric) {
+        self.metrics.emit(metric);
+    }
+
+    /// A call counter for one request's Exact calls that also counts them (and Exact's 429s) as metrics.
+    pub fn call_stats(&self) -> CallStats {
+        CallStats::observed(Arc::new(ExactCallMetrics(self.metrics.clone())))
     }
 
     /// The deployed shape: DynamoDB, Secrets Manager, the app secret read now and again every few minutes.
@@ -180,6 +197,11 @@ impl App {
             exact_base_url: cfg.exact_base_url,
             psa_callback_url: cfg.psa_callback_url,
             clock: Arc::new(SystemClock),
+        });
+        app.metrics = Arc::new(EmfStdout {
+            namespace: cfg.metrics_namespace,
+            function: env_opt("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "local".into()),
+            clock: app.clock.clone(),
         });
         if cfg.paid_queue.is_some() || cfg.jobs_queue.is_some() || cfg.push_queue.is_some() {
             app.queues = Some(crate::work::Queues {

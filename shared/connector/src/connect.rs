@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use exact::CallStats;
 use mapping::{ConnectionId, Country, Division};
 use serde::Serialize;
 use serde_json::Value;
@@ -147,7 +146,7 @@ pub async fn authorize(
     };
     app.state.put_state(&state, &value).await?;
     let url = app
-        .auth(public_base, &CallStats::new())
+        .auth(public_base, &app.call_stats())
         .authorize_url(country, &state);
     Ok(AuthorizeAnswer {
         authorize_url: url.into(),
@@ -255,7 +254,7 @@ async fn complete_connect(
     public_base: &str,
 ) -> Result<Division, &'static str> {
     let conn = &bound.connection_id;
-    let stats = CallStats::new();
+    let stats = app.call_stats();
     let auth = app.auth(public_base, &stats);
     let set = auth.exchange_code(bound.country, code).await.map_err(|e| {
         tracing::warn!(error = %e, "code exchange failed");
@@ -509,7 +508,7 @@ async fn leave_division(
         let client = match client {
             Some(cl) => cl,
             None => {
-                let stats = CallStats::new();
+                let stats = app.call_stats();
                 match ensure_tokens(app, c, Want::Usable, &stats, request_deadline(app)).await {
                     Ok(t) => app.exact_client(c.country, division, t.access_token, &stats),
                     Err(e) => {
@@ -820,7 +819,7 @@ pub async fn keep_alive_until(app: &App, deadline: Deadline) -> Result<KeepAlive
                     stopped_before = Some(i);
                     break;
                 }
-                let stats = CallStats::new();
+                let stats = app.call_stats();
                 match ensure_tokens(app, c, Want::RefreshedSince(cutoff), &stats, deadline).await {
                     Ok(_) => refreshed.push(c.connection_id.as_str().to_owned()),
                     Err(e) if e.code == "token_refresh_deferred" => {
@@ -829,6 +828,7 @@ pub async fn keep_alive_until(app: &App, deadline: Deadline) -> Result<KeepAlive
                     }
                     Err(e) => {
                         tracing::warn!(connection_id = %c.connection_id, error = %e, "keep-alive refresh failed");
+                        crate::paid::job_failed(app, "keep-alive", &c.connection_id, e.code);
                         failed.push(JobFailure::of(&c.connection_id, e));
                     }
                 }
@@ -925,7 +925,7 @@ pub async fn keep_alive_one(app: &App, conn: &ConnectionId) -> Result<&'static s
         app,
         &c,
         Want::RefreshedSince(cutoff),
-        &CallStats::new(),
+        &app.call_stats(),
         deadline,
     )
     .await?;

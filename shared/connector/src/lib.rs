@@ -7,6 +7,7 @@ pub mod deadline;
 pub mod errors;
 pub mod http;
 pub mod lambda;
+pub mod metrics;
 pub mod paid;
 pub mod push;
 pub mod queued_push;

@@ -54,6 +54,7 @@ use crate::app::App;
 use crate::deadline::Deadline;
 use crate::errors::{from_exact, needs_reconnect, not_connected, unknown_connection};
 use crate::http::ApiError;
+use crate::metrics::{Metric, name};
 use crate::tokens::session;
 
 /// How long a claim is held. Longer than the function's timeout (29 s), so a claim never expires under a push that
@@ -162,6 +163,17 @@ impl InvoiceStateAnswer {
 /// `POST /connections/{connection_id}/invoices`.
 #[tracing::instrument(skip_all, fields(connection_id = %conn, invoice_id = tracing::field::Empty))]
 pub async fn push(app: &App, conn: &ConnectionId, raw: &[u8]) -> Result<PushAnswer, ApiError> {
+    let result = push_once(app, conn, raw).await;
+    let metric = match &result {
+        Ok(a) if a.status == 201 => Metric::count(name::PUSHES_CREATED),
+        Ok(_) => Metric::count(name::PUSHES_REPLAYED),
+        Err(e) => Metric::count(name::PUSHES_REFUSED).dim("Code", e.code),
+    };
+    app.metric(metric.prop("connection_id", conn.as_str()));
+    result
+}
+
+async fn push_once(app: &App, conn: &ConnectionId, raw: &[u8]) -> Result<PushAnswer, ApiError> {
     let inv = Invoice::parse_json(raw).map_err(invalid)?;
     tracing::Span::current().record("invoice_id", tracing::field::display(&inv.id));
     let division = connected_division(app, conn).await?;

@@ -31,6 +31,7 @@ use store::{
 use crate::app::App;
 use crate::deadline::Deadline;
 use crate::http::ApiError;
+use crate::metrics::{Metric, name};
 use crate::push::{self, BodyHashes, PushAnswer};
 use crate::work::{NotDone, QueueRef, RETRY_SOON, Work};
 
@@ -722,6 +723,13 @@ pub async fn notify_pending(
         } else {
             owed += 1;
         }
+    }
+    if !pending.is_empty() {
+        app.metric(
+            Metric::counted(name::NOTIFICATIONS_PENDING, owed as u64)
+                .dim("Type", "push")
+                .prop("connection_id", conn.as_str()),
+        );
     }
     Ok((sent, owed))
 }

@@ -18,6 +18,7 @@ use crate::errors::{
     token_endpoint_unavailable, unknown_connection,
 };
 use crate::http::ApiError;
+use crate::metrics::{Metric, name};
 use crate::retry::{self, Backoff};
 
 /// An access token is used while more than this remains of it.
@@ -97,7 +98,7 @@ pub async fn session_until(
     deadline: Deadline,
 ) -> Result<Session, ApiError> {
     let connection = connected(app, conn).await?;
-    let stats = CallStats::new();
+    let stats = app.call_stats();
     let token = ensure_tokens(app, &connection, Want::Usable, &stats, deadline)
         .await?
         .access_token;
@@ -273,6 +274,7 @@ async fn refresh_holding_lease(
             // Stored before use: the old refresh token is dead now.
             let stored = store_new_pair(app, &connection, fresh).await?;
             tracing::info!("Exact token refreshed");
+            app.metric(Metric::count(name::TOKEN_REFRESHES).prop("connection_id", conn.as_str()));
             Ok(stored)
         }
         Err(failure) => {
@@ -304,6 +306,13 @@ async fn refused(
     e: exact::ExactError,
     seq_after: u64,
 ) -> Result<TokenRecord, ApiError> {
+    let failed = |reason: &'static str| {
+        app.metric(
+            Metric::count(name::TOKEN_REFRESH_FAILURES)
+                .dim("Reason", reason)
+                .prop("connection_id", conn.as_str()),
+        );
+    };
     match e.kind {
         ErrorKind::NeedsReconnect => {
             // A pair stored meanwhile (another refresher, a reconnect) is the one to use: never mark then.
@@ -323,16 +332,19 @@ async fn refused(
             app.state
                 .mark_needs_reconnect(conn, &reason, app.now())
                 .await?;
+            failed("needs_reconnect");
             Err(needs_reconnect().with_exact_message(e.message.clone()))
         }
         ErrorKind::AppCredentialsRefused => {
             tracing::error!(error = %e,
                 "Exact refused the app's client credentials on a token refresh: fix the app secret (exact_client_id, exact_client_secret); connection left connected");
+            failed("app_credentials");
             Err(app_credentials_refused().with_exact_message(e.message.clone()))
         }
         ErrorKind::RateLimited | ErrorKind::Unavailable | ErrorKind::OutcomeUnknown => {
             tracing::error!(error = %e,
                 "Exact's token endpoint is rate limiting or failing; connection left connected");
+            failed("unavailable");
             let secs = if e.kind == ErrorKind::RateLimited {
                 e.retry_at_ms
                     .map(|t| crate::errors::seconds_until(t, app.now_ms()))
@@ -344,6 +356,7 @@ async fn refused(
         }
         _ => {
             tracing::warn!(error = %e, "Exact token refresh failed");
+            failed("other");
             Err(from_exact(&e, app))
         }
     }

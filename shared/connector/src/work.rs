@@ -14,6 +14,7 @@ use store::{Outgoing, QueuePort};
 
 use crate::app::App;
 use crate::http::ApiError;
+use crate::metrics::{Metric, name};
 
 /// A plain retry (an outage, a store that did not answer) comes back after this long.
 pub const RETRY_SOON: Duration = Duration::from_secs(30);
@@ -185,6 +186,7 @@ impl NotDone {
             return Some(NotDone::Retry(format!("{}: {}", e.code, e.message)));
         }
         tracing::warn!(code = e.code, message = %e.message, "queued work refused; dropped (the reconciliation redoes it)");
+        app.metric(Metric::count(name::JOB_FAILURES).prop("code", e.code));
         None
     }
 }
@@ -317,10 +319,24 @@ where
             wait(app, r, *after).await;
             continue;
         }
-        let outcome = match serde_json::from_str::<Work>(r.body) {
-            Ok(work) => run(work).await,
-            Err(e) => Err(NotDone::Poison(format!("not a work message: {e}"))),
+        let (kind, outcome) = match serde_json::from_str::<Work>(r.body) {
+            Ok(work) => (work.kind(), run(work).await),
+            Err(e) => (
+                "unreadable",
+                Err(NotDone::Poison(format!("not a work message: {e}"))),
+            ),
         };
+        let label = match &outcome {
+            Ok(()) => "done",
+            Err(NotDone::RetryAt(_)) => "wait",
+            Err(NotDone::Retry(_)) => "retry",
+            Err(NotDone::Poison(_)) => "poison",
+        };
+        app.metric(
+            Metric::count(name::QUEUED_WORK)
+                .dim("Kind", kind)
+                .dim("Outcome", label),
+        );
         let after = match outcome {
             Ok(()) => continue,
             Err(NotDone::Poison(reason)) => {

@@ -410,6 +410,7 @@ impl ExactClient {
             }
             let err = from_status(op, status, &headers, &bytes);
             if status == StatusCode::TOO_MANY_REQUESTS {
+                self.stats.record_rate_limited(op);
                 // A 429 was not processed: waiting for the window and resending is safe for any method.
                 let now = self.clock.now_ms();
                 let (retry_at, daily) =

@@ -46,4 +46,4 @@ pub use host::{DEFAULT_REQUEST_TIMEOUT, ExactConfig, base_url};
 pub use http::http_client;
 pub use odata::{Filter, Lit, Page, amsterdam_date, parse_exact_date};
 pub use ratelimit::{Admission, RESET_MARGIN_MS, RateLimitState, RateLimiter, SharedBudget};
-pub use stats::CallStats;
+pub use stats::{CallObserver, CallStats};

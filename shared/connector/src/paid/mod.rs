@@ -58,6 +58,7 @@ use store::{ConnectionRecord, ConnectionState, InvoiceRecord, InvoiceState};
 use crate::app::App;
 use crate::errors::from_exact;
 use crate::http::ApiError;
+use crate::metrics::{Metric, name};
 use crate::tokens::{self, Session};
 
 use check::*;
@@ -67,6 +68,7 @@ use webhook::*;
 pub use check::{check_lease_name, shown_state};
 pub(crate) use notify::post_callback;
 pub use notify::{PaidNotification, callback_signature};
+pub(crate) use reconcile::job_failed;
 pub use reconcile::{
     ReconcileQueuedReport, reconcile, reconcile_call_budget, reconcile_fan_out, reconcile_one,
 };

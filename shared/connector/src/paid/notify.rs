@@ -94,11 +94,32 @@ pub(super) async fn notify_paid(
             failed += 1;
         }
     }
+    app.metric(
+        Metric::counted(name::NOTIFICATIONS_PENDING, failed as u64)
+            .dim("Type", "paid")
+            .prop("connection_id", conn.as_str()),
+    );
     Ok((done, failed))
 }
 
-/// POSTs one callback, retrying transport failures, 408, 429 and 5xx with back-off inside the deadline.
+/// POSTs one callback, retrying transport failures, 408, 429 and 5xx with back-off inside the deadline. A callback
+/// not accepted counts in `NotificationsFailed` (it stays owed: the next run sends it again).
 pub(crate) async fn post_callback(
+    app: &App,
+    url: &url::Url,
+    body: &[u8],
+    signature: &str,
+    deadline: Deadline,
+    invoice_id: &str,
+) -> bool {
+    let sent = post_once(app, url, body, signature, deadline, invoice_id).await;
+    if !sent {
+        app.metric(Metric::count(name::NOTIFICATIONS_FAILED));
+    }
+    sent
+}
+
+async fn post_once(
     app: &App,
     url: &url::Url,
     body: &[u8],

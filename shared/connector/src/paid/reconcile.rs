@@ -59,10 +59,9 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport, ApiError> {
     let run_deadline = Deadline::after(app, RECONCILE_BUDGET);
     // A token refresh is bounded by the invocation, not by a connection's share of the run.
     let token_deadline = tokens::request_deadline(app);
-    let mut all: Vec<ConnectionRecord> = app
-        .state
-        .list_connections()
-        .await?
+    let listed = app.state.list_connections().await?;
+    needing_reconnect(app, &listed);
+    let mut all: Vec<ConnectionRecord> = listed
         .into_iter()
         .filter(|c| c.state == ConnectionState::Connected)
         .collect();
@@ -114,6 +113,7 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport, ApiError> {
         // Whether this connection got all it needed; the cursor never moves past one that did not.
         let mut finished = true;
         if budget == 0 && !open.is_empty() && unnotified.is_empty() {
+            record_lag(app, conn, &open, false).await;
             skipped.push(skip("rate_limit_budget"));
             stalled = true;
             continue;
@@ -134,6 +134,10 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport, ApiError> {
             )
             .await
         };
+        if !open.is_empty() {
+            let all_checked = budget > 0 && matches!(&result, Ok(r) if !r.busy && !r.incomplete);
+            record_lag(app, conn, &open, all_checked).await;
+        }
         match result {
             Ok(r) if r.busy => skipped.push(skip("busy")),
             Ok(r) => {
@@ -157,6 +161,7 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport, ApiError> {
                     finished = false;
                 }
                 tracing::warn!(connection_id = %conn, error = %e, "reconciliation of a connection failed");
+                job_failed(app, "reconcile", conn, e.code);
                 failures.push(JobFailure::of(conn, e));
             }
         }
@@ -264,6 +269,7 @@ pub async fn reconcile_fan_out(app: &App) -> Result<ReconcileQueuedReport, ApiEr
         ));
     };
     let all = app.state.list_connections().await?;
+    needing_reconnect(app, &all);
     let connected: Vec<&ConnectionRecord> = all
         .iter()
         .filter(|c| c.state == ConnectionState::Connected)
@@ -337,7 +343,7 @@ pub async fn reconcile_one(app: &App, conn: &ConnectionId) -> Result<&'static st
                 "the administration is down to its reserve; its open invoices wait for the next run"
             );
         }
-        notify_only(app, conn, deadline).await?
+        notify_only(app, conn, deadline).await
     } else {
         single_flight(
             app,
@@ -347,8 +353,13 @@ pub async fn reconcile_one(app: &App, conn: &ConnectionId) -> Result<&'static st
             (deadline, tokens::request_deadline(app)),
             Some(budget),
         )
-        .await?
+        .await
     };
+    if !open.is_empty() {
+        let all_checked = budget > 0 && matches!(&r, Ok(r) if !r.busy && !r.incomplete);
+        record_lag(app, conn, &open, all_checked).await;
+    }
+    let r = r?;
     let label = if r.busy {
         "busy"
     } else if r.incomplete {
@@ -365,4 +376,66 @@ pub async fn reconcile_one(app: &App, conn: &ConnectionId) -> Result<&'static st
         "queued reconciliation done"
     );
     Ok(label)
+}
+
+/// `ConnectionsNeedingReconnect`: how many connections wait for a user to connect again (every run says it, so
+/// the alarm clears once they have).
+fn needing_reconnect(app: &App, all: &[ConnectionRecord]) {
+    let n = all
+        .iter()
+        .filter(|c| c.state == ConnectionState::NeedsReconnect)
+        .count();
+    app.metric(Metric::counted(
+        name::CONNECTIONS_NEEDING_RECONNECT,
+        n as u64,
+    ));
+}
+
+/// `JobFailures`: a scheduled job could not do one connection. The run goes on (and the Lambda succeeds: the next
+/// run tries again); the metric is what makes it visible.
+pub(crate) fn job_failed(app: &App, job: &'static str, conn: &ConnectionId, code: &'static str) {
+    app.metric(
+        Metric::count(name::JOB_FAILURES)
+            .prop("job", job)
+            .prop("code", code)
+            .prop("connection_id", conn.as_str()),
+    );
+}
+
+/// The job-cursor item holding when all of `conn`'s open invoices were last checked.
+fn checked_key(conn: &ConnectionId) -> String {
+    format!("reconciled#{conn}")
+}
+
+/// `ReconcileLagSeconds` for one connection with open invoices: 0 when the run checked them all (and that time is
+/// remembered), else how long its open invoices have gone without a complete check — since the last complete
+/// check, or since the oldest was pushed when none checked it yet.
+async fn record_lag(app: &App, conn: &ConnectionId, open: &[InvoiceRecord], all_checked: bool) {
+    let now = app.now();
+    let key = checked_key(conn);
+    let lag = if all_checked {
+        let at = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+        if let Err(e) = app.state.put_job_cursor(&key, Some(&at)).await {
+            tracing::warn!(error = %e, "recording the complete check failed (the lag reads older)");
+        }
+        0
+    } else {
+        let Some(oldest) = open.iter().map(|r| r.created_at).min() else {
+            return;
+        };
+        let last = match app.state.get_job_cursor(&key).await {
+            Ok(v) => v
+                .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+                .map(|t| t.with_timezone(&Utc)),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the last complete check failed");
+                None
+            }
+        };
+        let since = last.map_or(oldest, |l| l.max(oldest));
+        (now - since).num_seconds().max(0)
+    };
+    app.metric(
+        Metric::seconds(name::RECONCILE_LAG, lag as f64).prop("connection_id", conn.as_str()),
+    );
 }

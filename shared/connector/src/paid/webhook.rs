@@ -55,6 +55,16 @@ pub(super) fn outcome(outcome: &'static str) -> WebhookAnswer {
 /// connections the division has (503: nothing was recorded, so Exact's retry is useful).
 #[tracing::instrument(skip_all, fields(division = tracing::field::Empty, topic = tracing::field::Empty))]
 pub async fn webhook(app: &App, body: &[u8]) -> Result<WebhookAnswer, ApiError> {
+    let answer = delivery(app, body).await;
+    let outcome = match &answer {
+        Ok(a) => a.outcome.unwrap_or("validation"),
+        Err(e) => e.code,
+    };
+    app.metric(Metric::count(name::WEBHOOK_DELIVERIES).dim("Outcome", outcome));
+    answer
+}
+
+async fn delivery(app: &App, body: &[u8]) -> Result<WebhookAnswer, ApiError> {
     if body.len() > MAX_WEBHOOK_BODY {
         return Err(ApiError::new(
             413,
