@@ -213,3 +213,56 @@ fn to_apigw(resp: Response<Body>) -> ApiGatewayV2httpResponse {
     };
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Log output kept in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn every_log_line_of_a_request_carries_its_id() {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let req = lambda_http::http::Request::builder()
+            .uri("/connections/bu_1/exact")
+            .header("x-request-id", "corr-42")
+            .body(Body::Empty)
+            .unwrap();
+        let resp = traced("test", req, |_| async {
+            tracing::info!("first");
+            tracing::warn!("second");
+            ApiError::new(404, "x", "y").to_response()
+        })
+        .await;
+        assert_eq!(resp.headers()["x-request-id"], "corr-42");
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        for line in lines {
+            assert!(line.contains(r#""request_id":"corr-42""#), "{line}");
+        }
+    }
+}
