@@ -5,11 +5,12 @@ export PATH := $(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= eu-west-1
 
-.PHONY: help setup test fmt lint clippy cfn unit run demo bench hostile sizes package clean
+.PHONY: help setup test fmt lint clippy cfn unit schemathesis run demo bench hostile sizes package clean
 
 help:
 	@echo "make setup    install test/packaging tools (.venv: moto, cfn-lint, SAM CLI, cargo-lambda, zig; arm64 target)"
 	@echo "make test     everything CI checks: fmt, clippy, template lint, all tests (moto started by the tests)"
+	@echo "make schemathesis  Schemathesis (every check) against cargo run with a connected, tested connection"
 	@echo "make run      cargo run: the connector locally on the Exact sandbox and in-memory stores"
 	@echo "make demo     cargo run -- demo: the whole story (connect, test, push, pay, webhook, notify) with Exact call counts"
 	@echo "make bench    figures: Exact calls per operation, cold start, binary sizes, handler overhead, month-end batch"
@@ -20,7 +21,7 @@ help:
 setup:
 	@bash scripts/setup.sh
 
-test: setup fmt clippy cfn unit demo hostile
+test: setup fmt clippy cfn unit schemathesis demo hostile
 
 fmt:
 	cargo fmt --all --check
@@ -35,6 +36,10 @@ cfn:
 
 unit:
 	cargo test --workspace --locked
+
+# docs/openapi.json against the local run: every check, a fixed seed, a bounded number of examples (≈ 1.5 min).
+schemathesis: setup
+	python3 scripts/schemathesis.py
 
 run:
 	cargo run

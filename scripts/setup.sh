@@ -20,4 +20,9 @@ if [ ! -x "$VENV/bin/moto_server" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want
   "$VENV/bin/pip" install --disable-pip-version-check -q -r "$ROOT/requirements-dev.txt"
   echo "$want" > "$stamp"
 fi
+# Schemathesis (make schemathesis), pinned here: requirements-dev.txt keeps the packaging and AWS tools.
+SCHEMATHESIS=schemathesis==4.32.5
+if [ "$("$VENV/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, version ${SCHEMATHESIS#*==}" ]; then
+  "$VENV/bin/pip" install --disable-pip-version-check -q "$SCHEMATHESIS"
+fi
 echo "setup: ok ($VENV)"

@@ -21,8 +21,9 @@ use connector::routes::{OAuthCallback, PushInvoice, TestConnection, WebhookPaid}
 use lambda_http::RequestExt;
 use lambda_http::http::Method;
 
-/// Which function a request goes to, as the template's routes say.
-pub fn function_for(method: &Method, path: &str) -> Option<&'static dyn Function> {
+/// Which function a request goes to, as the template's routes say. Every method of a known path goes to its
+/// function, which answers the methods it does not take with 405 and `Allow`.
+pub fn function_for(_method: &Method, path: &str) -> Option<&'static dyn Function> {
     static OAUTH: OAuthCallback = OAuthCallback;
     static TEST: TestConnection = TestConnection;
     static PUSH: PushInvoice = PushInvoice;
@@ -43,7 +44,7 @@ pub fn function_for(method: &Method, path: &str) -> Option<&'static dyn Function
     {
         return Some(&PUSH);
     }
-    if m("/exact/webhooks") && *method == Method::POST {
+    if m("/exact/webhooks") {
         return Some(&PAID);
     }
     None
@@ -68,13 +69,7 @@ async fn handle(
             return (axum::http::StatusCode::PAYLOAD_TOO_LARGE, "body too large").into_response();
         }
     };
-    let Some(f) = function_for(&parts.method, parts.uri.path()) else {
-        let e = connector::ApiError::not_found(
-            "no_route",
-            format!("no route {} {}", parts.method, parts.uri.path()),
-        );
-        return to_axum(e.to_response());
-    };
+    let f = function_for(&parts.method, parts.uri.path());
     let body = if bytes.is_empty() {
         lambda_http::Body::Empty
     } else {
@@ -96,6 +91,13 @@ async fn handle(
         .unwrap_or_default();
     let req =
         lambda_http::http::Request::from_parts(parts, body).with_query_string_parameters(query);
+    let Some(f) = f else {
+        // Like API Gateway: no function for the path. Answered under the request's id all the same.
+        let answer = connector::lambda::traced("router", req, |req| async move {
+            connector::http::no_route(&req).to_response()
+        });
+        return to_axum(answer.await);
+    };
     to_axum(connector::lambda::handle_http(f, &app, req).await)
 }
 

@@ -11,5 +11,6 @@ mod openapi;
 mod paid;
 mod push;
 mod queued_push;
+mod request_id;
 mod test_connection;
 mod tokens_day;

@@ -147,21 +147,34 @@ async fn every_example_is_answered_as_documented() {
 /// are followed into their properties' and items' schemas; an object schema without `properties` takes any keys.
 fn mismatches(doc: &Value, schema: &Value, value: &Value, at: &str, out: &mut Vec<String>) {
     let schema = resolve(doc, schema);
+    // OpenAPI 3.1: `type` is one JSON Schema type or a list of them; a nullable value lists "null".
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    assert!(
+        schema.get("nullable").is_none(),
+        "{at}: `nullable` is OpenAPI 3.0; list \"null\" in `type`"
+    );
     if value.is_null() {
-        if schema["nullable"] != true {
-            out.push(format!("{at}: null, but the schema is not nullable"));
+        if !types.contains(&"null") {
+            out.push(format!(
+                "{at}: null, but the schema's type does not list null"
+            ));
         }
         return;
     }
-    let kind_ok = match schema["type"].as_str() {
-        Some("object") => value.is_object(),
-        Some("array") => value.is_array(),
-        Some("string") => value.is_string(),
-        Some("integer") => value.is_i64() || value.is_u64(),
-        Some("number") => value.is_number(),
-        Some("boolean") => value.is_boolean(),
-        _ => true,
-    };
+    let kind_ok = types.is_empty()
+        || types.iter().any(|t| match *t {
+            "object" => value.is_object(),
+            "array" => value.is_array(),
+            "string" => value.is_string(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "number" => value.is_number(),
+            "boolean" => value.is_boolean(),
+            _ => false,
+        });
     if !kind_ok {
         out.push(format!("{at}: {value} is not of type {}", schema["type"]));
         return;
@@ -447,6 +460,7 @@ fn answers() -> Vec<(&'static str, &'static str, &'static str, Vec<Value>)> {
         ],
     };
     let refused = |e: ApiError| json!(&e.envelope());
+    let refused_in = |e: ApiError, id: &str| json!(&e.envelope_for(Some(id)));
     let authorize = AuthorizeAnswer {
         authorize_url: "https://start.exactonline.nl/api/oauth2/auth?client_id=x".into(),
         expires_in: 600,
@@ -555,10 +569,22 @@ fn answers() -> Vec<(&'static str, &'static str, &'static str, Vec<Value>)> {
             "post",
             push,
             "409",
-            vec![refused(ApiError::conflict(
-                "invoice_conflict",
-                "another body",
-            ))],
+            vec![
+                refused(ApiError::conflict("invoice_conflict", "another body")),
+                refused_in(
+                    ApiError::conflict("push_in_progress", "running").with_retry_after(2),
+                    "psa-2f6c0e1d",
+                ),
+            ],
+        ),
+        (
+            "get",
+            conn,
+            "405",
+            vec![refused_in(
+                ApiError::method_not_allowed(connector::http::Allow::GetDelete),
+                "7d0e1c2a-3b4c-4d5e-8f90-a1b2c3d4e5f6",
+            )],
         ),
     ]
 }
@@ -579,4 +605,109 @@ fn every_answer_type_is_shaped_as_its_documented_schema() {
         "answers and docs/openapi.json differ:\n{}",
         problems.join("\n")
     );
+}
+
+/// Every error `code` the connector answers with is in the documented enum of `Error.error.code`, and every
+/// operation documents 405 (with `Allow`) and `X-Request-Id`.
+#[test]
+fn every_error_code_and_header_is_documented() {
+    let doc = doc();
+    let documented: BTreeSet<&str> = doc
+        .pointer("/components/schemas/Error/properties/error/properties/code/enum")
+        .and_then(Value::as_array)
+        .expect("the codes are an enum")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut missing = Vec::new();
+    for dir in ["shared/connector/src", "shared/mapping/src"] {
+        for code in codes_in(&format!("{}/../{dir}", env!("CARGO_MANIFEST_DIR"))) {
+            if !documented.contains(code.as_str()) {
+                missing.push(code);
+            }
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    assert!(
+        missing.is_empty(),
+        "error codes not in docs/openapi.json: {missing:?}"
+    );
+    for (method, path) in self::documented(&doc) {
+        let op = &doc["paths"][&path][method.to_lowercase()];
+        let r405 = resolve(&doc, &op["responses"]["405"]);
+        assert!(
+            r405["headers"]["Allow"].is_object(),
+            "{method} {path}: 405 with Allow"
+        );
+        let params = op["parameters"].as_array().unwrap();
+        assert!(
+            params
+                .iter()
+                .any(|p| resolve(&doc, p)["name"] == "X-Request-Id"),
+            "{method} {path}: X-Request-Id parameter"
+        );
+        for (status, r) in op["responses"].as_object().unwrap() {
+            let r = resolve(&doc, r);
+            assert!(
+                r["headers"]["X-Request-Id"].is_object(),
+                "{method} {path} {status}: X-Request-Id"
+            );
+            if ["409", "429", "503"].contains(&status.as_str()) {
+                assert!(
+                    r["headers"]["Retry-After"].is_object(),
+                    "{method} {path} {status}: Retry-After"
+                );
+            }
+        }
+    }
+}
+
+/// The snake_case codes given to `ApiError::{new, bad_field, conflict, not_found, unprocessable}` and
+/// `FieldError::new` in the Rust files under `dir` (test modules left out).
+fn codes_in(dir: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![std::path::PathBuf::from(dir)];
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        if p.extension().and_then(|e| e.to_str()) != Some("rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for ctor in [
+            "ApiError::new(",
+            "ApiError::bad_field(",
+            "ApiError::conflict(",
+            "ApiError::not_found(",
+            "ApiError::unprocessable(",
+            "FieldError::new(",
+        ] {
+            for (i, _) in text.match_indices(ctor) {
+                let args = &text[i + ctor.len()..];
+                let args = &args[..args.find(");").unwrap_or(args.len()).min(600)];
+                let mut literals: Vec<&str> = args.split('"').skip(1).step_by(2).collect();
+                // bad_field and FieldError::new name the field first.
+                if (ctor.ends_with("bad_field(") || ctor.starts_with("FieldError"))
+                    && args.trim_start().starts_with('"')
+                    && !literals.is_empty()
+                {
+                    literals.remove(0);
+                }
+                let code = literals.iter().find(|l| {
+                    !l.is_empty()
+                        && l.contains('_')
+                        && l.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                });
+                // `unknown_job` answers a scheduled event, never an HTTP request.
+                if let Some(code) = code.filter(|c| **c != "unknown_job") {
+                    out.push((*code).to_owned());
+                }
+            }
+        }
+    }
+    out
 }

@@ -26,6 +26,27 @@ pub struct ApiError {
     pub exact_message: Option<String>,
     /// Seconds, sent as `Retry-After` (429, and 409 while a push is in progress).
     pub retry_after: Option<u64>,
+    /// The methods the route takes, sent as `Allow` (405).
+    pub allow: Option<Allow>,
+}
+
+/// The methods a route takes, as a 405 lists them in `Allow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allow {
+    Get,
+    Post,
+    GetDelete,
+}
+
+impl Allow {
+    /// The `Allow` header's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Allow::Get => "GET",
+            Allow::Post => "POST",
+            Allow::GetDelete => "GET, DELETE",
+        }
+    }
 }
 
 impl ApiError {
@@ -37,6 +58,7 @@ impl ApiError {
             field: None,
             exact_message: None,
             retry_after: None,
+            allow: None,
         }
     }
     /// 400 naming the offending field.
@@ -66,13 +88,19 @@ impl ApiError {
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(422, code, message)
     }
-    /// 405: a known route, another method.
-    pub fn method_not_allowed() -> Self {
-        Self::new(
-            405,
-            "method_not_allowed",
-            "this route does not take that method",
-        )
+    /// 405: a known route, another method; `allow` lists the methods it takes (`GET, DELETE`), sent as `Allow`.
+    pub fn method_not_allowed(allow: Allow) -> Self {
+        Self {
+            allow: Some(allow),
+            ..Self::new(
+                405,
+                "method_not_allowed",
+                format!(
+                    "this route does not take that method; it takes {}",
+                    allow.as_str()
+                ),
+            )
+        }
     }
     pub fn internal() -> Self {
         Self::new(
@@ -94,27 +122,79 @@ impl ApiError {
         self
     }
 
-    /// The body of the answer: `{"error":{…}}`.
+    /// The body of the answer: `{"error":{…}}`, without a request id.
     pub fn envelope(&self) -> ErrorEnvelope<'_> {
+        self.envelope_for(None)
+    }
+
+    /// The body of the answer with the request's correlation id (`error.request_id`).
+    pub fn envelope_for<'a>(&'a self, request_id: Option<&'a str>) -> ErrorEnvelope<'a> {
         ErrorEnvelope {
             error: ErrorBody {
                 code: self.code,
                 message: &self.message,
                 field: self.field.as_deref(),
                 exact_message: self.exact_message.as_deref(),
+                request_id,
             },
         }
     }
 
+    /// The answer: the envelope (with the id of the request being handled, see [`with_request_id`]), and
+    /// `Retry-After` / `Allow` where they apply.
     pub fn to_response(&self) -> Response<Body> {
-        let mut resp = json(self.status, &self.envelope());
+        let id = current_request_id();
+        let mut resp = json(self.status, &self.envelope_for(id.as_deref()));
         if let Some(s) = self.retry_after
             && let Ok(v) = http_value(&s.to_string())
         {
             resp.headers_mut().insert("retry-after", v);
         }
+        if let Some(allow) = self.allow {
+            resp.headers_mut().insert(
+                lambda_http::http::header::ALLOW,
+                lambda_http::http::HeaderValue::from_static(allow.as_str()),
+            );
+        }
         resp
     }
+}
+
+/// The header that carries a request's correlation id, both ways.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// The longest `X-Request-Id` taken from a caller.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The correlation id of a request: the caller's `X-Request-Id` when it is 1 to [`MAX_REQUEST_ID_LEN`] printable
+/// ASCII characters (space to `~`), else a new UUID.
+pub fn request_id(req: &Request) -> String {
+    req.headers()
+        .get(REQUEST_ID_HEADER)
+        .map(lambda_http::http::HeaderValue::as_bytes)
+        .filter(|v| valid_request_id(v))
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+/// 1 to [`MAX_REQUEST_ID_LEN`] printable ASCII characters, not only spaces.
+pub fn valid_request_id(v: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID_LEN).contains(&v.len())
+        && v.iter().all(|b| (0x20..=0x7e).contains(b))
+        && v.iter().any(|b| *b != b' ')
+}
+
+/// Runs `f` as the handling of the request with correlation id `id`: every error answered inside carries it.
+pub async fn with_request_id<F: std::future::Future>(id: String, f: F) -> F::Output {
+    REQUEST_ID.scope(id, f).await
+}
+
+/// The correlation id of the request being handled, if any.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
 }
 
 /// The error envelope every failure is answered with (`docs/openapi.json`, `Error`).
@@ -131,6 +211,9 @@ pub struct ErrorBody<'a> {
     pub field: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exact_message: Option<&'a str>,
+    /// The request's correlation id (its `X-Request-Id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<&'a str>,
 }
 
 impl fmt::Display for ApiError {
@@ -460,6 +543,38 @@ mod tests {
         assert_eq!(v["error"]["code"], "rate_limited");
         assert_eq!(v["error"]["exact_message"], "Te veel");
         assert!(v["error"].get("field").is_none());
+    }
+
+    #[test]
+    fn method_not_allowed_sends_allow() {
+        let resp = ApiError::method_not_allowed(Allow::GetDelete).to_response();
+        assert_eq!(resp.status(), 405);
+        assert_eq!(resp.headers()["allow"], "GET, DELETE");
+        assert!(
+            ApiError::new(404, "x", "y")
+                .to_response()
+                .headers()
+                .get("allow")
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_envelope_carries_the_request_id_while_one_is_handled() {
+        let outside = ApiError::new(404, "x", "y").to_response();
+        let Body::Text(t) = outside.body() else {
+            panic!()
+        };
+        assert!(!t.contains("request_id"));
+        let inside = with_request_id("r-1".into(), async {
+            ApiError::new(404, "x", "y").to_response()
+        })
+        .await;
+        let Body::Text(t) = inside.body() else {
+            panic!()
+        };
+        let v: serde_json::Value = serde_json::from_str(t).unwrap();
+        assert_eq!(v["error"]["request_id"], "r-1");
     }
 
     #[test]

@@ -13,9 +13,10 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use mapping::ConnectionId;
 use serde::Serialize;
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::app::App;
-use crate::http::ApiError;
+use crate::http::{self, ApiError};
 use crate::work::{self, NotDone, Work};
 
 /// One function: its HTTP routes and its scheduled jobs.
@@ -121,12 +122,40 @@ pub async fn with_current_secret<'a>(
     }
 }
 
-/// Answers one HTTP request with the current app secret.
+/// Answers one HTTP request with the current app secret, as [`traced`].
 pub async fn handle_http<F: Function + ?Sized>(f: &F, app: &App, req: Request) -> Response<Body> {
-    match with_current_secret(app, f.secret_fields()).await {
-        Ok(app) => f.http(&app, req).await,
-        Err(e) => e.to_response(),
+    traced(f.name(), req, |req| async move {
+        match with_current_secret(app, f.secret_fields()).await {
+            Ok(app) => f.http(&app, req).await,
+            Err(e) => e.to_response(),
+        }
+    })
+    .await
+}
+
+/// Answers one HTTP request with `answer`, under the request's correlation id: the caller's valid `X-Request-Id`,
+/// else a new UUID ([`http::request_id`]). The id is a field of the span every log line of the request is written
+/// in, goes into every error envelope answered inside (`error.request_id`) and comes back as `X-Request-Id`.
+pub async fn traced<Fut>(
+    function: &'static str,
+    req: Request,
+    answer: impl FnOnce(Request) -> Fut,
+) -> Response<Body>
+where
+    Fut: std::future::Future<Output = Response<Body>>,
+{
+    let id = http::request_id(&req);
+    let span = tracing::info_span!(
+        "http",
+        request_id = %id,
+        function,
+        method = %req.method(),
+    );
+    let mut resp = http::with_request_id(id.clone(), answer(req).instrument(span)).await;
+    if let Ok(v) = lambda_http::http::HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(http::REQUEST_ID_HEADER, v);
     }
+    resp
 }
 
 /// Runs one scheduled job with the current app secret.
@@ -183,4 +212,57 @@ fn to_apigw(resp: Response<Body>) -> ApiGatewayV2httpResponse {
         b => Some(b),
     };
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Log output kept in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn every_log_line_of_a_request_carries_its_id() {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let req = lambda_http::http::Request::builder()
+            .uri("/connections/bu_1/exact")
+            .header("x-request-id", "corr-42")
+            .body(Body::Empty)
+            .unwrap();
+        let resp = traced("test", req, |_| async {
+            tracing::info!("first");
+            tracing::warn!("second");
+            ApiError::new(404, "x", "y").to_response()
+        })
+        .await;
+        assert_eq!(resp.headers()["x-request-id"], "corr-42");
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        for line in lines {
+            assert!(line.contains(r#""request_id":"corr-42""#), "{line}");
+        }
+    }
 }

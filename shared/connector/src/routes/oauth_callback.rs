@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::app::App;
 use crate::connect::{self, CallbackOutcome};
 use crate::http::{
-    self, ApiError, check_psa_request, json, json_body, match_path, parse_connection_id,
+    self, Allow, ApiError, check_psa_request, json, json_body, match_path, parse_connection_id,
     query_param,
 };
 use crate::lambda::{self, Function};
@@ -29,7 +29,10 @@ fn public_base(app: &App, req: &Request) -> Result<String, ApiError> {
 async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    if method == Method::GET && match_path(&path, "/exact/oauth/callback").is_some() {
+    if match_path(&path, "/exact/oauth/callback").is_some() {
+        if method != Method::GET {
+            return Err(ApiError::method_not_allowed(Allow::Get));
+        }
         let base = public_base(app, &req)?;
         let outcome = connect::callback(
             app,
@@ -48,7 +51,7 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
     }
     if let Some(ids) = match_path(&path, "/connections/{}/exact/authorize") {
         if method != Method::POST {
-            return Err(ApiError::method_not_allowed());
+            return Err(ApiError::method_not_allowed(Allow::Post));
         }
         check_psa_request(&req, &app.secret)?;
         let conn = parse_connection_id(&ids[0])?;
@@ -59,12 +62,15 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
         return Ok(json(200, &v));
     }
     if let Some(ids) = match_path(&path, "/connections/{}/exact") {
+        if method != Method::GET && method != Method::DELETE {
+            return Err(ApiError::method_not_allowed(Allow::GetDelete));
+        }
         check_psa_request(&req, &app.secret)?;
         let conn = parse_connection_id(&ids[0])?;
         let v = match method {
             Method::GET => connect::status(app, &conn).await?,
             Method::DELETE => connect::disconnect(app, &conn).await?,
-            _ => return Err(ApiError::method_not_allowed()),
+            _ => unreachable!("checked above"),
         };
         return Ok(json(200, &v));
     }

@@ -7,7 +7,7 @@ use lambda_http::{Body, Request, Response};
 
 use crate::app::App;
 use crate::http::{
-    self, ApiError, body_bytes, check_psa_request, json, match_path, parse_connection_id,
+    self, Allow, ApiError, body_bytes, check_psa_request, json, match_path, parse_connection_id,
 };
 use crate::lambda::Function;
 use crate::push;
@@ -25,7 +25,7 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
     let method = req.method().clone();
     if let Some(ids) = match_path(&path, "/connections/{}/invoices:batch") {
         if method != Method::POST {
-            return Err(ApiError::method_not_allowed());
+            return Err(ApiError::method_not_allowed(Allow::Post));
         }
         http::check_psa_request_limit(&req, &app.secret, queued_push::MAX_BATCH_BODY_BYTES)?;
         let conn = parse_connection_id(&ids[0])?;
@@ -34,7 +34,7 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
     }
     if let Some(ids) = match_path(&path, "/connections/{}/invoices/{}") {
         if method != Method::GET {
-            return Err(ApiError::method_not_allowed());
+            return Err(ApiError::method_not_allowed(Allow::Get));
         }
         check_psa_request(&req, &app.secret)?;
         let conn = parse_connection_id(&ids[0])?;
@@ -43,7 +43,7 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
     }
     if let Some(ids) = match_path(&path, "/connections/{}/invoices") {
         if method != Method::POST {
-            return Err(ApiError::method_not_allowed());
+            return Err(ApiError::method_not_allowed(Allow::Post));
         }
         check_psa_request(&req, &app.secret)?;
         let conn = parse_connection_id(&ids[0])?;

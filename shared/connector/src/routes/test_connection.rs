@@ -7,7 +7,7 @@ use lambda_http::{Body, Request, Response};
 
 use crate::app::App;
 use crate::http::{
-    self, ApiError, body_bytes, check_psa_request, json, match_path, parse_connection_id,
+    self, Allow, ApiError, body_bytes, check_psa_request, json, match_path, parse_connection_id,
 };
 use crate::lambda::Function;
 use crate::test_connection;
@@ -18,7 +18,7 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_owned();
     if let Some(ids) = match_path(&path, "/connections/{}/exact/test") {
         if req.method() != Method::POST {
-            return Err(ApiError::method_not_allowed());
+            return Err(ApiError::method_not_allowed(Allow::Post));
         }
         check_psa_request(&req, &app.secret)?;
         let conn = parse_connection_id(&ids[0])?;

@@ -2,11 +2,12 @@
 //! scheduled job `reconcile`. The use cases live in [`crate::paid`].
 
 use async_trait::async_trait;
+use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 
 use crate::app::App;
-use crate::http::{self, ApiError, json, match_path};
+use crate::http::{self, Allow, ApiError, json, match_path};
 use crate::lambda::{self, Function};
 use crate::paid;
 use crate::work::{NotDone, Work};
@@ -24,14 +25,17 @@ impl Function for WebhookPaid {
     }
 
     async fn http(&self, app: &App, req: Request) -> Response<Body> {
+        if match_path(req.uri().path(), "/exact/webhooks").is_none() {
+            return http::no_route(&req).to_response();
+        }
+        if req.method() != Method::POST {
+            return ApiError::method_not_allowed(Allow::Post).to_response();
+        }
         let body = http::body_bytes(&req);
         // Exact's validation call when subscribing: an empty POST, answered 200 at once (the connect flow
         // subscribes while the user waits, and Exact refuses the subscription otherwise).
         if body.iter().all(u8::is_ascii_whitespace) {
             return json(200, &paid::WebhookAnswer::validation());
-        }
-        if match_path(req.uri().path(), "/exact/webhooks").is_none() {
-            return http::no_route(&req).to_response();
         }
         match paid::webhook(app, body).await {
             Ok(v) => json(200, &v),
