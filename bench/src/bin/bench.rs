@@ -1,13 +1,14 @@
 //! `make bench`: the figures, printed as a markdown table, with a note under it for every missed target.
 //!
 //! Environment knobs: `BENCH_STARTS` (cold starts per function, default 25), `BENCH_SKIP_BUILD=1` (use the
-//! function binaries already in `target/release`), `BENCH_ONLY=calls,batch,overhead,cold,fleet` (a subset),
+//! function binaries already in `target/release`), `BENCH_ONLY=calls,batch,overhead,cold,fleet,month-end` (a subset),
 //! `BENCH_BIN_DIR` (where the function binaries are; default `target/release`). The fleet's own knobs
-//! (`BENCH_FLEET_CONNECTIONS`, `BENCH_FLEET_HOURS`, …) are described in `figures::fleet`.
+//! (`BENCH_FLEET_CONNECTIONS`, `BENCH_FLEET_HOURS`, …) are described in `figures::fleet`, the month-end's
+//! (`BENCH_MONTH_END_INVOICES`, …) in `figures::month_end`.
 
 use std::time::Instant;
 
-use psa_exact_bench::figures::{batch, calls, cold_start, fleet, overhead};
+use psa_exact_bench::figures::{batch, calls, cold_start, fleet, month_end, overhead};
 use psa_exact_bench::table::Table;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -55,6 +56,14 @@ async fn main() {
             f.options.connections, f.hours
         ));
         fleet::run(&mut table, f).await;
+    }
+    if want("month-end") {
+        let f = month_end::MonthEndFigures::from_env();
+        step(&format!(
+            "month-end ({} invoices async from {} connections, driven clock)",
+            f.invoices, f.connections
+        ));
+        month_end::run(&mut table, f).await;
     }
     if want("cold") {
         let built = if std::env::var("BENCH_SKIP_BUILD").is_ok_and(|v| v == "1") {

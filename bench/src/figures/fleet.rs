@@ -78,15 +78,15 @@ impl FleetFigures {
 
 /// One warm container's CPU over a phase.
 #[derive(Debug, Default, Clone, Copy)]
-struct Measured {
-    items: usize,
-    batches: usize,
-    cpu: Duration,
-    wall: Duration,
+pub(crate) struct Measured {
+    pub(crate) items: usize,
+    pub(crate) batches: usize,
+    pub(crate) cpu: Duration,
+    pub(crate) wall: Duration,
 }
 
 impl Measured {
-    fn per_item_ms(&self) -> f64 {
+    pub(crate) fn per_item_ms(&self) -> f64 {
         if self.items == 0 {
             return 0.0;
         }
@@ -95,7 +95,7 @@ impl Measured {
 }
 
 /// CPU of everything but the sandbox's thread while `f` runs.
-async fn handler_cpu<T>(sandbox_tid: u32, f: impl Future<Output = T>) -> (T, Duration) {
+pub(crate) async fn handler_cpu<T>(sandbox_tid: u32, f: impl Future<Output = T>) -> (T, Duration) {
     let before = cpu::threads_cpu();
     let out = f.await;
     let after = cpu::threads_cpu();
@@ -109,7 +109,7 @@ async fn handler_cpu<T>(sandbox_tid: u32, f: impl Future<Output = T>) -> (T, Dur
 }
 
 /// Works off `queue` with one container, one batch at a time, reading the handler's CPU around each `dispatch`.
-async fn measured_drain(fleet: &Fleet, queue: &str, f: &dyn Function) -> Measured {
+pub(crate) async fn measured_drain(fleet: &Fleet, queue: &str, f: &dyn Function) -> Measured {
     let app = fleet.app();
     let esm = fleet.mapping(queue);
     let mut m = Measured::default();

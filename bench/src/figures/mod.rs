@@ -4,4 +4,5 @@ pub mod batch;
 pub mod calls;
 pub mod cold_start;
 pub mod fleet;
+pub mod month_end;
 pub mod overhead;

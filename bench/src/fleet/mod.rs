@@ -24,6 +24,7 @@
 //!
 //! Reusable beyond the reconciliation figures: another queue (a push queue) is one more [`Side`] in [`Fleet::wave`].
 
+pub mod grouped;
 pub mod observe;
 pub mod partitioned;
 pub mod queue;
@@ -55,15 +56,19 @@ use crate::cpu;
 use crate::rng::Rng;
 use observe::{Observations, Observed};
 use partitioned::FleetStore;
-use queue::PartitionedQueue;
+use queue::FleetQueue;
 
 pub const PAID_QUEUE: &str = "paid";
 pub const PAID_DEAD_LETTER_QUEUE: &str = "paid-dlq";
 pub const JOBS_QUEUE: &str = "jobs";
 pub const JOBS_DEAD_LETTER_QUEUE: &str = "jobs-dlq";
+pub const PUSH_QUEUE: &str = "push";
+pub const PUSH_DEAD_LETTER_QUEUE: &str = "push-dlq";
 /// template.yaml: `ScalingConfig.MaximumConcurrency` of the paid queue's and the jobs queue's event sources.
 pub const PAID_WORKERS: usize = 50;
 pub const JOBS_WORKERS: usize = 10;
+/// template.yaml: `ScalingConfig.MaximumConcurrency` of the push queue's event source (`PushWork`).
+pub const PUSH_WORKERS: usize = 100;
 /// template.yaml: `BatchSize` and the queues' `VisibilityTimeout`.
 pub const BATCH_SIZE: usize = 10;
 pub const VISIBILITY: Duration = Duration::from_secs(180);
@@ -193,7 +198,7 @@ pub struct Fleet {
     pub clock: Arc<DrivenClock>,
     pub state: Arc<FleetStore>,
     pub tokens: Arc<MemoryTokenStore>,
-    pub queue: Arc<PartitionedQueue>,
+    pub queue: Arc<FleetQueue>,
     pub psa: PsaLog,
     psa_url: url::Url,
     secret: store::AppSecret,
@@ -204,6 +209,8 @@ pub struct Fleet {
     /// 00:00 UTC of the fleet's first day (the tokens were issued `token_age` before).
     pub day0_ms: i64,
     exact: Mutex<ExactLog>,
+    /// The longest real time one wave took.
+    longest_wave: Mutex<Duration>,
 }
 
 /// Starts the sandbox and the PSA receiver on a thread of their own.
@@ -363,7 +370,10 @@ impl Fleet {
         let secret = e2e::app_secret(&sandbox);
         let state = Arc::new(FleetStore::new());
         let tokens = Arc::new(MemoryTokenStore::new());
-        let queue = Arc::new(PartitionedQueue::new(QUEUE_PARTITIONS));
+        let queue = Arc::new(FleetQueue::new(
+            QUEUE_PARTITIONS,
+            &[PUSH_QUEUE, PUSH_DEAD_LETTER_QUEUE],
+        ));
         let obs = Arc::new(Observations::new(sandbox.clone()));
         let mut fleet = Fleet {
             sandbox,
@@ -382,6 +392,7 @@ impl Fleet {
             sides: Vec::new(),
             day0_ms,
             exact: Mutex::default(),
+            longest_wave: Mutex::default(),
         };
         fleet.seed_sandbox(yy);
         fleet.seed_store().await?;
@@ -442,7 +453,10 @@ impl Fleet {
                 url: JOBS_QUEUE.into(),
                 dead_letter: JOBS_DEAD_LETTER_QUEUE.into(),
             }),
-            push: None,
+            push: Some(QueueRef {
+                url: PUSH_QUEUE.into(),
+                dead_letter: PUSH_DEAD_LETTER_QUEUE.into(),
+            }),
         });
         app
     }
@@ -733,6 +747,7 @@ impl Fleet {
     /// none in flight. With `hold` set, the workers keep polling while it stays set (work arriving meanwhile).
     pub async fn wave(&self, hold: Option<Arc<AtomicBool>>) -> Polled {
         let hold = hold.unwrap_or_default();
+        let started = Instant::now();
         let totals = Arc::new(Mutex::new(Polled::default()));
         let mut tasks = tokio::task::JoinSet::new();
         for side in &self.sides {
@@ -750,6 +765,10 @@ impl Fleet {
         }
         while tasks.join_next().await.is_some() {}
         self.read_exact_log();
+        {
+            let mut longest = self.longest_wave.lock().unwrap_or_else(|e| e.into_inner());
+            *longest = (*longest).max(started.elapsed());
+        }
         *totals.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -813,6 +832,11 @@ impl Fleet {
             }
         }
         *self.exact.lock().unwrap_or_else(|e| e.into_inner()) = log;
+    }
+
+    /// The longest real time one wave took so far (the clock runs with real time while work runs).
+    pub fn longest_wave(&self) -> Duration {
+        *self.longest_wave.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// What Exact saw so far.

@@ -41,6 +41,19 @@ pub struct ConnObs {
     pub keep_alive_refreshes: u64,
 }
 
+/// Queued pushes in one of Exact's minute windows of one administration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushWindow {
+    /// Exact calls made in the window.
+    pub calls: u64,
+    /// When the first piece of work that called Exact in the window started (epoch ms; the window's start for work
+    /// that began in the window before).
+    pub first_ms: i64,
+}
+
+/// Queued pushes per (administration, minute window start in epoch ms).
+pub type PushWindows = HashMap<(u32, i64), PushWindow>;
+
 /// Pieces of work by kind (`reconcile`, `webhook`, `keep-alive`) and outcome (`done`, `wait`, `retry`, `poison`).
 pub type Outcomes = HashMap<(&'static str, &'static str), usize>;
 
@@ -48,6 +61,34 @@ pub type Outcomes = HashMap<(&'static str, &'static str), usize>;
 struct Inner {
     conns: HashMap<String, ConnObs>,
     outcomes: Outcomes,
+    push_windows: PushWindows,
+    /// Per queued push sent back to the queue with a time: how long after the next minute reset (ms) it comes back.
+    push_waits: Vec<i64>,
+}
+
+/// The sandbox's rate counter of one administration: (start of its minute window, calls in it, calls today).
+type Counter = (i64, u64, u64);
+
+const MINUTE_MS: i64 = 60_000;
+
+/// Splits the calls of one piece of work over Exact's minute windows, from the administration's rate counter before
+/// and after it and the time it started: the calls counted in the window the counter ends in belong to that window,
+/// the rest to the window the work started in (a piece of work spans at most two: it runs for seconds).
+pub fn split_calls(before: Counter, after: Counter, started_ms: i64) -> Vec<(i64, u64)> {
+    let calls = after.2.saturating_sub(before.2);
+    if calls == 0 {
+        return Vec::new();
+    }
+    let first = started_ms - started_ms.rem_euclid(MINUTE_MS);
+    if after.0 <= first {
+        return vec![(first, calls)];
+    }
+    let last = after.1.min(calls);
+    let mut out = vec![(after.0, last)];
+    if calls > last {
+        out.push((first, calls - last));
+    }
+    out
 }
 
 /// Shared by every observed function of the fleet.
@@ -71,13 +112,52 @@ impl Observations {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The sandbox's count of calls charged to `division` in its current day window.
-    fn charged(&self, division: u32) -> u64 {
+    /// The sandbox's rate counter of `division`.
+    fn counter(&self, division: u32) -> Counter {
         self.sandbox
             .world()
             .rate
             .get(&(self.client_id.clone(), division))
-            .map_or(0, |c| u64::from(c.day_used))
+            .map_or((0, 0, 0), |c| {
+                (
+                    c.minute_start_ms,
+                    u64::from(c.minute_used),
+                    u64::from(c.day_used),
+                )
+            })
+    }
+
+    /// Exact calls of queued pushes per (administration, minute window).
+    pub fn push_windows(&self) -> PushWindows {
+        self.lock().push_windows.clone()
+    }
+
+    /// For each queued push that waits in the queue: how long after the next minute reset it comes back (ms).
+    pub fn push_waits(&self) -> Vec<i64> {
+        self.lock().push_waits.clone()
+    }
+
+    fn record_push_windows(&self, division: u32, split: Vec<(i64, u64)>, started: i64) {
+        let mut inner = self.lock();
+        for (window, calls) in split {
+            let first = started.max(window);
+            inner
+                .push_windows
+                .entry((division, window))
+                .and_modify(|w| {
+                    w.calls += calls;
+                    w.first_ms = w.first_ms.min(first);
+                })
+                .or_insert(PushWindow {
+                    calls,
+                    first_ms: first,
+                });
+        }
+    }
+
+    fn record_push_wait(&self, now_ms: i64, at_ms: i64) {
+        let reset = now_ms - now_ms.rem_euclid(MINUTE_MS) + MINUTE_MS;
+        self.lock().push_waits.push(at_ms - reset);
     }
 
     pub fn conns(&self) -> HashMap<String, ConnObs> {
@@ -174,10 +254,21 @@ impl Function for Observed {
                 .flatten()
                 .map_or(0, |c| c.token_seq)
         };
-        let before = (division.map_or(0, |d| self.obs.charged(d)), seq().await);
+        let counter_before = division.map(|d| self.obs.counter(d));
+        let before = (counter_before.map_or(0, |c| c.2), seq().await);
         let started = app.now_ms();
         let result = self.inner.work(app, work.clone()).await;
-        let calls = division.map_or(0, |d| self.obs.charged(d).saturating_sub(before.0));
+        let counter_after = division.map(|d| self.obs.counter(d));
+        let calls = counter_after.map_or(0, |c| c.2.saturating_sub(before.0));
+        if let (Work::Push { division, .. }, Some(b), Some(a)) =
+            (&work, counter_before, counter_after)
+        {
+            self.obs
+                .record_push_windows(division.get(), split_calls(b, a, started), started);
+            if let Err(NotDone::RetryAt(at)) = &result {
+                self.obs.record_push_wait(app.now_ms(), *at);
+            }
+        }
         let refreshes = seq().await.saturating_sub(before.1);
         let outcome = match &result {
             Ok(()) => "done",
@@ -192,5 +283,30 @@ impl Function for Observed {
 
     async fn job(&self, app: &App, name: &str) -> Result<Value, ApiError> {
         self.inner.job(app, name).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_are_split_over_the_windows_a_piece_of_work_spans() {
+        // Within one window: all of it there (the counter's window may be stale before).
+        assert_eq!(
+            split_calls((0, 7, 100), (120_000, 12, 105), 125_000),
+            [(120_000, 5)]
+        );
+        assert_eq!(
+            split_calls((60_000, 58, 100), (60_000, 60, 102), 119_000),
+            [(60_000, 2)]
+        );
+        // Across a reset: what the new window counted there, the rest in the window it started in.
+        assert_eq!(
+            split_calls((60_000, 59, 100), (120_000, 2, 103), 119_500),
+            [(120_000, 2), (60_000, 1)]
+        );
+        // Nothing charged: nothing recorded.
+        assert!(split_calls((60_000, 3, 10), (60_000, 3, 10), 61_000).is_empty());
     }
 }

@@ -11,6 +11,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use super::grouped::GroupedQueue;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use store::{
@@ -153,6 +154,118 @@ impl QueueConsumer for PartitionedQueue {
             .ok_or(unknown("queue.delete"))?
             .delete(queue, r)
             .await
+    }
+}
+
+/// The fleet's queues: most in a [`PartitionedQueue`]; the ones named at construction (the push queue and its
+/// dead-letter queue) in a [`GroupedQueue`], one `MemoryQueue` per message group, whose
+/// [`GroupedQueue::next_ready_at_ms`] knows when a waiting group can deliver again.
+pub struct FleetQueue {
+    partitioned: PartitionedQueue,
+    grouped: GroupedQueue,
+    grouped_names: Vec<String>,
+}
+
+impl FleetQueue {
+    pub fn new(partitions: usize, grouped: &[&str]) -> Self {
+        FleetQueue {
+            partitioned: PartitionedQueue::new(partitions),
+            grouped: GroupedQueue::new(),
+            grouped_names: grouped.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    fn is_grouped(&self, queue: &str) -> bool {
+        self.grouped_names.iter().any(|n| n == queue)
+    }
+
+    /// Messages not yet deleted (visible or in flight).
+    pub fn len(&self, queue: &str) -> usize {
+        if self.is_grouped(queue) {
+            self.grouped.len(queue)
+        } else {
+            self.partitioned.len(queue)
+        }
+    }
+
+    pub fn is_empty(&self, queue: &str) -> bool {
+        self.len(queue) == 0
+    }
+
+    /// Messages redriven to the queue's dead-letter queue.
+    pub fn dead_letters(&self, queue: &str) -> Vec<Received> {
+        if self.is_grouped(queue) {
+            self.grouped.dead_letters(queue)
+        } else {
+            self.partitioned.dead_letters(queue)
+        }
+    }
+
+    /// When the next message may be received: for a grouped queue, when a group can deliver; otherwise when the
+    /// first message is visible (it may wait behind a message of its group).
+    pub fn next_visible_at_ms(&self, queue: &str, now: DateTime<Utc>) -> Option<i64> {
+        if self.is_grouped(queue) {
+            self.grouped.next_ready_at_ms(queue, now)
+        } else {
+            self.partitioned.next_visible_at_ms(queue, now)
+        }
+    }
+}
+
+#[async_trait]
+impl QueuePort for FleetQueue {
+    async fn send(
+        &self,
+        queue: &str,
+        messages: &[Outgoing],
+        now: DateTime<Utc>,
+    ) -> StoreResult<SendReport> {
+        if self.is_grouped(queue) {
+            self.grouped.send(queue, messages, now).await
+        } else {
+            self.partitioned.send(queue, messages, now).await
+        }
+    }
+
+    async fn retry_after(
+        &self,
+        queue: &str,
+        receipt: &str,
+        after: Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        if self.is_grouped(queue) {
+            self.grouped.retry_after(queue, receipt, after, now).await
+        } else {
+            self.partitioned
+                .retry_after(queue, receipt, after, now)
+                .await
+        }
+    }
+}
+
+#[async_trait]
+impl QueueConsumer for FleetQueue {
+    async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Received>> {
+        if self.is_grouped(queue) {
+            self.grouped.receive(queue, max, visibility, now).await
+        } else {
+            self.partitioned.receive(queue, max, visibility, now).await
+        }
+    }
+
+    async fn delete(&self, queue: &str, receipt: &str) -> StoreResult<()> {
+        if self.is_grouped(queue) {
+            self.grouped.delete(queue, receipt).await
+        } else {
+            self.partitioned.delete(queue, receipt).await
+        }
     }
 }
 
