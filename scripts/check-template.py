@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks template.yaml beyond cfn-lint: expands the SAM transform offline and fails on a dependency cycle
 (cfn-lint and `sam validate --lint` do not see cycles created by the transform, e.g. a function's environment
-referencing the HttpApi whose generated routes reference the function), and on routes missing from the design."""
+referencing the HttpApi whose generated routes reference the function), and on routes missing from the list below (docs/openapi.json's operations)."""
 import json, re, sys
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse

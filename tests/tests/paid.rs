@@ -397,7 +397,7 @@ async fn paid_story(backend: Backend) {
     );
     assert_eq!(calls, (1, 1));
 
-    // Exactly one correctly signed notification with the design's body.
+    // Exactly one correctly signed notification with the documented body.
     let got = w.psa.calls();
     assert_eq!(got.len(), 1);
     let (headers, body) = &got[0];

@@ -33,7 +33,7 @@ fn row(table: &mut Table, case: &str, r: Result<usize, String>, target: Option<u
             let verdict = if n <= t {
                 Verdict::Pass
             } else {
-                Verdict::Missed(format!("{n} calls, the design's target is {t}"))
+                Verdict::Missed(format!("{n} calls, the target is {t}"))
             };
             table.row(case, with(n, note), format!("≤ {t}"), verdict);
         }

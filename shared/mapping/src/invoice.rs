@@ -384,7 +384,7 @@ pub(crate) mod tests {
         Invoice::parse_json(&serde_json::to_vec(v).unwrap())
     }
 
-    /// Apply `edit` to the design body and expect a refusal of `kind` naming `field` with `code`.
+    /// Apply `edit` to the sample invoice body and expect a refusal of `kind` naming `field` with `code`.
     #[track_caller]
     fn refused(edit: impl FnOnce(&mut Value), rule: bool, field: &str, code: &str) {
         let mut v = design_body();

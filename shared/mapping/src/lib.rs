@@ -6,7 +6,7 @@
 //!   error naming the field (`lines[0].amount`). [`InvalidInvoice::Malformed`] is a 400,
 //!   [`InvalidInvoice::Rule`] a 422.
 //! * [`account_payload`], [`contact_payload`], [`sales_invoice_payload`],
-//!   [`printed_invoice_payload`]: the Exact bodies, exactly as the design's field mapping says.
+//!   [`printed_invoice_payload`]: the Exact bodies; `payloads.rs` is the field mapping.
 //! * [`signature`]: Exact's webhook `HashCode` and the connector's `X-Signature-256` on PSA callbacks, signed
 //!   and checked in this one place.
 

@@ -1,5 +1,5 @@
-//! The Exact Online request bodies, built from the PSA model exactly as the design's field mapping
-//! says. This is the one place where that mapping lives.
+//! The Exact Online request bodies, built from the PSA model. This is the one place where the field mapping
+//! lives (Exact's side of it: `docs/exact-online.md` §5).
 //!
 //! Wire rules Exact is strict about: PascalCase names as below, amounts and quantities as JSON
 //! numbers (`8000.0`, never strings), dates as `yyyy-mm-dd`, GUIDs as bare strings, absent

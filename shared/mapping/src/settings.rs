@@ -19,7 +19,7 @@ use crate::error::FieldError;
 use crate::invoice::InvoiceLine;
 use crate::json::{Obj, index_path, parse_body, type_error};
 
-/// Exact's standard "high rate" sales VAT code in Dutch divisions; the design's default.
+/// Exact's standard "high rate" sales VAT code in Dutch divisions; the default when `tax_code` is left out.
 pub const DEFAULT_TAX_CODE: &str = "2";
 pub const MAX_ITEM_CODE_LEN: usize = 60;
 pub const MAX_JOURNAL_CODE_LEN: usize = 20;

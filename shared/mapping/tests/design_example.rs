@@ -1,4 +1,4 @@
-//! The design's example request bodies, byte for byte from fixtures, through the public API to
+//! The sample request bodies (`events/`), byte for byte from fixtures, through the public API to
 //! the four Exact bodies.
 
 use chrono::NaiveDate;
@@ -17,7 +17,7 @@ fn guid(s: &str) -> ExactGuid {
 
 #[test]
 fn design_invoice_and_settings_map_to_the_exact_bodies() {
-    let invoice = Invoice::parse_json(INVOICE_BODY).expect("the design example is valid");
+    let invoice = Invoice::parse_json(INVOICE_BODY).expect("the sample invoice is valid");
     let settings = Settings::parse_json(SETTINGS_BODY).expect("the settings example is valid");
     assert_eq!(settings.tax_code, "2");
     assert_eq!(settings.delivery, Delivery::Psa);

@@ -108,7 +108,7 @@ fn any_json() -> impl Strategy<Value = Value> {
     })
 }
 
-/// (JSON pointer into the design body, the field name an error there must carry).
+/// (JSON pointer into the sample body, the field name an error there must carry).
 const FIELDS: &[(&str, &str)] = &[
     ("/id", "id"),
     ("/reference", "reference"),

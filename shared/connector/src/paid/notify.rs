@@ -3,7 +3,7 @@
 use super::*;
 use crate::deadline::Deadline;
 
-/// The body of the paid callback, in the design's field order.
+/// The body of the paid callback (`docs/openapi.json`, `webhooks`), in its documented field order.
 #[derive(Debug, Serialize)]
 pub struct PaidNotification<'a> {
     #[serde(rename = "type")]
