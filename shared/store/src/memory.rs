@@ -465,13 +465,10 @@ impl QueuedPushStore for MemoryStore {
     async fn enqueue_push(&self, push: &QueuedPush) -> StoreResult<Enqueued> {
         let mut inner = self.lock();
         let key = (push.connection_id.clone(), push.invoice_id.clone());
-        let existing = inner.queued_pushes.get(&key);
-        if !QueuedPush::may_replace(existing) {
-            return Ok(Enqueued::Exists(Box::new(
-                existing
-                    .cloned()
-                    .expect("a record that may not be replaced exists"),
-            )));
+        if let Some(existing) = inner.queued_pushes.get(&key)
+            && !QueuedPush::may_replace(Some(existing))
+        {
+            return Ok(Enqueued::Exists(Box::new(existing.clone())));
         }
         inner.queued_pushes.insert(key, push.clone());
         Ok(Enqueued::Written)
