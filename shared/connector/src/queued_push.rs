@@ -99,8 +99,11 @@ fn queue_refused() -> ApiError {
 
 /// What the store said about one invoice of an asynchronous push.
 enum Staged {
-    /// Stored as queued (new, or the same body queued before): its message is to be sent.
-    Send(Outgoing),
+    /// Stored as queued with `body_hash` (new, or the same body queued before): its message is to be sent.
+    Send {
+        message: Outgoing,
+        body_hash: String,
+    },
     Replay(PushAnswer),
 }
 
@@ -124,10 +127,10 @@ pub async fn accept(app: &App, conn: &ConnectionId, raw: &[u8]) -> Result<Accept
     let division = ready_division(app, conn).await?;
     match stage(app, conn, division, &inv, raw).await? {
         Staged::Replay(answer) => Ok(Accepted::Replay(answer)),
-        Staged::Send(message) => {
+        Staged::Send { message, body_hash } => {
             let refused = send_all(app, &queue, std::slice::from_ref(&message)).await;
             if !refused.is_empty() {
-                withdraw(app, conn, &inv.id, &message).await;
+                withdraw(app, conn, &inv.id, &body_hash).await;
                 return Err(queue_refused());
             }
             tracing::info!("push queued");
@@ -179,15 +182,16 @@ async fn stage(
             }
         },
     }
-    Ok(Staged::Send(
-        Work::Push {
+    Ok(Staged::Send {
+        message: Work::Push {
             connection_id: conn.clone(),
             division,
             invoice_id: inv.id.clone(),
             body_hash: hashes.canonical.clone(),
         }
         .outgoing(&format!("push\n{}\n{}", inv.id, hashes.canonical)),
-    ))
+        body_hash: hashes.canonical,
+    })
 }
 
 /// A finished push of this invoice answers its saved result; another body under a pushed id (or one whose create
@@ -238,11 +242,8 @@ async fn send_all(app: &App, queue: &QueueRef, messages: &[Outgoing]) -> Vec<usi
 
 /// Removes a stored push whose message was not sent (best effort: a push left queued without a message is taken
 /// over by the next accept of the same invoice, which sends it again).
-async fn withdraw(app: &App, conn: &ConnectionId, invoice_id: &str, message: &Outgoing) {
-    let Ok(Work::Push { body_hash, .. }) = serde_json::from_str::<Work>(&message.body) else {
-        return;
-    };
-    if let Err(e) = app.state.withdraw_push(conn, invoice_id, &body_hash).await {
+async fn withdraw(app: &App, conn: &ConnectionId, invoice_id: &str, body_hash: &str) {
+    if let Err(e) = app.state.withdraw_push(conn, invoice_id, body_hash).await {
         tracing::warn!(error = %e, invoice_id, "withdrawing an unsent push failed");
     }
 }
@@ -421,7 +422,7 @@ pub async fn accept_batch(
         .iter()
         .enumerate()
         .filter_map(|(i, s)| match s {
-            Ok((_, Staged::Send(m))) => Some((i, m.clone())),
+            Ok((_, Staged::Send { message, .. })) => Some((i, message.clone())),
             _ => None,
         })
         .unzip();
@@ -443,11 +444,11 @@ pub async fn accept_batch(
                 let (id, e) = *refused;
                 BatchResult::refused(i, id, e)
             }
-            Ok((inv, Staged::Send(m))) if refused_sends.contains(&i) => {
-                withdraw(app, conn, &inv.id, &m).await;
+            Ok((inv, Staged::Send { body_hash, .. })) if refused_sends.contains(&i) => {
+                withdraw(app, conn, &inv.id, &body_hash).await;
                 BatchResult::refused(i, Some(inv.id), queue_refused())
             }
-            Ok((inv, Staged::Send(_))) => BatchResult {
+            Ok((inv, Staged::Send { .. })) => BatchResult {
                 error: None,
                 index: i,
                 location: Some(location(conn, &inv.id)),
