@@ -449,3 +449,31 @@ impl WebhookDedupe for FaultyStore {
         self.inner.first_seen(key, now, ttl).await
     }
 }
+
+#[async_trait]
+impl store::EventLogStore for FaultyStore {
+    async fn record_event_delivery(
+        &self,
+        conn: &ConnectionId,
+        delivery: &store::EventDelivery,
+    ) -> StoreResult<store::EventRecord> {
+        self.gate("event.record_delivery").await?;
+        self.inner.record_event_delivery(conn, delivery).await
+    }
+    async fn get_event(
+        &self,
+        conn: &ConnectionId,
+        event_id: &str,
+    ) -> StoreResult<Option<store::EventRecord>> {
+        self.gate("event.get").await?;
+        self.inner.get_event(conn, event_id).await
+    }
+    async fn connection_event_sent(
+        &self,
+        conn: &ConnectionId,
+        event: &store::ConnectionEvent,
+    ) -> StoreResult<bool> {
+        self.gate("connection.event_sent").await?;
+        self.inner.connection_event_sent(conn, event).await
+    }
+}

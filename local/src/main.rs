@@ -25,30 +25,61 @@ const PSA_CALLBACK_SECRET: &str = "local-psa-callback-secret";
 type Received = Arc<Mutex<Vec<(Value, bool)>>>;
 
 /// The PSA side of the paid notification: records each call and whether its signature was right.
-async fn psa_callback(State(rx): State<Received>, headers: HeaderMap, body: Bytes) -> &'static str {
+async fn psa_callback(
+    State(rx): State<(Received, exact_sandbox::SandboxClock)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (axum::http::StatusCode, &'static str) {
     let given = headers
         .get("x-signature-256")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let ok = mapping::signature::verify_callback(PSA_CALLBACK_SECRET, &body, given);
-    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    // What a PSA does: the signature over the timestamp and the body, the timestamp within the tolerance of its
+    // clock (here the sandbox's clock, which the connector runs on too).
+    let now = rx.1.now_ms() / 1000;
+    let ok = mapping::signature::verify_callback(
+        PSA_CALLBACK_SECRET,
+        &body,
+        given,
+        now,
+        mapping::signature::CALLBACK_TOLERANCE_SECS,
+    )
+    .is_ok();
+    let envelope: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut v = envelope["data"].clone();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("type".into(), envelope["type"].clone());
+        o.insert("id".into(), envelope["id"].clone());
+    }
     println!(
-        "  [psa] received {} for invoice {} (signature {})",
+        "  [psa] received {} {} for {} (signature {})",
         v["type"].as_str().unwrap_or("?"),
-        v["invoice_id"].as_str().unwrap_or("?"),
+        v["id"].as_str().unwrap_or("?"),
+        v["invoice_id"]
+            .as_str()
+            .map(|i| format!("invoice {i}"))
+            .unwrap_or_else(|| format!(
+                "connection {}",
+                v["connection_id"].as_str().unwrap_or("?")
+            )),
         if ok { "valid" } else { "INVALID" }
     );
-    if let Ok(mut r) = rx.lock() {
+    if !ok {
+        return (axum::http::StatusCode::UNAUTHORIZED, "bad signature");
+    }
+    if let Ok(mut r) = rx.0.lock() {
         r.push((v, ok));
     }
-    "ok"
+    (axum::http::StatusCode::OK, "ok")
 }
 
-async fn start_psa_receiver() -> std::io::Result<(String, Received)> {
+async fn start_psa_receiver(
+    clock: exact_sandbox::SandboxClock,
+) -> std::io::Result<(String, Received)> {
     let rx: Received = Arc::default();
     let router = axum::Router::new()
         .route("/psa/callback", axum::routing::post(psa_callback))
-        .with_state(rx.clone());
+        .with_state((rx.clone(), clock));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -94,7 +125,7 @@ async fn start(api_addr: &str) -> Result<Local, String> {
     let sandbox = Sandbox::start_on("127.0.0.1:0", SandboxConfig::default())
         .await
         .map_err(|e| format!("starting the Exact sandbox: {e}"))?;
-    let (callback_url, received) = start_psa_receiver()
+    let (callback_url, received) = start_psa_receiver(sandbox.clock())
         .await
         .map_err(|e| format!("starting the PSA receiver: {e}"))?;
     let (state, tokens, stores) = stores().await?;

@@ -465,3 +465,33 @@ impl Harness {
         loc.expect("callback redirects")
     }
 }
+
+/// A callback's body as the tests read it: the envelope's `data`, with the envelope's `id`, `type` and
+/// `created_at` beside its fields (`Value::Null` when the body is not an envelope).
+pub fn callback_fields(body: &[u8]) -> serde_json::Value {
+    let Ok(serde_json::Value::Object(env)) = serde_json::from_slice(body) else {
+        return serde_json::Value::Null;
+    };
+    let Some(serde_json::Value::Object(mut data)) = env.get("data").cloned() else {
+        return serde_json::Value::Null;
+    };
+    for k in ["id", "type", "created_at"] {
+        if let Some(v) = env.get(k) {
+            data.insert(k.to_owned(), v.clone());
+        }
+    }
+    serde_json::Value::Object(data)
+}
+
+/// The `t` of an `X-Signature-256` header (`t=…,v1=…`).
+pub fn callback_timestamp(header: &str) -> Option<i64> {
+    header.strip_prefix("t=")?.split(',').next()?.parse().ok()
+}
+
+/// Whether `header` is the connector's signature of `body` at the time it names. The tests drive their clocks, so
+/// the tolerance is checked where a test knows the time (and in `mapping::signature`'s own tests).
+pub fn callback_signed(body: &[u8], header: &str) -> bool {
+    callback_timestamp(header).is_some_and(|t| {
+        mapping::signature::verify_callback(PSA_CALLBACK_SECRET, body, header, t, 0).is_ok()
+    })
+}

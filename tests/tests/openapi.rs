@@ -249,6 +249,7 @@ fn connection(state: ConnectionState) -> ConnectionRecord {
         last_token_refresh_at: Some(at(0)),
         token_slot: TokenSlot::Zero,
         token_seq: 1,
+        pending_event: None,
     }
 }
 
@@ -294,6 +295,7 @@ fn invoice(full: bool) -> InvoiceRecord {
         response: None,
         paid_at: full.then(|| at(3_600)),
         notified_at: None,
+        event_at: full.then(|| at(3_600)),
         created_at: at(0),
         updated_at: at(3_600),
     }

@@ -71,15 +71,19 @@ impl Psa {
     }
 }
 
-/// Checks the signature of the exact body bytes with the shared helper (pinned to RFC 4231 in its own tests).
+/// Checks the signature of the exact body bytes at the time it names with the shared helper
+/// (`mapping::signature`, whose own tests pin the scheme and the tolerance).
 fn assert_signed(headers: &HeaderMap, body: &[u8]) {
-    let want = mapping::signature::sign_callback(PSA_CALLBACK_SECRET, body);
     let got = headers
         .get("x-signature-256")
         .expect("X-Signature-256")
         .to_str()
         .unwrap();
-    assert_eq!(got, want);
+    let t = e2e::callback_timestamp(got).expect("t=");
+    assert_eq!(
+        got,
+        mapping::signature::sign_callback(PSA_CALLBACK_SECRET, t, body)
+    );
     assert_eq!(headers.get("content-type").unwrap(), "application/json");
 }
 
@@ -404,16 +408,42 @@ async fn paid_story(backend: Backend) {
     assert_signed(headers, body);
     let text = std::str::from_utf8(body).unwrap();
     assert!(
-        text.starts_with(r#"{"type":"invoice.paid","connection_id":"bu_1","invoice_id":"inv_8f2c","reference":"REF-inv_8f2c","exact_invoice_id":"#),
+        text.starts_with(r#"{"id":"evt_"#)
+            && text.contains(r#"","type":"invoice.paid","created_at":""#)
+            && text.contains(r#"","data":{"connection_id":"bu_1","exact_invoice_id":"#),
         "{text}"
     );
-    let v: Value = serde_json::from_slice(body).unwrap();
+    // Signed with the connector's clock: within the tolerance of the PSA's (here the sandbox's) clock, and refused
+    // as stale once the tolerance has passed (a replay).
+    let header = headers.get("x-signature-256").unwrap().to_str().unwrap();
+    let now = w.h.sandbox.clock().now_ms() / 1000;
+    let tolerance = mapping::signature::CALLBACK_TOLERANCE_SECS;
+    assert_eq!(
+        mapping::signature::verify_callback(PSA_CALLBACK_SECRET, body, header, now, tolerance),
+        Ok(())
+    );
+    assert_eq!(
+        mapping::signature::verify_callback(
+            PSA_CALLBACK_SECRET,
+            body,
+            header,
+            now + tolerance + 60,
+            tolerance
+        ),
+        Err(mapping::signature::CallbackRefusal::Stale)
+    );
+    let envelope: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(envelope.as_object().unwrap().len(), 4, "{envelope}");
+    let v = e2e::callback_fields(body);
     assert_eq!(v["exact_invoice_id"], p.exact_id.to_string());
     assert_eq!(v["exact_invoice_number"], number);
     let sent_paid_at =
         chrono::DateTime::parse_from_rfc3339(v["paid_at"].as_str().unwrap()).unwrap();
     assert_eq!(sent_paid_at.timestamp(), paid_at / 1000);
-    assert_eq!(v.as_object().unwrap().len(), 7, "{v}");
+    // The six data fields plus id, type and created_at.
+    assert_eq!(v.as_object().unwrap().len(), 9, "{v}");
+    assert_eq!(v["type"], "invoice.paid");
+    assert_eq!(v["reference"], "REF-inv_8f2c");
 
     // The PSA reads the state back (push-invoice's GET).
     let (status, state) = w.h.get("/connections/bu_1/invoices/inv_8f2c").await;
@@ -633,7 +663,7 @@ async fn a_missed_webhook_is_found_by_the_reconciliation() {
     let got = w.psa.calls();
     assert_eq!(got.len(), 1);
     assert_signed(&got[0].0, &got[0].1);
-    let v: Value = serde_json::from_slice(&got[0].1).unwrap();
+    let v = e2e::callback_fields(&got[0].1);
     assert_eq!(v["invoice_id"], "inv_1");
 }
 
@@ -1096,7 +1126,7 @@ async fn an_invoice_settled_by_our_credit_note_is_credited_not_paid() {
         .iter()
         .map(|(headers, body)| {
             assert_signed(headers, body);
-            let v: Value = serde_json::from_slice(body).unwrap();
+            let v = e2e::callback_fields(body);
             (
                 v["invoice_id"].as_str().unwrap().into(),
                 v["type"].as_str().unwrap().into(),

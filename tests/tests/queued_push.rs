@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use connector::lambda::Function;
 use connector::routes::PushInvoice;
 use connector::work::{NotDone, Work};
-use e2e::{Backend, Harness, Options, PSA_CALLBACK_SECRET, PSA_KEY};
+use e2e::{Backend, Harness, Options, PSA_KEY};
 use exact_sandbox::world::Division as SandboxDivision;
 use exact_sandbox::{Fault, SandboxConfig};
 use serde_json::{Value, json};
@@ -31,8 +31,8 @@ async fn receive(State(p): State<Psa>, headers: HeaderMap, body: Bytes) -> Statu
         .get("x-signature-256")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let ok = mapping::signature::verify_callback(PSA_CALLBACK_SECRET, &body, sig);
-    let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let ok = e2e::callback_signed(&body, sig);
+    let v = e2e::callback_fields(&body);
     p.0.lock().unwrap().push((v, ok));
     StatusCode::OK
 }

@@ -263,7 +263,7 @@ async fn psa_receiver(
             let body = axum::body::to_bytes(req.into_body(), 1 << 20)
                 .await
                 .unwrap_or_default();
-            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let v: Value = e2e::callback_fields(&body);
             let text = |k: &str| v[k].as_str().unwrap_or("").to_owned();
             l.0.lock().unwrap_or_else(|e| e.into_inner()).push((
                 text("invoice_id"),
@@ -639,6 +639,7 @@ impl Fleet {
                         last_token_refresh_at: Some(now),
                         token_slot: TokenSlot::Zero,
                         token_seq: 1,
+                        pending_event: None,
                     })
                     .await
                     .map_err(|err| e("connection", err))?;

@@ -25,7 +25,7 @@ fn callbacks(w: &World) -> Vec<(String, String)> {
     w.psa
         .all()
         .iter()
-        .filter_map(|(b, _)| serde_json::from_str::<Value>(b).ok())
+        .map(|(b, _)| e2e::callback_fields(b.as_bytes()))
         .map(|v| {
             (
                 v["invoice_id"].as_str().unwrap_or("").to_owned(),

@@ -83,7 +83,14 @@ impl Config {
                 .unwrap_or_else(|| "psa-exact/tokens/".into()),
             public_base_url: public,
             exact_base_url: parse_url("EXACT_BASE_URL", env_opt("EXACT_BASE_URL"))?,
-            psa_callback_url: parse_url("PSA_CALLBACK_URL", env_opt("PSA_CALLBACK_URL"))?,
+            psa_callback_url: match parse_url("PSA_CALLBACK_URL", env_opt("PSA_CALLBACK_URL"))? {
+                Some(u) => {
+                    crate::callbacks::check_callback_url(&u)
+                        .map_err(|e| ConfigError(format!("PSA_CALLBACK_URL {e}")))?;
+                    Some(u)
+                }
+                None => None,
+            },
             paid_queue: queue_ref("PAID_QUEUE_URL", "PAID_DEAD_LETTER_QUEUE_URL")?,
             jobs_queue: queue_ref("JOBS_QUEUE_URL", "JOBS_DEAD_LETTER_QUEUE_URL")?,
             push_queue: queue_ref("PUSH_QUEUE_URL", "PUSH_DEAD_LETTER_QUEUE_URL")?,

@@ -334,6 +334,16 @@ async fn complete_connect(
             tracing::error!(error = %e, "linking the division failed");
             "storage_unavailable"
         })?;
+    // Back from "needs reconnect": the PSA is owed `connection.restored` (which replaces an unsent
+    // `connection.needs_reconnect`). A reconnect of a connected connection keeps what it still owed.
+    let pending_event = match &previous {
+        Some(p) if p.state == ConnectionState::NeedsReconnect => Some(store::ConnectionEvent {
+            kind: store::ConnectionEventKind::Restored,
+            at: now,
+        }),
+        Some(p) if p.state == ConnectionState::Connected => p.pending_event,
+        _ => None,
+    };
     let record = ConnectionRecord {
         connection_id: conn.clone(),
         state: ConnectionState::Connected,
@@ -350,11 +360,20 @@ async fn complete_connect(
         last_token_refresh_at: Some(now),
         token_slot,
         token_seq,
+        pending_event,
     };
     app.state.put_connection(&record).await.map_err(|e| {
         tracing::error!(error = %e, "storing the connection failed");
         "storage_unavailable"
     })?;
+    if record.pending_event.is_some() {
+        crate::callbacks::send_connection_event(
+            app,
+            &record,
+            crate::deadline::Deadline::after(app, crate::callbacks::INLINE_BUDGET),
+        )
+        .await;
+    }
     tracing::info!(
         division = division.get(),
         exact_calls = stats.total(),

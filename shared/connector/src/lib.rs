@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod budget;
+pub mod callbacks;
 pub mod connect;
 pub mod deadline;
 pub mod errors;

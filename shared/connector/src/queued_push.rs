@@ -29,6 +29,7 @@ use store::{
 };
 
 use crate::app::App;
+use crate::callbacks::{self, Event};
 use crate::deadline::Deadline;
 use crate::http::ApiError;
 use crate::metrics::{Metric, name};
@@ -595,95 +596,34 @@ pub async fn run(
 
 // ---- Callbacks -------------------------------------------------------------------------------
 
-/// `invoice.pushed`: the push's result (the answer a synchronous push gave) with the connection.
-#[derive(Debug, Serialize)]
-pub struct PushedNotification<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub connection_id: &'a str,
-    #[serde(flatten)]
-    pub result: &'a Value,
-}
-
-/// `invoice.push_failed`: the error a synchronous push would have answered.
-#[derive(Debug, Serialize)]
-pub struct PushFailedNotification<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub connection_id: &'a str,
-    pub invoice_id: &'a str,
-    pub error: PushFailedError<'a>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct PushFailedError<'a> {
-    pub code: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exact_message: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<&'a str>,
-    pub message: &'a str,
-    pub status: u16,
-}
-
-/// The callback body about a finished push; `None` when there is nothing to say (not finished, or its invoice
-/// record has no saved result).
-async fn notification(app: &App, p: &QueuedPush) -> Result<Option<Vec<u8>>, StoreError> {
-    let body = match (&p.state, &p.failure) {
-        (QueuedPushState::Failed, Some(f)) => serde_json::to_vec(&PushFailedNotification {
-            kind: "invoice.push_failed",
-            connection_id: p.connection_id.as_str(),
-            invoice_id: &p.invoice_id,
-            error: PushFailedError {
-                code: &f.code,
-                exact_message: f.exact_message.as_deref(),
-                field: f.field.as_deref(),
-                message: &f.message,
-                status: f.status,
-            },
-        }),
-        (QueuedPushState::Done, _) => {
-            let Some(saved) = app
-                .state
-                .get_invoice(&p.connection_id, &p.invoice_id)
-                .await?
-                .and_then(|r| r.response)
-            else {
-                return Ok(None);
-            };
-            serde_json::to_vec(&PushedNotification {
-                kind: "invoice.pushed",
-                connection_id: p.connection_id.as_str(),
-                result: &saved.body,
-            })
-        }
-        _ => return Ok(None),
+/// The callback about a finished push ([`crate::callbacks::Event::of_push`]); `None` when there is nothing to say
+/// (not finished, or its invoice record has no saved result).
+async fn notification(app: &App, p: &QueuedPush) -> Result<Option<Event>, StoreError> {
+    let saved = if p.state == QueuedPushState::Done {
+        app.state
+            .get_invoice(&p.connection_id, &p.invoice_id)
+            .await?
+            .and_then(|r| r.response)
+    } else {
+        None
     };
-    Ok(body.ok())
+    Ok(Event::of_push(p, saved.as_ref()))
 }
 
 /// Tells the PSA about one finished push and records that it was told. False when the callback is still owed.
 async fn notify(app: &App, p: &QueuedPush, deadline: Deadline) -> bool {
-    let Some(url) = app.psa_callback_url.as_ref() else {
-        return false;
-    };
-    let secret = &app.secret.psa_callback_secret;
-    if secrecy::ExposeSecret::expose_secret(secret).is_empty() {
-        tracing::error!(
-            "psa_callback_secret is empty in the app secret: push callbacks are held back"
-        );
+    if app.psa_callback_url.is_none() {
         return false;
     }
-    let body = match notification(app, p).await {
-        Ok(Some(b)) => b,
+    let event = match notification(app, p).await {
+        Ok(Some(e)) => e,
         Ok(None) => return false,
         Err(e) => {
             tracing::warn!(error = %e, "reading the push result for its callback failed");
             return false;
         }
     };
-    let signature = crate::paid::callback_signature(secret, &body);
-    if !crate::paid::post_callback(app, url, &body, &signature, deadline, &p.invoice_id).await {
+    if !callbacks::deliver(app, &event, deadline).await.delivered {
         return false;
     }
     match app
@@ -696,7 +636,7 @@ async fn notify(app: &App, p: &QueuedPush, deadline: Deadline) -> bool {
             true
         }
         Err(e) => {
-            // Sent again by the next reconciliation: the PSA dedupes by invoice id and type.
+            // Sent again by the next reconciliation, with the same event id.
             tracing::warn!(error = %e, "recording the push callback failed");
             false
         }

@@ -329,9 +329,14 @@ async fn refused(
                 .message
                 .clone()
                 .unwrap_or_else(|| "Exact refused the refresh token".into());
-            app.state
+            if app
+                .state
                 .mark_needs_reconnect(conn, &reason, app.now())
-                .await?;
+                .await?
+            {
+                // Tell the PSA now (within a short budget); the scheduled runs send it when this did not.
+                crate::callbacks::announce_connection(app, conn).await;
+            }
             failed("needs_reconnect");
             Err(needs_reconnect().with_exact_message(e.message.clone()))
         }

@@ -128,8 +128,13 @@ pub struct InvoiceRecord {
     pub journal_code: Option<String>,
     pub response: Option<SavedResponse>,
     pub paid_at: Option<DateTime<Utc>>,
-    /// When the PSA accepted the paid callback; paid and not notified invoices are retried.
+    /// When the PSA accepted the callback about the current state; paid and not notified invoices are retried.
     pub notified_at: Option<DateTime<Utc>>,
+    /// When the state the PSA is told about arose: paid or credited (`invoice.paid`, `invoice.credited`), or open
+    /// again after the PSA had been told it was paid (`invoice.reopened`). The event's `created_at` and part of its
+    /// id, so every resend of one event carries the same id. `None` for an open invoice the PSA is owed nothing
+    /// about.
+    pub event_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -228,6 +233,7 @@ impl StoredInvoice {
                 response: None,
                 paid_at: None,
                 notified_at: None,
+                event_at: None,
                 created_at: now,
                 updated_at: now,
             },
@@ -401,27 +407,34 @@ impl StoredInvoice {
         r.state = to;
         r.paid_at = Some(paid_at);
         r.notified_at = None;
+        r.event_at = Some(now);
         r.updated_at = now;
         true
     }
 
     /// Paid or credited → the open state it had (the payment or the match was undone). False when not settled.
+    /// When the PSA had been told it was paid, `invoice.reopened` is owed from now; otherwise the PSA never heard
+    /// of the payment and is owed nothing.
     pub fn mark_open(&mut self, now: DateTime<Utc>) -> bool {
         if !self.record.state.is_settled() {
             return false;
         }
         let r = &mut self.record;
+        let told = r.notified_at.is_some();
         r.state = self.reopen_as.take().unwrap_or(OpenState::Created).into();
         r.paid_at = None;
         r.notified_at = None;
+        r.event_at = told.then_some(now);
         r.updated_at = now;
         true
     }
 
-    /// Records that the PSA accepted the paid callback. False when not paid or already notified.
+    /// Records that the PSA accepted the callback about the current state (paid, credited or reopened). False
+    /// when nothing was owed or it was already recorded.
     pub fn mark_notified(&mut self, at: DateTime<Utc>) -> bool {
         let r = &mut self.record;
-        if !r.state.is_settled() || r.notified_at.is_some() {
+        let owed = r.state.is_settled() || r.event_at.is_some();
+        if !owed || r.notified_at.is_some() {
             return false;
         }
         r.notified_at = Some(at);
@@ -438,6 +451,15 @@ impl StoredInvoice {
 
     pub fn is_paid_unnotified(&self) -> bool {
         self.record.state.is_settled() && self.record.notified_at.is_none()
+    }
+}
+
+impl InvoiceRecord {
+    /// Open again after the PSA had been told it was paid, and the PSA has not accepted `invoice.reopened` yet.
+    pub fn owes_reopened(&self) -> bool {
+        matches!(self.state, InvoiceState::Created | InvoiceState::Sent)
+            && self.event_at.is_some()
+            && self.notified_at.is_none()
     }
 }
 

@@ -87,6 +87,10 @@ pub(crate) fn exact_invoice_gsi2pk(conn: &ConnectionId, exact_invoice_id: ExactG
     format!("EXINV#{conn}#{exact_invoice_id}")
 }
 
+pub(crate) fn event_sk(event_id: &str) -> String {
+    format!("EVT#{event_id}")
+}
+
 pub(crate) fn queued_push_sk(invoice_id: &str) -> String {
     format!("PUSH#{invoice_id}")
 }

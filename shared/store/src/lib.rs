@@ -18,12 +18,13 @@
 //!
 //! | Item | `pk` | `sk` | Other attributes | GSI keys | TTL |
 //! |---|---|---|---|---|---|
-//! | Connection | `CONN#{connection_id}` | `META` | `connection_id`, `state` (`connected`/`needs_reconnect`/`disconnected`), `country`, `base_url`?, `division` (N), `division_name`, `connected_user_email`, `connected_user_name`, `connected_at`, `updated_at`, `needs_reconnect_reason`?, `webhook_subscriptions` (L of M `{id, topic}`), `last_token_refresh_at`?, `token_slot`? (N, 0/1; absent = 0), `token_seq`? (N; absent = 0) | `gsi1pk`=`CONNS`, `gsi1sk`=`CONN#{id}` | – |
+//! | Connection | `CONN#{connection_id}` | `META` | `connection_id`, `state` (`connected`/`needs_reconnect`/`disconnected`), `country`, `base_url`?, `division` (N), `division_name`, `connected_user_email`, `connected_user_name`, `connected_at`, `updated_at`, `needs_reconnect_reason`?, `webhook_subscriptions` (L of M `{id, topic}`), `last_token_refresh_at`?, `token_slot`? (N, 0/1; absent = 0), `token_seq`? (N; absent = 0), `event_owed`? + `event_at`? (the state change the PSA is owed a callback about) | `gsi1pk`=`CONNS`, `gsi1sk`=`CONN#{id}` | – |
 //! | Settings | `CONN#{connection_id}` | `SETTINGS` | `division` (N), `item_code`, `item_id`, `journal_code`, `tax_code`, `tax_code_id`?, `tax_categories` (L of M `{category, exact_vat_code, exact_vat_code_id?}`), `send_invoice_to_customer` (BOOL), `delivery` (`psa`/`exact`), `saved_at` | – | – |
 //! | Account mapping | `CONN#{connection_id}` | `MAP#{division}#ACCT#{psa_company_id}` | `exact_id` | – | – |
 //! | Contact mapping | `CONN#{connection_id}` | `MAP#{division}#CONT#{account_id}#{email, lower-cased}` | `exact_id` | – | – |
 //! | Item mapping | `CONN#{connection_id}` | `MAP#{division}#ITEM#{item_code, trimmed}` | `exact_id` | – | – |
 //! | Invoice | `CONN#{connection_id}` | `INV#{invoice_id}` | `ver` (optimistic version), `connection_id`, `invoice_id`, `body_hash`, `phase` (`in_progress`/`done`), `owner`?, `lease_expires_at`?, `state` (`pending`/`created`/`sent`/`paid`/`credited`), `reopen_as`?, `reference`?, `division`?, `journal_code`?, `exact_account_id`?, `exact_contact_id`?, `exact_invoice_id`?, `exact_invoice_number`? (N), `response_status`? (N), `response_body`? (JSON text), `paid_at`?, `notified_at`?, `created_at`, `updated_at` | `gsi1pk`=`OPEN#{connection_id}` while created/sent, `PAID#{connection_id}` while paid or credited and not notified, `gsi1sk`=`INV#{invoice_id}`; `gsi2pk`=`EXINV#{connection_id}#{exact_invoice_id}` once known | – (kept: idempotency forever) |
+//! | Event | `CONN#{connection_id}` | `EVT#{event_id}` | `kind` (`event`), `connection_id`, `type` (the callback's), `subject` (the PSA invoice id, empty for connection events), `created_at`, `attempts` (N, added up), `last_attempt_at`, `last_outcome` (the PSA's status or `timeout`/`connect`/`transport`), `delivered_at`?: one callback to the PSA and its delivery rounds | – | `ttl` = last attempt + 90 days |
 //! | Queued push | `CONN#{connection_id}` | `PUSH#{invoice_id}` | `ver`, `connection_id`, `invoice_id`, `division` (N), `body_hash`, `body`? (the PSA's JSON while queued), `state` (`queued`/`done`/`failed`), `failure_status`? (N), `failure_code`?, `failure_message`?, `failure_field`?, `failure_exact_message`?, `callback_pending` (BOOL), `queued_at`, `updated_at`: an asynchronous push (`docs/queues.md`) | `gsi1pk`=`PUSHCB#{connection_id}` while its callback is owed, `gsi1sk`=`PUSH#{invoice_id}` | – |
 //! | Division link | `DIV#{division}` | `CONN#{connection_id}` | `division`, `connection_id` | – | – |
 //! | Division webhooks | `DIV#{division}` | `WEBHOOKS` | `division`, `callback_url`, `webhook_subscriptions` (L of M `{id, topic}`), `updated_at`: the administration's subscriptions, shared by every connection linked to it | – | – |
@@ -134,13 +135,14 @@ pub use invoice::{
 pub use memory::{MemoryStore, MemoryTokenStore};
 pub use memory_queue::{DEFAULT_MAX_RECEIVES, MemoryQueue};
 pub use model::{
-    BudgetWindow, ConnectionRecord, ConnectionState, Delivery, DivisionWebhooksRecord, MappingKey,
-    OAuthState, RateBudget, SettingsRecord, TaxCategoryRecord, TokenRecord, TokenSlot,
+    BudgetWindow, ConnectionEvent, ConnectionEventKind, ConnectionRecord, ConnectionState,
+    Delivery, DivisionWebhooksRecord, EventDelivery, EventRecord, MappingKey, OAuthState,
+    RateBudget, SettingsRecord, TaxCategoryRecord, TokenRecord, TokenSlot,
     WebhookSubscriptionRecord,
 };
 pub use ports::{
-    AdministrationStore, ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore,
-    QueuedPushStore, RateBudgetStore, StateStore, TokenStore, WebhookDedupe,
+    AdministrationStore, ConnectionStore, EventLogStore, InvoiceStore, LeaseStore, MappingStore,
+    OAuthStateStore, QueuedPushStore, RateBudgetStore, StateStore, TokenStore, WebhookDedupe,
 };
 pub use queue::{Outgoing, QueueConsumer, QueuePort, Received, SendReport};
 pub use queued_push::{Enqueued, PushFailureRecord, QueuedPush, QueuedPushState};

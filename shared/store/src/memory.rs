@@ -15,12 +15,13 @@ use crate::invoice::{
     to_delta,
 };
 use crate::model::{
-    ConnectionRecord, ConnectionState, DivisionWebhooksRecord, MappingKey, OAuthState, RateBudget,
+    ConnectionEvent, ConnectionEventKind, ConnectionRecord, ConnectionState,
+    DivisionWebhooksRecord, EventDelivery, EventRecord, MappingKey, OAuthState, RateBudget,
     SettingsRecord, TokenRecord, TokenSlot,
 };
 use crate::ports::{
-    AdministrationStore, ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore,
-    QueuedPushStore, RateBudgetStore, TokenStore, WebhookDedupe,
+    AdministrationStore, ConnectionStore, EventLogStore, InvoiceStore, LeaseStore, MappingStore,
+    OAuthStateStore, QueuedPushStore, RateBudgetStore, TokenStore, WebhookDedupe,
 };
 use crate::queued_push::{Enqueued, PushFailureRecord, QueuedPush};
 
@@ -43,6 +44,7 @@ struct Inner {
     cursors: BTreeMap<String, String>,
     budgets: BTreeMap<Division, RateBudget>,
     queued_pushes: BTreeMap<InvoiceKey, QueuedPush>,
+    event_log: BTreeMap<(ConnectionId, String), EventRecord>,
 }
 
 /// Every DynamoDB port, in memory.
@@ -119,6 +121,10 @@ impl ConnectionStore for MemoryStore {
             Some(c) if c.state == ConnectionState::Connected => {
                 c.state = ConnectionState::NeedsReconnect;
                 c.needs_reconnect_reason = Some(reason.to_owned());
+                c.pending_event = Some(ConnectionEvent {
+                    kind: ConnectionEventKind::NeedsReconnect,
+                    at: now,
+                });
                 c.updated_at = now;
                 Ok(true)
             }
@@ -456,6 +462,64 @@ impl MemoryStore {
         {
             Some(p) => f(p),
             None => false,
+        }
+    }
+}
+
+#[async_trait]
+impl EventLogStore for MemoryStore {
+    async fn record_event_delivery(
+        &self,
+        conn: &ConnectionId,
+        d: &EventDelivery,
+    ) -> StoreResult<EventRecord> {
+        let mut inner = self.lock();
+        let rec = inner
+            .event_log
+            .entry((conn.clone(), d.event_id.clone()))
+            .or_insert_with(|| EventRecord {
+                event_id: d.event_id.clone(),
+                kind: d.kind.clone(),
+                subject: d.subject.clone(),
+                created_at: d.created_at,
+                attempts: 0,
+                last_attempt_at: d.attempted_at,
+                last_outcome: String::new(),
+                delivered_at: None,
+            });
+        rec.attempts += u64::from(d.attempts);
+        rec.last_attempt_at = d.attempted_at;
+        rec.last_outcome = d.outcome.clone();
+        if d.delivered && rec.delivered_at.is_none() {
+            rec.delivered_at = Some(d.attempted_at);
+        }
+        Ok(rec.clone())
+    }
+
+    async fn get_event(
+        &self,
+        conn: &ConnectionId,
+        event_id: &str,
+    ) -> StoreResult<Option<EventRecord>> {
+        Ok(self
+            .lock()
+            .event_log
+            .get(&(conn.clone(), event_id.to_owned()))
+            .cloned())
+    }
+
+    async fn connection_event_sent(
+        &self,
+        conn: &ConnectionId,
+        event: &ConnectionEvent,
+    ) -> StoreResult<bool> {
+        let mut inner = self.lock();
+        match inner.connections.get_mut(conn) {
+            Some(c) if c.pending_event.as_ref() == Some(event) => {
+                c.pending_event = None;
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 }

@@ -122,6 +122,78 @@ pub struct ConnectionRecord {
     /// (absent in the item: 0).
     #[serde(default)]
     pub token_seq: u64,
+    /// A change of state the PSA has not yet accepted a callback about (`connection.needs_reconnect`,
+    /// `connection.restored`); cleared by [`crate::ConnectionStore::connection_event_sent`]. Only the latest
+    /// change is owed: a newer one replaces an unsent older one.
+    #[serde(default)]
+    pub pending_event: Option<ConnectionEvent>,
+}
+
+/// What a connection's state change tells the PSA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ConnectionEventKind {
+    /// Exact refused the connection's tokens: a user must connect again.
+    NeedsReconnect,
+    /// A connection that needed a reconnect was connected again.
+    Restored,
+}
+
+impl ConnectionEventKind {
+    /// The callback's `type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionEventKind::NeedsReconnect => "connection.needs_reconnect",
+            ConnectionEventKind::Restored => "connection.restored",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            ConnectionEventKind::NeedsReconnect,
+            ConnectionEventKind::Restored,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// A connection's owed event: which, and when the change happened (the event's `created_at`, part of its id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionEvent {
+    pub kind: ConnectionEventKind,
+    pub at: DateTime<Utc>,
+}
+
+/// One delivery round of a callback to the PSA, as recorded per event (`EVT#{event_id}` under the connection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventDelivery {
+    pub event_id: String,
+    /// The callback's `type`.
+    pub kind: String,
+    /// The PSA invoice id for invoice events; empty for connection events.
+    pub subject: String,
+    pub created_at: DateTime<Utc>,
+    /// Attempts in this round (the store adds them up).
+    pub attempts: u32,
+    pub attempted_at: DateTime<Utc>,
+    /// The last attempt's result: the PSA's HTTP status (`"200"`), or `timeout`, `connect`, `transport`.
+    pub outcome: String,
+    /// Whether the PSA accepted it (2xx) in this round.
+    pub delivered: bool,
+}
+
+/// An event's record: its delivery rounds added up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    pub event_id: String,
+    pub kind: String,
+    pub subject: String,
+    pub created_at: DateTime<Utc>,
+    pub attempts: u64,
+    pub last_attempt_at: DateTime<Utc>,
+    pub last_outcome: String,
+    /// The first time the PSA accepted it.
+    pub delivered_at: Option<DateTime<Utc>>,
 }
 
 /// One of a connection's two token secrets. Refreshes write the other slot, then commit (see the crate docs,

@@ -10,8 +10,8 @@ use mapping::{ConnectionId, Division, ExactGuid};
 use crate::error::StoreResult;
 use crate::invoice::{Claim, InvoiceDone, InvoiceProgress, InvoiceRecord};
 use crate::model::{
-    ConnectionRecord, DivisionWebhooksRecord, MappingKey, OAuthState, RateBudget, SettingsRecord,
-    TokenRecord, TokenSlot,
+    ConnectionEvent, ConnectionRecord, DivisionWebhooksRecord, EventDelivery, EventRecord,
+    MappingKey, OAuthState, RateBudget, SettingsRecord, TokenRecord, TokenSlot,
 };
 use crate::queued_push::{Enqueued, PushFailureRecord, QueuedPush};
 
@@ -277,6 +277,30 @@ pub trait QueuedPushStore: Send + Sync {
     ) -> StoreResult<bool>;
 }
 
+/// The callbacks to the PSA: one record per event with its delivery rounds added up (`EVT#{event_id}` under the
+/// connection, kept 90 days), and a connection's owed state-change event.
+#[async_trait]
+pub trait EventLogStore: Send + Sync {
+    /// Adds one delivery round to the event's record (created by the first round) and answers the record.
+    async fn record_event_delivery(
+        &self,
+        conn: &ConnectionId,
+        delivery: &EventDelivery,
+    ) -> StoreResult<EventRecord>;
+    async fn get_event(
+        &self,
+        conn: &ConnectionId,
+        event_id: &str,
+    ) -> StoreResult<Option<EventRecord>>;
+    /// The PSA accepted the callback about `event`: it is no longer owed. False (nothing changed) when the
+    /// connection owes another event by now (a newer change) or none.
+    async fn connection_event_sent(
+        &self,
+        conn: &ConnectionId,
+        event: &ConnectionEvent,
+    ) -> StoreResult<bool>;
+}
+
 /// Every DynamoDB-backed port in one bound, for code that wants "the state store".
 pub trait StateStore:
     ConnectionStore
@@ -288,6 +312,7 @@ pub trait StateStore:
     + AdministrationStore
     + RateBudgetStore
     + QueuedPushStore
+    + EventLogStore
 {
 }
 
@@ -301,6 +326,7 @@ impl<T> StateStore for T where
         + AdministrationStore
         + RateBudgetStore
         + QueuedPushStore
+        + EventLogStore
 {
 }
 

@@ -131,8 +131,9 @@ impl QueuedPush {
         if !self.callback_pending {
             return false;
         }
+        // `updated_at` stays the finish time: it is the callback's `created_at`.
+        let _ = now;
         self.callback_pending = false;
-        self.updated_at = now;
         true
     }
 

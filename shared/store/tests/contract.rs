@@ -8,11 +8,11 @@ use mapping::{ConnectionId, Country};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use store::{
-    BudgetWindow, Claim, ConnectionState, Delivery, DivisionWebhooksRecord, Enqueued, InvoiceDone,
-    InvoicePhase, InvoiceProgress, InvoiceState, MappingKey, OAuthState, OpenState,
-    PushFailureRecord, QueuedPush, QueuedPushState, RateBudget, SavedResponse, SettingsRecord,
-    StateStore, StoreError, TaxCategoryRecord, TokenRecord, TokenSlot, TokenStore,
-    WebhookSubscriptionRecord,
+    BudgetWindow, Claim, ConnectionEvent, ConnectionEventKind, ConnectionState, Delivery,
+    DivisionWebhooksRecord, Enqueued, EventDelivery, InvoiceDone, InvoicePhase, InvoiceProgress,
+    InvoiceState, MappingKey, OAuthState, OpenState, PushFailureRecord, QueuedPush,
+    QueuedPushState, RateBudget, SavedResponse, SettingsRecord, StateStore, StoreError,
+    TaxCategoryRecord, TokenRecord, TokenSlot, TokenStore, WebhookSubscriptionRecord,
 };
 
 use crate::common::{conn, connection, div, guid, t};
@@ -635,6 +635,146 @@ mod suite {
         );
     }
 
+    /// The PSA is owed `invoice.reopened` only for an invoice it had been told was paid; each event has its own
+    /// time (its id), kept while the PSA has not accepted it.
+    pub async fn a_reopened_invoice_owes_its_callback_only_when_the_paid_one_was_accepted(
+        s: &impl StateStore,
+        _: &impl TokenStore,
+    ) {
+        let c = conn("bu_1");
+        let ids = |v: Vec<store::InvoiceRecord>| {
+            v.into_iter()
+                .map(|r| r.invoice_id)
+                .collect::<BTreeSet<String>>()
+        };
+        for id in ["told", "untold"] {
+            s.claim(&c, id, "h", "w", t(0), LEASE).await.unwrap();
+            s.complete(&c, id, "w", &done(OpenState::Sent, Some(5)), t(1))
+                .await
+                .unwrap();
+            let r = s.get_invoice(&c, id).await.unwrap().unwrap();
+            assert_eq!((r.event_at, r.owes_reopened()), (None, false));
+            assert!(s.mark_paid(&c, id, t(9), t(10)).await.unwrap());
+            assert_eq!(
+                s.get_invoice(&c, id).await.unwrap().unwrap().event_at,
+                Some(t(10))
+            );
+        }
+        assert!(s.mark_notified(&c, "told", t(11)).await.unwrap());
+        assert!(s.mark_open(&c, "told", t(20)).await.unwrap());
+        assert!(s.mark_open(&c, "untold", t(20)).await.unwrap());
+        let told = s.get_invoice(&c, "told").await.unwrap().unwrap();
+        let untold = s.get_invoice(&c, "untold").await.unwrap().unwrap();
+        assert_eq!(
+            (told.event_at, told.notified_at, told.owes_reopened()),
+            (Some(t(20)), None, true)
+        );
+        assert_eq!((untold.event_at, untold.owes_reopened()), (None, false));
+        // Both are open (checked for a new payment) and not in the paid list.
+        assert_eq!(
+            ids(s.open_invoices(&c).await.unwrap()),
+            BTreeSet::from(["told".into(), "untold".into()])
+        );
+        assert!(s.paid_unnotified(&c).await.unwrap().is_empty());
+        assert!(
+            !s.mark_notified(&c, "untold", t(21)).await.unwrap(),
+            "nothing owed"
+        );
+        assert!(s.mark_notified(&c, "told", t(21)).await.unwrap());
+        let told = s.get_invoice(&c, "told").await.unwrap().unwrap();
+        assert!(!told.owes_reopened());
+        assert_eq!(told.state, InvoiceState::Sent);
+        // Paid again: a new event with its own time.
+        assert!(s.mark_paid(&c, "told", t(29), t(30)).await.unwrap());
+        let told = s.get_invoice(&c, "told").await.unwrap().unwrap();
+        assert_eq!((told.event_at, told.notified_at), (Some(t(30)), None));
+    }
+
+    pub async fn events_add_up_their_delivery_rounds_and_a_connection_owes_its_latest_change(
+        s: &impl StateStore,
+        _: &impl TokenStore,
+    ) {
+        let c = conn("bu_1");
+        let round = |attempts: u32, at: i64, outcome: &str, delivered: bool| EventDelivery {
+            event_id: "evt_1".into(),
+            kind: "invoice.paid".into(),
+            subject: "INV-1".into(),
+            created_at: t(at * 100),
+            attempts,
+            attempted_at: t(at),
+            outcome: outcome.into(),
+            delivered,
+        };
+        assert_eq!(s.get_event(&c, "evt_1").await.unwrap(), None);
+        let first = s
+            .record_event_delivery(&c, &round(3, 1, "503", false))
+            .await
+            .unwrap();
+        assert_eq!(
+            (first.attempts, first.created_at, first.delivered_at),
+            (3, t(100), None)
+        );
+        // A later round keeps the first created_at, adds the attempts, records the first delivery.
+        s.record_event_delivery(&c, &round(1, 2, "200", true))
+            .await
+            .unwrap();
+        let got = s
+            .record_event_delivery(&c, &round(1, 3, "200", true))
+            .await
+            .unwrap();
+        assert_eq!(got, s.get_event(&c, "evt_1").await.unwrap().unwrap());
+        assert_eq!(
+            (
+                got.kind.as_str(),
+                got.subject.as_str(),
+                got.attempts,
+                got.created_at,
+                got.last_attempt_at,
+                got.last_outcome.as_str(),
+                got.delivered_at
+            ),
+            ("invoice.paid", "INV-1", 5, t(100), t(3), "200", Some(t(2)))
+        );
+        assert_eq!(s.get_event(&conn("bu_2"), "evt_1").await.unwrap(), None);
+
+        // A connection owes the callback about its latest change; an older one cannot clear a newer one.
+        s.put_connection(&connection("bu_1")).await.unwrap();
+        assert!(s.mark_needs_reconnect(&c, "refused", t(5)).await.unwrap());
+        let owed = s.get_connection(&c).await.unwrap().unwrap().pending_event;
+        let nr = ConnectionEvent {
+            kind: ConnectionEventKind::NeedsReconnect,
+            at: t(5),
+        };
+        assert_eq!(owed, Some(nr));
+        let restored = ConnectionEvent {
+            kind: ConnectionEventKind::Restored,
+            at: t(6),
+        };
+        let mut back = connection("bu_1");
+        back.pending_event = Some(restored);
+        s.put_connection(&back).await.unwrap();
+        assert!(
+            !s.connection_event_sent(&c, &nr).await.unwrap(),
+            "superseded"
+        );
+        assert!(s.connection_event_sent(&c, &restored).await.unwrap());
+        assert!(
+            !s.connection_event_sent(&c, &restored).await.unwrap(),
+            "once"
+        );
+        let got = s.get_connection(&c).await.unwrap().unwrap();
+        assert_eq!(
+            (got.pending_event, got.state),
+            (None, ConnectionState::Connected)
+        );
+        assert!(
+            !s.connection_event_sent(&conn("nope"), &restored)
+                .await
+                .unwrap(),
+            "missing"
+        );
+    }
+
     pub async fn credited_is_settled_but_not_paid(s: &impl StateStore, _: &impl TokenStore) {
         let c = conn("bu_1");
         for id in ["i1", "cn"] {
@@ -1128,4 +1268,6 @@ all_backends!(
     job_cursor_saves_and_clears,
     the_budget_of_a_window_only_goes_down,
     a_queued_push_is_written_once_finished_once_and_owes_one_callback,
+    a_reopened_invoice_owes_its_callback_only_when_the_paid_one_was_accepted,
+    events_add_up_their_delivery_rounds_and_a_connection_owes_its_latest_change,
 );

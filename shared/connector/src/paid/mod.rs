@@ -47,7 +47,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use exact::{
     ExactClient, Filter, INVOICE_STATUS_PROCESSED, Lit, RECEIVABLE_STATUS_MATCHED, Receivable,
-    RetryPolicy, SalesInvoice,
+    SalesInvoice,
 };
 use mapping::{ConnectionId, Division, ExactGuid};
 use secrecy::{ExposeSecret, SecretString};
@@ -66,8 +66,6 @@ use notify::*;
 use webhook::*;
 
 pub use check::{check_lease_name, shown_state};
-pub(crate) use notify::post_callback;
-pub use notify::{PaidNotification, callback_signature};
 pub(crate) use reconcile::job_failed;
 pub use reconcile::{
     ReconcileQueuedReport, reconcile, reconcile_call_budget, reconcile_fan_out, reconcile_one,
@@ -106,9 +104,6 @@ pub const MAX_WEBHOOK_BODY: usize = 64 * 1024;
 pub const RECONCILE_CURSOR: &str = "reconcile";
 /// The state `GET /connections/{id}/invoices/{invoice_id}` shows for an open invoice of a former administration.
 pub const FORMER_ADMINISTRATION: &str = "former_administration";
-/// The PSA callback: attempts per invoice and run, and the timeout of each.
-pub const NOTIFY_ATTEMPTS: u32 = 3;
-pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The Exact topics whose events can mean a payment was booked, matched or undone (`docs/exact-online.md` §6.5).
 pub(super) const PAYMENT_TOPICS: &[&str] = &[

@@ -61,6 +61,13 @@ pub async fn reconcile(app: &App) -> Result<ReconcileReport, ApiError> {
     let token_deadline = tokens::request_deadline(app);
     let listed = app.state.list_connections().await?;
     needing_reconnect(app, &listed);
+    // Connection callbacks still owed (needs reconnect, restored): a small share of the run.
+    crate::callbacks::send_owed_connection_events(
+        app,
+        &listed,
+        Deadline::after(app, RECONCILE_BUDGET / 8),
+    )
+    .await;
     let mut all: Vec<ConnectionRecord> = listed
         .into_iter()
         .filter(|c| c.state == ConnectionState::Connected)
@@ -208,14 +215,16 @@ async fn owed(
     app: &App,
     c: &ConnectionRecord,
 ) -> Result<(Vec<InvoiceRecord>, Vec<InvoiceRecord>), ApiError> {
-    let open = app
+    let open: Vec<InvoiceRecord> = app
         .state
         .open_invoices(&c.connection_id)
         .await?
         .into_iter()
         .filter(|r| in_division(r, c.division))
         .collect();
-    let unnotified = app.state.paid_unnotified(&c.connection_id).await?;
+    let mut unnotified = app.state.paid_unnotified(&c.connection_id).await?;
+    // Open again after the PSA was told it was paid: owes `invoice.reopened`.
+    unnotified.extend(open.iter().filter(|r| r.owes_reopened()).cloned());
     Ok((open, unnotified))
 }
 
@@ -234,7 +243,7 @@ async fn notify_only(
         report.busy = true;
         return Ok(report);
     }
-    let r = notify_paid(app, conn, deadline).await;
+    let r = notify_paid(app, conn, None, deadline).await;
     if let Err(e) = app.state.release(&lease, &owner).await {
         tracing::warn!(error = %e, "releasing the check lease failed (it expires on its own)");
     }
@@ -270,6 +279,13 @@ pub async fn reconcile_fan_out(app: &App) -> Result<ReconcileQueuedReport, ApiEr
     };
     let all = app.state.list_connections().await?;
     needing_reconnect(app, &all);
+    // Connection callbacks still owed (needs reconnect, restored), before the fan-out.
+    crate::callbacks::send_owed_connection_events(
+        app,
+        &all,
+        Deadline::after(app, RECONCILE_BUDGET / 4),
+    )
+    .await;
     let connected: Vec<&ConnectionRecord> = all
         .iter()
         .filter(|c| c.state == ConnectionState::Connected)

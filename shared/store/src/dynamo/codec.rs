@@ -15,8 +15,9 @@ use crate::invoice::{
 };
 use crate::layout::{self, GSI1_PK, GSI1_SK, GSI2_PK, PK, SK, TTL};
 use crate::model::{
-    ConnectionRecord, ConnectionState, Delivery, DivisionWebhooksRecord, OAuthState,
-    SettingsRecord, TaxCategoryRecord, TokenSlot, WebhookSubscriptionRecord,
+    ConnectionEvent, ConnectionEventKind, ConnectionRecord, ConnectionState, Delivery,
+    DivisionWebhooksRecord, OAuthState, SettingsRecord, TaxCategoryRecord, TokenSlot,
+    WebhookSubscriptionRecord,
 };
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
@@ -242,6 +243,8 @@ pub(crate) fn connection_item(c: &ConnectionRecord) -> Item {
         .time_opt("last_token_refresh_at", c.last_token_refresh_at)
         .n("token_slot", c.token_slot.index())
         .n("token_seq", c.token_seq)
+        .s_opt("event_owed", c.pending_event.map(|e| e.kind.as_str()))
+        .time_opt("event_at", c.pending_event.map(|e| e.at))
         .build()
 }
 
@@ -271,6 +274,13 @@ pub(crate) fn connection_from(item: &Item) -> StoreResult<ConnectionRecord> {
             Some(i) => TokenSlot::from_index(i).ok_or_else(|| f.bad("token_slot"))?,
         },
         token_seq: f.n_opt("token_seq")?.unwrap_or(0),
+        pending_event: match (
+            f.parse_opt("event_owed", ConnectionEventKind::parse)?,
+            f.time_opt("event_at")?,
+        ) {
+            (Some(kind), Some(at)) => Some(ConnectionEvent { kind, at }),
+            _ => None,
+        },
     })
 }
 
@@ -463,6 +473,7 @@ pub(crate) fn invoice_item(stored: &StoredInvoice, ver: &str) -> Item {
     )
     .time_opt("paid_at", r.paid_at)
     .time_opt("notified_at", r.notified_at)
+    .time_opt("event_at", r.event_at)
     .time("created_at", r.created_at)
     .time("updated_at", r.updated_at)
     .s_opt(GSI1_PK, gsi1pk)
@@ -511,6 +522,7 @@ pub(crate) fn invoice_from(item: &Item) -> StoreResult<(StoredInvoice, String)> 
         response,
         paid_at: f.time_opt("paid_at")?,
         notified_at: f.time_opt("notified_at")?,
+        event_at: f.time_opt("event_at")?,
         created_at: f.time("created_at")?,
         updated_at: f.time("updated_at")?,
     };
@@ -571,8 +583,17 @@ mod tests {
             last_token_refresh_at: None,
             token_slot: TokenSlot::One,
             token_seq: 7,
+            pending_event: Some(ConnectionEvent {
+                kind: ConnectionEventKind::NeedsReconnect,
+                at: DateTime::from_timestamp(1_760_000_100, 0).unwrap(),
+            }),
         });
         let back = connection_from(&item).unwrap();
+        assert_eq!(
+            back.pending_event
+                .map(|e| (e.kind.as_str(), e.at.timestamp())),
+            Some(("connection.needs_reconnect", 1_760_000_100))
+        );
         assert_eq!((back.token_slot, back.token_seq), (TokenSlot::One, 7));
         item.remove("token_slot");
         item.remove("token_seq");

@@ -9,8 +9,8 @@ use super::{Cond, DynamoStore};
 use crate::error::StoreResult;
 use crate::layout::{self, GSI1, GSI1_PK, SK};
 use crate::model::{
-    ConnectionRecord, ConnectionState, DivisionWebhooksRecord, MappingKey, SettingsRecord,
-    TokenSlot,
+    ConnectionEventKind, ConnectionRecord, ConnectionState, DivisionWebhooksRecord, MappingKey,
+    SettingsRecord, TokenSlot,
 };
 use crate::ports::{AdministrationStore, ConnectionStore, MappingStore};
 
@@ -39,15 +39,18 @@ impl ConnectionStore for DynamoStore {
             .name("#state", "state")
             .name("#reason", "needs_reconnect_reason")
             .name("#updated", "updated_at")
+            .name("#eo", "event_owed")
+            .name("#ea", "event_at")
             .value(":connected", s(ConnectionState::Connected.as_str()))
             .value(":nr", s(ConnectionState::NeedsReconnect.as_str()))
             .value(":reason", s(reason))
-            .value(":now", s(time_text(now)));
+            .value(":now", s(time_text(now)))
+            .value(":eo", s(ConnectionEventKind::NeedsReconnect.as_str()));
         self.update_if(
             "connection.mark_needs_reconnect",
             layout::conn_pk(conn),
             layout::META,
-            "SET #state = :nr, #reason = :reason, #updated = :now",
+            "SET #state = :nr, #reason = :reason, #updated = :now, #eo = :eo, #ea = :now",
             cond,
         )
         .await

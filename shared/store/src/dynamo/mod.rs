@@ -4,6 +4,7 @@ mod budget;
 mod codec;
 mod connections;
 mod ephemeral;
+mod events;
 mod invoices;
 mod queued_push;
 mod table;

@@ -66,5 +66,6 @@ pub fn connection(id: &str) -> ConnectionRecord {
         last_token_refresh_at: None,
         token_slot: TokenSlot::Zero,
         token_seq: 0,
+        pending_event: None,
     }
 }
