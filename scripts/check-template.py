@@ -15,6 +15,7 @@ ROUTES = {
     ("POST", "/connections/{connection_id}/invoices"),
     ("POST", "/connections/{connection_id}/invoices:batch"),
     ("GET", "/connections/{connection_id}/invoices/{invoice_id}"),
+    ("POST", "/connections/{connection_id}/invoices/{invoice_id}/notify"),
     ("POST", "/exact/webhooks"),
 }
 

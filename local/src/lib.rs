@@ -40,6 +40,7 @@ pub fn function_for(_method: &Method, path: &str) -> Option<&'static dyn Functio
     }
     if m("/connections/{}/invoices")
         || m("/connections/{}/invoices/{}")
+        || m("/connections/{}/invoices/{}/notify")
         || m("/connections/{}/invoices:batch")
     {
         return Some(&PUSH);

@@ -24,7 +24,7 @@ const PSA_CALLBACK_SECRET: &str = "local-psa-callback-secret";
 
 type Received = Arc<Mutex<Vec<(Value, bool)>>>;
 
-/// The PSA side of the paid notification: records each call and whether its signature was right.
+/// The PSA side of the callbacks: checks each signature as a PSA would, records the call, refuses a bad one.
 async fn psa_callback(
     State(rx): State<(Received, exact_sandbox::SandboxClock)>,
     headers: HeaderMap,

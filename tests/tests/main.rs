@@ -3,6 +3,7 @@
 mod administrations;
 mod app_secret;
 mod budget;
+mod callbacks;
 mod connect;
 mod events;
 mod exact_dates;

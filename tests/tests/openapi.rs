@@ -713,3 +713,100 @@ fn codes_in(dir: &str) -> Vec<String> {
     }
     out
 }
+
+/// Every callback the connector sends matches its documented webhook: the envelope, the `type`, the `data` of each
+/// kind (built by the code that sends them, from records in every state that sends one).
+#[test]
+fn every_callback_body_matches_its_documented_webhook() {
+    use connector::callbacks::Event;
+    let doc = doc();
+    let mut events: Vec<Event> = Vec::new();
+    let mut paid = invoice(true);
+    events.extend(Event::of_invoice(&paid));
+    paid.state = InvoiceState::Credited;
+    events.extend(Event::of_invoice(&paid));
+    let mut reopened = invoice(true);
+    reopened.state = InvoiceState::Sent;
+    reopened.paid_at = None;
+    events.extend(Event::of_invoice(&reopened));
+    let mut legacy = invoice(true);
+    legacy.event_at = None;
+    events.extend(Event::of_invoice(&legacy));
+    let mut queued = store::QueuedPush::accepted(
+        &ConnectionId::parse("bu_1").unwrap(),
+        "inv_8f2c",
+        Division::new(1001).unwrap(),
+        "hash",
+        "{}".into(),
+        at(0),
+    );
+    let result = store::SavedResponse {
+        status: 201,
+        body: serde_json::to_value(PushResult {
+            invoice_id: "inv_8f2c".into(),
+            status: "sent",
+            exact_invoice_id: ExactGuid::new_random(),
+            exact_invoice_number: Some(25_000_001),
+            account_id: ExactGuid::new_random(),
+            contact_id: ExactGuid::new_random(),
+            exact_warning: None,
+        })
+        .unwrap(),
+    };
+    assert!(queued.finish("hash", None, true, at(60)));
+    events.extend(Event::of_push(&queued, Some(&result)));
+    let mut failed = queued.clone();
+    failed.state = store::QueuedPushState::Failed;
+    failed.failure = Some(store::PushFailureRecord {
+        status: 422,
+        code: "exact_refused".into(),
+        message: "Exact refused the invoice".into(),
+        field: None,
+        exact_message: Some("Betalingsconditie: Verplicht".into()),
+    });
+    events.extend(Event::of_push(&failed, None));
+    let mut c = connection(ConnectionState::NeedsReconnect);
+    c.needs_reconnect_reason = Some("Exact refused the refresh token".into());
+    for kind in [
+        store::ConnectionEventKind::NeedsReconnect,
+        store::ConnectionEventKind::Restored,
+    ] {
+        events.push(Event::of_connection(
+            &c,
+            &store::ConnectionEvent { kind, at: at(90) },
+        ));
+    }
+    let kinds: BTreeSet<&str> = events.iter().map(|e| e.kind).collect();
+    let documented: BTreeSet<&str> = doc["webhooks"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        kinds, documented,
+        "every documented callback is sent, and only those"
+    );
+    let mut problems = Vec::new();
+    for e in &events {
+        let body: Value = serde_json::from_slice(&e.body()).unwrap();
+        let schema = doc["webhooks"][e.kind]
+            .pointer("/post/requestBody/content/application~1json/schema")
+            .unwrap_or_else(|| panic!("{} documents its body", e.kind));
+        mismatches(&doc, schema, &body, e.kind, &mut problems);
+        let id = body["id"].as_str().unwrap();
+        assert!(
+            id.len() == 36
+                && id.starts_with("evt_")
+                && id[4..]
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            "{id}"
+        );
+    }
+    assert!(
+        problems.is_empty(),
+        "callbacks and docs/openapi.json differ:\n{}",
+        problems.join("\n")
+    );
+}

@@ -719,18 +719,65 @@ async fn an_undone_payment_reopens_the_invoice() {
         .unwrap();
     w.deliver().await;
     let rec = w.record("inv_1").await;
-    assert_eq!(
-        (rec.state, rec.paid_at, rec.notified_at),
-        (InvoiceState::Sent, None, None)
-    );
+    assert_eq!((rec.state, rec.paid_at), (InvoiceState::Sent, None));
     assert_eq!(w.receivable_calls() - before, 1);
-    assert_eq!(w.psa.accepted(), 1, "nothing to tell the PSA while open");
+    // The PSA had been told it was paid: it is told it is open again, in the same envelope, signed.
+    let got = w.psa.calls();
+    assert_eq!(got.len(), 2, "invoice.reopened");
+    assert_signed(&got[1].0, &got[1].1);
+    let (paid, reopened) = (
+        e2e::callback_fields(&got[0].1),
+        e2e::callback_fields(&got[1].1),
+    );
+    assert_eq!(reopened["type"], "invoice.reopened");
+    assert_eq!(
+        (&reopened["invoice_id"], &reopened["state"]),
+        (&json!("inv_1"), &json!("sent"))
+    );
+    assert_ne!(reopened["id"], paid["id"], "another event, another id");
+    let rec = w.record("inv_1").await;
+    assert!(rec.notified_at.is_some() && !rec.owes_reopened());
+    // Nothing more is owed: a later run sends nothing.
+    w.reconcile().await;
+    assert_eq!(w.psa.accepted(), 2);
 
-    // Paid again for real: paid again, and the PSA is told again.
+    // Paid again for real: paid again, and the PSA is told again — a new event with a new id.
     w.pay(&p, p.total);
     w.deliver().await;
     assert_eq!(w.record("inv_1").await.state, InvoiceState::Paid);
-    assert_eq!(w.psa.accepted(), 2);
+    let got = w.psa.calls();
+    assert_eq!(got.len(), 3);
+    let again = e2e::callback_fields(&got[2].1);
+    assert_eq!(again["type"], "invoice.paid");
+    assert_ne!(again["id"], paid["id"]);
+}
+
+#[tokio::test]
+async fn a_payment_undone_before_the_psa_heard_of_it_is_never_announced() {
+    let w = world(Backend::Memory).await;
+    let p = w.push("inv_1", 100.0, true).await;
+    w.psa.set_status(503);
+    w.pay(&p, p.total);
+    w.deliver().await;
+    assert_eq!(w.record("inv_1").await.notified_at, None);
+    let refused = w.psa.calls().len();
+    assert!(refused > 0);
+    w.h.sandbox
+        .reverse_payments(DIV, &p.exact_id.to_string())
+        .unwrap();
+    w.psa.set_status(200);
+    w.deliver().await;
+    w.reconcile().await;
+    let rec = w.record("inv_1").await;
+    assert_eq!(
+        (rec.state, rec.owes_reopened()),
+        (InvoiceState::Sent, false)
+    );
+    assert_eq!(
+        w.psa.calls().len(),
+        refused,
+        "neither the stale invoice.paid nor an invoice.reopened is sent"
+    );
 }
 
 #[tokio::test]
@@ -1433,4 +1480,75 @@ async fn the_reconciliation_fans_out_one_message_per_connection_and_the_queue_do
         1,
         "one query covers both open invoices"
     );
+}
+
+/// `POST …/invoices/{id}/notify`: the latest event again, with the id and body the PSA saw (it dedupes on the
+/// id), no Exact call; 404 when there is nothing to send, 502 with the PSA's answer when it refuses.
+#[tokio::test]
+async fn notify_sends_the_latest_event_again_with_its_id() {
+    let w = world(Backend::Moto).await;
+    let p = w.push("inv_1", 100.0, true).await;
+    w.pay(&p, p.total);
+    w.deliver().await;
+    let first = w.psa.calls();
+    assert_eq!(first.len(), 1);
+    let paid = e2e::callback_fields(&first[0].1);
+
+    let before = w.api_calls();
+    let (status, answer) =
+        w.h.post("/connections/bu_1/invoices/inv_1/notify", &json!({}))
+            .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["event_id"], paid["id"]);
+    assert_eq!(answer["type"], "invoice.paid");
+    assert_eq!(answer["created_at"], paid["created_at"]);
+    assert_eq!(answer["attempts"], 2, "the first delivery and this one");
+    assert_eq!(answer["last_outcome"], "200");
+    assert_eq!(w.api_calls(), before, "no Exact call");
+    let got = w.psa.calls();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].1, first[0].1, "the same body");
+    assert_signed(&got[1].0, &got[1].1);
+
+    // An invoice pushed synchronously and open has no event; an unknown one is unknown.
+    w.push("inv_open", 50.0, true).await;
+    let (status, e) =
+        w.h.post("/connections/bu_1/invoices/inv_open/notify", &json!({}))
+            .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (404, Some("no_event"))
+    );
+    let (status, e) =
+        w.h.post("/connections/bu_1/invoices/nope/notify", &json!({}))
+            .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (404, Some("unknown_invoice"))
+    );
+    let (status, _) = w.h.get("/connections/bu_1/invoices/inv_1/notify").await;
+    assert_eq!(status, 405);
+
+    // The PSA refuses: 502 naming its answer; the attempts are recorded.
+    w.psa.set_status(503);
+    let (status, e) =
+        w.h.post("/connections/bu_1/invoices/inv_1/notify", &json!({}))
+            .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (502, Some("callback_not_accepted"))
+    );
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("503"),
+        "{e}"
+    );
+    let ev =
+        w.h.app
+            .state
+            .get_event(&w.conn, paid["id"].as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!((ev.attempts, ev.last_outcome.as_str()), (5, "503"));
+    assert!(ev.delivered_at.is_some(), "accepted before");
 }

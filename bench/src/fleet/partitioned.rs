@@ -436,6 +436,35 @@ impl WebhookDedupe for FleetStore {
     }
 }
 
+/// Event records live in the connection's partition; the owed connection event on the shared connection record.
+#[async_trait]
+impl store::EventLogStore for FleetStore {
+    async fn record_event_delivery(
+        &self,
+        conn: &ConnectionId,
+        delivery: &store::EventDelivery,
+    ) -> StoreResult<store::EventRecord> {
+        self.invoices
+            .get(conn)
+            .record_event_delivery(conn, delivery)
+            .await
+    }
+    async fn get_event(
+        &self,
+        conn: &ConnectionId,
+        event_id: &str,
+    ) -> StoreResult<Option<store::EventRecord>> {
+        self.invoices.get(conn).get_event(conn, event_id).await
+    }
+    async fn connection_event_sent(
+        &self,
+        conn: &ConnectionId,
+        event: &store::ConnectionEvent,
+    ) -> StoreResult<bool> {
+        self.shared.connection_event_sent(conn, event).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,34 +495,5 @@ mod tests {
         assert!(s.get_invoice(&conn("a"), "inv_1").await.unwrap().is_some());
         assert!(s.get_invoice(&conn("b"), "inv_1").await.unwrap().is_none());
         assert_eq!(s.partitions(), (2, 2));
-    }
-}
-
-/// Event records live in the connection's partition; the owed connection event on the shared connection record.
-#[async_trait]
-impl store::EventLogStore for FleetStore {
-    async fn record_event_delivery(
-        &self,
-        conn: &ConnectionId,
-        delivery: &store::EventDelivery,
-    ) -> StoreResult<store::EventRecord> {
-        self.invoices
-            .get(conn)
-            .record_event_delivery(conn, delivery)
-            .await
-    }
-    async fn get_event(
-        &self,
-        conn: &ConnectionId,
-        event_id: &str,
-    ) -> StoreResult<Option<store::EventRecord>> {
-        self.invoices.get(conn).get_event(conn, event_id).await
-    }
-    async fn connection_event_sent(
-        &self,
-        conn: &ConnectionId,
-        event: &store::ConnectionEvent,
-    ) -> StoreResult<bool> {
-        self.shared.connection_event_sent(conn, event).await
     }
 }

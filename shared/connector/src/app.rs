@@ -28,7 +28,7 @@ pub struct Config {
     pub public_base_url: Option<String>,
     /// `EXACT_BASE_URL`: one Exact host for every country (the sandbox).
     pub exact_base_url: Option<Url>,
-    /// `PSA_CALLBACK_URL`: where paid notifications go.
+    /// `PSA_CALLBACK_URL`: where the PSA callbacks go (https, or http on a loopback host).
     pub psa_callback_url: Option<Url>,
     /// `PAID_QUEUE_URL` and `PAID_DEAD_LETTER_QUEUE_URL`: the FIFO queue of paid checks and its dead-letter
     /// queue; unset: webhooks and the reconciliation do their checks inline.

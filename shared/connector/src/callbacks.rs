@@ -32,6 +32,7 @@ use store::{
 
 use crate::app::App;
 use crate::deadline::Deadline;
+use crate::http::ApiError;
 use crate::metrics::{Metric, name};
 use exact::RetryPolicy;
 
@@ -415,6 +416,116 @@ pub async fn announce_connection(app: &App, conn: &ConnectionId) {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "reading the connection for its callback failed"),
     }
+}
+
+/// The answer of `POST /connections/{id}/invoices/{invoice_id}/notify` (`docs/openapi.json`, `NotifyResult`): the
+/// event sent again and its record. Fields in alphabetical order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotifyAnswer {
+    /// Attempts over all rounds, this one included.
+    pub attempts: u64,
+    pub created_at: String,
+    /// When the PSA first accepted it (this round, or an earlier one).
+    pub delivered_at: Option<String>,
+    pub event_id: String,
+    /// This round's last attempt: the PSA's status, `timeout`, `connect` or `transport`.
+    pub last_outcome: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+/// How long `…/notify` may spend delivering (the function answers within 29 s).
+pub const NOTIFY_AGAIN_BUDGET: Duration = Duration::from_secs(10);
+
+/// Sends the invoice's latest event again, with its id (the PSA dedupes on it): its settlement event (paid,
+/// credited, reopened) when it has one, else the callback about its asynchronous push. A callback still owed is
+/// marked sent when the PSA accepts it. 404 for an unknown connection or invoice, or an invoice without any event
+/// (pushed synchronously and open: the PSA had its answer); 503 when callbacks are not configured; 502 with the
+/// PSA's answer when it did not accept.
+pub async fn notify_again(
+    app: &App,
+    conn: &ConnectionId,
+    invoice_id: &str,
+) -> Result<NotifyAnswer, ApiError> {
+    app.state
+        .get_connection(conn)
+        .await?
+        .ok_or_else(crate::errors::unknown_connection)?;
+    let unknown = || {
+        ApiError::not_found(
+            "unknown_invoice",
+            "no invoice with this id was pushed to this connection",
+        )
+    };
+    if invoice_id.is_empty() || invoice_id.chars().count() > mapping::MAX_INVOICE_ID_LEN {
+        return Err(unknown());
+    }
+    let record = app.state.get_invoice(conn, invoice_id).await?;
+    let queued = app.state.get_queued_push(conn, invoice_id).await?;
+    if record.is_none() && queued.is_none() {
+        return Err(unknown());
+    }
+    let mut event = record
+        .as_ref()
+        .and_then(Event::of_invoice)
+        .map(|e| (e, false));
+    if event.is_none()
+        && let Some(p) = &queued
+    {
+        let saved = record.as_ref().and_then(|r| r.response.clone());
+        event = Event::of_push(p, saved.as_ref()).map(|e| (e, true));
+    }
+    let Some((event, is_push)) = event else {
+        return Err(ApiError::not_found(
+            "no_event",
+            "the invoice has no event to send: it was pushed synchronously (the push's answer said it all) and is \
+             neither paid, credited nor reopened",
+        ));
+    };
+    if app.psa_callback_url.is_none() || app.secret.psa_callback_secret.expose_secret().is_empty() {
+        return Err(ApiError::new(
+            503,
+            "callbacks_not_configured",
+            "no callback is sent: PSA_CALLBACK_URL or the app secret's psa_callback_secret is not set",
+        ));
+    }
+    let round = deliver(app, &event, Deadline::after(app, NOTIFY_AGAIN_BUDGET)).await;
+    if !round.delivered {
+        return Err(ApiError::new(
+            502,
+            "callback_not_accepted",
+            format!(
+                "the PSA did not accept {} {} ({} attempt(s), last: {})",
+                event.kind, event.id, round.attempts, round.outcome
+            ),
+        ));
+    }
+    // No longer owed (false when it was not owed: a plain resend).
+    let marked = if is_push {
+        app.state
+            .push_callback_sent(conn, invoice_id, app.now())
+            .await
+    } else {
+        app.state.mark_notified(conn, invoice_id, app.now()).await
+    };
+    if let Err(e) = marked {
+        tracing::warn!(error = %e, "recording the callback failed (it may be sent again, with the same id)");
+    }
+    let rec = round.record;
+    Ok(NotifyAnswer {
+        attempts: rec
+            .as_ref()
+            .map_or(u64::from(round.attempts), |r| r.attempts),
+        created_at: rfc3339(event.created_at),
+        delivered_at: rec
+            .as_ref()
+            .and_then(|r| r.delivered_at)
+            .or(Some(app.now()))
+            .map(rfc3339),
+        event_id: event.id,
+        last_outcome: round.outcome,
+        kind: event.kind,
+    })
 }
 
 #[cfg(test)]

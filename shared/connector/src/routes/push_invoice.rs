@@ -32,6 +32,15 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
         let answer = queued_push::accept_batch(app, &conn, body_bytes(&req)).await?;
         return Ok(json(202, &answer));
     }
+    if let Some(ids) = match_path(&path, "/connections/{}/invoices/{}/notify") {
+        if method != Method::POST {
+            return Err(ApiError::method_not_allowed(Allow::Post));
+        }
+        check_psa_request(&req, &app.secret)?;
+        let conn = parse_connection_id(&ids[0])?;
+        let answer = crate::callbacks::notify_again(app, &conn, &ids[1]).await?;
+        return Ok(json(200, &answer));
+    }
     if let Some(ids) = match_path(&path, "/connections/{}/invoices/{}") {
         if method != Method::GET {
             return Err(ApiError::method_not_allowed(Allow::Get));
