@@ -307,6 +307,7 @@ fn checks() -> Vec<Check> {
             message: "Connected to Exact Online administration 1001.".into(),
             name: "connection",
             ok: true,
+            verified: None,
         },
         Check {
             category: Some("high".into()),
@@ -314,6 +315,16 @@ fn checks() -> Vec<Check> {
             message: "Tax category 'high': VAT code '2' can be used on sales invoices.".into(),
             name: "tax_category",
             ok: true,
+            verified: None,
+        },
+        Check {
+            category: None,
+            field: None,
+            message: "Whether the administration has a default payment condition cannot be read."
+                .into(),
+            name: "payment_condition",
+            ok: true,
+            verified: Some(false),
         },
     ]
 }
@@ -327,9 +338,11 @@ fn test_result(
         checks: checks(),
         division: 1001,
         division_name: "Jansen B.V.".into(),
+        dry_run: test_invoice.is_none() && error.is_none(),
         error,
         exact_calls: 6,
         ok,
+        settings_saved: ok && test_invoice.is_some(),
         test_invoice,
     }
 }
@@ -502,7 +515,11 @@ fn answers() -> Vec<(&'static str, &'static str, &'static str, Vec<Value>)> {
             "post",
             test,
             "200",
-            vec![tested(Some(25_000_001)), tested(None)],
+            vec![
+                tested(Some(25_000_001)),
+                tested(None),
+                json!(&test_result(true, None, None)),
+            ],
         ),
         (
             "post",
