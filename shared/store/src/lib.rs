@@ -134,13 +134,14 @@ pub use invoice::{
 pub use memory::{MemoryStore, MemoryTokenStore};
 pub use memory_queue::{DEFAULT_MAX_RECEIVES, MemoryQueue};
 pub use model::{
-    BudgetWindow, ConnectionRecord, ConnectionState, Delivery, DivisionWebhooksRecord, MappingKey,
-    OAuthState, RateBudget, SettingsRecord, TaxCategoryRecord, TokenRecord, TokenSlot,
-    WebhookSubscriptionRecord,
+    BudgetWindow, ConnectionPage, ConnectionRecord, ConnectionState, Delivery,
+    DivisionWebhooksRecord, MappingKey, OAuthState, RateBudget, SettingsRecord, TaxCategoryRecord,
+    TokenRecord, TokenSlot, WebhookSubscriptionRecord,
 };
 pub use ports::{
-    AdministrationStore, ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore,
-    QueuedPushStore, RateBudgetStore, StateStore, TokenStore, WebhookDedupe,
+    AdministrationStore, ConnectionStore, InvoiceStore, LeaseStore, MAX_CONNECTIONS_PAGE,
+    MappingStore, OAuthStateStore, QueuedPushStore, RateBudgetStore, StateStore, TokenStore,
+    WebhookDedupe,
 };
 pub use queue::{Outgoing, QueueConsumer, QueuePort, Received, SendReport};
 pub use queued_push::{Enqueued, PushFailureRecord, QueuedPush, QueuedPushState};
