@@ -6,6 +6,9 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use connector::ApiError;
+use connector::admin::{
+    ConfigHealth, ConnectionList, ConnectionSummary, Health, SecretHealth, TableHealth,
+};
 use connector::connect::{AuthorizeAnswer, StatusAnswer};
 use connector::push::{InvoiceStateAnswer, PushResult};
 use connector::queued_push::{BatchAnswer, BatchError, BatchResult, QueuedAnswer};
@@ -488,7 +491,68 @@ fn answers() -> Vec<(&'static str, &'static str, &'static str, Vec<Value>)> {
         "/connections/{connection_id}/invoices",
         "/connections/{connection_id}/invoices/{invoice_id}",
     );
+    let listed = ConnectionList {
+        connections: [
+            ConnectionState::Connected,
+            ConnectionState::NeedsReconnect,
+            ConnectionState::Disconnected,
+        ]
+        .into_iter()
+        .map(|s| ConnectionSummary::of(&connection(s), 3))
+        .collect(),
+        next_cursor: Some(connector::admin::encode_cursor(
+            &ConnectionId::parse("bu_Z-9").unwrap(),
+        )),
+    };
+    let health = |ok: bool, table: Option<&str>| Health {
+        app_secret: SecretHealth {
+            loaded: true,
+            missing_fields: if ok {
+                vec![]
+            } else {
+                vec!["psa_callback_secret"]
+            },
+            ok,
+        },
+        configuration: ConfigHealth {
+            missing: vec![],
+            ok: true,
+            unset_optional: vec!["PSA_CALLBACK_URL", "PUBLIC_BASE_URL"],
+        },
+        ok,
+        table: TableHealth {
+            message: table.map(str::to_owned),
+            ok: table.is_none(),
+        },
+    };
     vec![
+        (
+            "get",
+            "/connections",
+            "200",
+            vec![
+                json!(&listed),
+                json!(&ConnectionList {
+                    connections: vec![],
+                    next_cursor: None
+                }),
+            ],
+        ),
+        (
+            "get",
+            "/health",
+            "200",
+            vec![
+                json!(&health(true, None)),
+                json!(&health(false, Some("throttled by DynamoDB"))),
+            ],
+        ),
+        (
+            "post",
+            "/connections/{connection_id}/invoices/{invoice_id}/check",
+            "200",
+            vec![state(true, "paid"), state(false, "pending")],
+        ),
         (
             "post",
             "/connections/{connection_id}/exact/authorize",
