@@ -300,3 +300,48 @@ fn table_problem(e: &store::StoreError) -> String {
         _ => "the table answered an error".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cursor_round_trips_and_a_forged_one_is_refused() {
+        let id = ConnectionId::parse("bu_Z-9").unwrap();
+        let cursor = encode_cursor(&id);
+        assert_eq!(cursor, "62755f5a2d39");
+        let q = ConnectionsQuery::parse(None, Some(&cursor), None).unwrap();
+        assert_eq!(q.after, Some(id));
+        assert_eq!(q.limit, DEFAULT_CONNECTIONS_LIMIT);
+        // Hex, but of a slash: no connection id.
+        for bad in ["2f", "zz", "", "6"] {
+            let e = ConnectionsQuery::parse(None, Some(bad), None).unwrap_err();
+            assert_eq!((e.status, e.code), (400, "invalid_cursor"), "{bad}");
+            assert_eq!(e.field.as_deref(), Some("cursor"));
+        }
+    }
+
+    #[test]
+    fn limit_and_state_are_checked() {
+        for ok in ["1", "100", " 7 "] {
+            assert!(
+                ConnectionsQuery::parse(Some(ok), None, None).is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in ["0", "101", "-1", "1.5", ""] {
+            let e = ConnectionsQuery::parse(Some(bad), None, None).unwrap_err();
+            assert_eq!(
+                (e.code, e.field.as_deref()),
+                ("invalid_limit", Some("limit"))
+            );
+        }
+        let q = ConnectionsQuery::parse(None, None, Some("needs_reconnect")).unwrap();
+        assert_eq!(q.state, Some(ConnectionState::NeedsReconnect));
+        let e = ConnectionsQuery::parse(None, None, Some("Connected")).unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("invalid_state", Some("state"))
+        );
+    }
+}
