@@ -15,7 +15,9 @@ use store::{
     MappingStore, OAuthState, OAuthStateStore, RateBudget, RateBudgetStore, SettingsRecord,
     StateStore, StoreError, StoreResult, TokenSlot, WebhookDedupe,
 };
-use store::{Enqueued, PushFailureRecord, QueuedPush, QueuedPushStore};
+use store::{
+    ConnectionPage, ConnectionState, Enqueued, PushFailureRecord, QueuedPush, QueuedPushStore,
+};
 
 /// What happens to the next calls of one operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +159,15 @@ impl ConnectionStore for FaultyStore {
     async fn connections_for_division(&self, division: Division) -> StoreResult<Vec<ConnectionId>> {
         self.gate("division.connections").await?;
         self.inner.connections_for_division(division).await
+    }
+    async fn list_connections_page(
+        &self,
+        state: Option<ConnectionState>,
+        after: Option<&ConnectionId>,
+        limit: usize,
+    ) -> StoreResult<ConnectionPage> {
+        self.gate("connection.list_page").await?;
+        self.inner.list_connections_page(state, after, limit).await
     }
 }
 
@@ -411,6 +422,10 @@ impl InvoiceStore for FaultyStore {
     async fn paid_unnotified(&self, conn: &ConnectionId) -> StoreResult<Vec<InvoiceRecord>> {
         self.gate("invoice.paid_unnotified").await?;
         self.inner.paid_unnotified(conn).await
+    }
+    async fn count_open_invoices(&self, conn: &ConnectionId) -> StoreResult<usize> {
+        self.gate("invoice.count_open").await?;
+        self.inner.count_open_invoices(conn).await
     }
 }
 

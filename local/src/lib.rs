@@ -29,6 +29,9 @@ pub fn function_for(_method: &Method, path: &str) -> Option<&'static dyn Functio
     static PUSH: PushInvoice = PushInvoice;
     static PAID: WebhookPaid = WebhookPaid;
     let m = |p: &str| match_path(path, p).is_some();
+    if m("/connections/{}/invoices/{}/check") {
+        return Some(&PAID);
+    }
     if m("/exact/oauth/callback")
         || m("/connections/{}/exact/authorize")
         || m("/connections/{}/exact")
@@ -47,6 +50,9 @@ pub fn function_for(_method: &Method, path: &str) -> Option<&'static dyn Functio
     }
     if m("/exact/webhooks") {
         return Some(&PAID);
+    }
+    if m("/connections") || m("/health") {
+        return Some(&OAUTH);
     }
     None
 }

@@ -1,5 +1,6 @@
 //! End-to-end tests across the four functions (one test binary: one link, one moto server).
 
+mod admin;
 mod administrations;
 mod app_secret;
 mod budget;

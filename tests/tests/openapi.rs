@@ -6,6 +6,9 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use connector::ApiError;
+use connector::admin::{
+    ConfigHealth, ConnectionList, ConnectionSummary, Health, SecretHealth, TableHealth,
+};
 use connector::connect::{AuthorizeAnswer, StatusAnswer};
 use connector::push::{InvoiceStateAnswer, PushResult};
 use connector::queued_push::{BatchAnswer, BatchError, BatchResult, QueuedAnswer};
@@ -309,6 +312,7 @@ fn checks() -> Vec<Check> {
             message: "Connected to Exact Online administration 1001.".into(),
             name: "connection",
             ok: true,
+            verified: None,
         },
         Check {
             category: Some("high".into()),
@@ -316,6 +320,16 @@ fn checks() -> Vec<Check> {
             message: "Tax category 'high': VAT code '2' can be used on sales invoices.".into(),
             name: "tax_category",
             ok: true,
+            verified: None,
+        },
+        Check {
+            category: None,
+            field: None,
+            message: "Whether the administration has a default payment condition cannot be read."
+                .into(),
+            name: "payment_condition",
+            ok: true,
+            verified: Some(false),
         },
     ]
 }
@@ -329,9 +343,11 @@ fn test_result(
         checks: checks(),
         division: 1001,
         division_name: "Jansen B.V.".into(),
+        dry_run: test_invoice.is_none() && error.is_none(),
         error,
         exact_calls: 6,
         ok,
+        settings_saved: ok && test_invoice.is_some(),
         test_invoice,
     }
 }
@@ -477,7 +493,68 @@ fn answers() -> Vec<(&'static str, &'static str, &'static str, Vec<Value>)> {
         "/connections/{connection_id}/invoices",
         "/connections/{connection_id}/invoices/{invoice_id}",
     );
+    let listed = ConnectionList {
+        connections: [
+            ConnectionState::Connected,
+            ConnectionState::NeedsReconnect,
+            ConnectionState::Disconnected,
+        ]
+        .into_iter()
+        .map(|s| ConnectionSummary::of(&connection(s), 3))
+        .collect(),
+        next_cursor: Some(connector::admin::encode_cursor(
+            &ConnectionId::parse("bu_Z-9").unwrap(),
+        )),
+    };
+    let health = |ok: bool, table: Option<&str>| Health {
+        app_secret: SecretHealth {
+            loaded: true,
+            missing_fields: if ok {
+                vec![]
+            } else {
+                vec!["psa_callback_secret"]
+            },
+            ok,
+        },
+        configuration: ConfigHealth {
+            missing: vec![],
+            ok: true,
+            unset_optional: vec!["PSA_CALLBACK_URL", "PUBLIC_BASE_URL"],
+        },
+        ok,
+        table: TableHealth {
+            message: table.map(str::to_owned),
+            ok: table.is_none(),
+        },
+    };
     vec![
+        (
+            "get",
+            "/connections",
+            "200",
+            vec![
+                json!(&listed),
+                json!(&ConnectionList {
+                    connections: vec![],
+                    next_cursor: None
+                }),
+            ],
+        ),
+        (
+            "get",
+            "/health",
+            "200",
+            vec![
+                json!(&health(true, None)),
+                json!(&health(false, Some("throttled by DynamoDB"))),
+            ],
+        ),
+        (
+            "post",
+            "/connections/{connection_id}/invoices/{invoice_id}/check",
+            "200",
+            vec![state(true, "paid"), state(false, "pending")],
+        ),
         (
             "post",
             "/connections/{connection_id}/exact/authorize",
@@ -504,7 +581,11 @@ fn answers() -> Vec<(&'static str, &'static str, &'static str, Vec<Value>)> {
             "post",
             test,
             "200",
-            vec![tested(Some(25_000_001)), tested(None)],
+            vec![
+                tested(Some(25_000_001)),
+                tested(None),
+                json!(&test_result(true, None, None)),
+            ],
         ),
         (
             "post",

@@ -562,6 +562,8 @@ async fn bad_bodies_are_400_naming_the_field_without_calling_exact() {
             |b| b["send_invoice_to_customer"] = json!("yes"),
             "send_invoice_to_customer",
         ),
+        (|b| b["dry_run"] = json!("yes"), "dry_run"),
+        (|b| b["dry_run"] = json!(1), "dry_run"),
         (|b| *b = json!([1, 2]), "body"),
     ];
     for (edit, field) in cases {
@@ -663,4 +665,165 @@ async fn a_test_customer_deleted_in_exact_is_created_anew_on_the_next_test() {
     let (status, body) = run_test(&h, "bu_1", 3001, &good_body()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(test_customers(&h, 3001), (1, 1));
+}
+
+fn dry(body: Value) -> Value {
+    let mut b = body;
+    b["dry_run"] = json!(true);
+    b
+}
+
+/// Every request the sandbox saw that was not a GET (token calls included).
+fn writes(h: &Harness) -> Vec<String> {
+    h.sandbox
+        .requests()
+        .iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_dry_run_reads_only_creates_nothing_and_saves_nothing() {
+    let h = Harness::moto().await;
+    connect_on(&h, "bu_1", "jan@jansen.example", 1001).await;
+    h.sandbox.clear_requests();
+    let invoices = invoice_count(&h, 1001);
+
+    let (status, body) = run_test(&h, "bu_1", 1001, &dry(good_body())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["ok"], &body["dry_run"], &body["settings_saved"]),
+        (&json!(true), &json!(true), &json!(false))
+    );
+    assert!(body.get("test_invoice").is_none() && body.get("error").is_none());
+    assert_eq!(
+        check_names(&body),
+        [
+            "connection",
+            "item",
+            "journal",
+            "tax_code",
+            "tax_category",
+            "tax_category",
+            "tax_category",
+            "test_customer",
+            "payment_condition"
+        ]
+    );
+    // Nothing POSTed, PUT or DELETEd (no token call either: the token is fresh); nothing created or saved.
+    assert_eq!(writes(&h), Vec::<String>::new());
+    assert_eq!(invoice_count(&h, 1001), invoices);
+    assert_eq!(test_customers(&h, 1001), (0, 0));
+    let (_, s) = h.get("/connections/bu_1/exact").await;
+    assert!(s["settings"].is_null(), "a dry run saves nothing: {s}");
+    // One round of GETs: item, journal, VAT codes (one query), payment conditions, test customer.
+    let calls = body["exact_calls"].as_u64().unwrap();
+    println!("dry run, cold: {calls} Exact calls");
+    assert_eq!(calls, 5, "{body}");
+    assert!(
+        check(&body, "test_customer")["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist in administration 1001")
+    );
+    // The administration's default cannot be read: said so, not passed silently.
+    let pc = check(&body, "payment_condition");
+    assert_eq!((&pc["ok"], &pc["verified"]), (&json!(true), &json!(false)));
+    assert!(
+        pc["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be read through Exact's API"),
+        "{pc}"
+    );
+
+    // A bad setting is reported with its field, still read-only.
+    let mut b = dry(good_body());
+    b["tax_categories"][1]["exact_vat_code"] = json!("5");
+    let (status, body) = run_test(&h, "bu_1", 1001, &b).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(failed_checks(&body), ["tax_categories[1].exact_vat_code"]);
+    assert_eq!(body["error"]["code"], "check_failed");
+    assert_eq!(body["dry_run"], true);
+    assert_eq!(writes(&h), Vec::<String>::new());
+
+    // After a full test the test customer is remembered: the dry run reads it by key.
+    let (status, _) = run_test(&h, "bu_1", 1001, &good_body()).await;
+    assert_eq!(status, 200);
+    h.sandbox.clear_requests();
+    let (status, body) = run_test(&h, "bu_1", 1001, &dry(good_body())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(writes(&h), Vec::<String>::new());
+    assert_eq!(body["exact_calls"], 5);
+    assert!(
+        h.sandbox
+            .requests()
+            .iter()
+            .any(|r| r.path.contains("crm/Accounts(guid'"))
+    );
+    assert!(
+        check(&body, "test_customer")["message"]
+            .as_str()
+            .unwrap()
+            .contains("exists in administration 1001")
+    );
+    assert_eq!(test_customers(&h, 1001), (1, 1));
+}
+
+#[tokio::test]
+async fn a_dry_run_reports_the_payment_condition_and_the_customer_rules() {
+    let h = Harness::memory().await;
+    // 1002 has no default payment condition: a full test creates the customer and is refused at processing.
+    connect_on(&h, "bu_1", "jan@jansen.example", 1002).await;
+    let (status, _) = run_test(&h, "bu_1", 1002, &good_body()).await;
+    assert_eq!(status, 422);
+
+    // With a payment condition on the test customer, the dry run verifies it.
+    let set_pc = |h: &Harness, pc: Option<&str>, blocked: bool| {
+        let mut w = h.sandbox.world();
+        let d = w.division_mut(1002);
+        for a in d.accounts.iter_mut().filter(|a| a.name == TEST_ACCOUNT) {
+            a.payment_condition_sales = pc.map(str::to_owned);
+            a.blocked = blocked;
+        }
+    };
+    set_pc(&h, Some("30"), false);
+    let (status, body) = run_test(&h, "bu_1", 1002, &dry(good_body())).await;
+    assert_eq!(status, 200, "{body}");
+    let pc = check(&body, "payment_condition");
+    assert_eq!(pc["ok"], true);
+    assert!(pc.get("verified").is_none(), "{pc}");
+    assert!(pc["message"].as_str().unwrap().contains("'30'"), "{pc}");
+
+    // A blocked test customer breaks the customer rules.
+    set_pc(&h, Some("30"), true);
+    let (status, body) = run_test(&h, "bu_1", 1002, &dry(good_body())).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(failed_checks(&body), ["test_customer"]);
+    assert!(
+        check(&body, "test_customer")["message"]
+            .as_str()
+            .unwrap()
+            .contains("blocked")
+    );
+
+    // No payment condition at all in the administration: refused for sure.
+    set_pc(&h, None, false);
+    h.sandbox
+        .world()
+        .division_mut(1002)
+        .payment_conditions
+        .clear();
+    let (status, body) = run_test(&h, "bu_1", 1002, &dry(good_body())).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(failed_checks(&body), ["payment_condition"]);
+    assert!(
+        check(&body, "payment_condition")["message"]
+            .as_str()
+            .unwrap()
+            .contains("has no payment conditions")
+    );
+    let (_, s) = h.get("/connections/bu_1/exact").await;
+    assert!(s["settings"].is_null());
 }

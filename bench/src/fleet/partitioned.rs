@@ -22,7 +22,9 @@ use store::{
     MappingStore, MemoryStore, OAuthState, OAuthStateStore, RateBudget, RateBudgetStore,
     SettingsRecord, StoreResult, TokenSlot, WebhookDedupe,
 };
-use store::{Enqueued, PushFailureRecord, QueuedPush, QueuedPushStore};
+use store::{
+    ConnectionPage, ConnectionState, Enqueued, PushFailureRecord, QueuedPush, QueuedPushStore,
+};
 
 /// Partitions of one kind, created on first use.
 struct Partitions<K>(RwLock<HashMap<K, Arc<MemoryStore>>>);
@@ -140,6 +142,14 @@ impl ConnectionStore for FleetStore {
             .get(&division)
             .connections_for_division(division)
             .await
+    }
+    async fn list_connections_page(
+        &self,
+        state: Option<ConnectionState>,
+        after: Option<&ConnectionId>,
+        limit: usize,
+    ) -> StoreResult<ConnectionPage> {
+        self.shared.list_connections_page(state, after, limit).await
     }
 }
 
@@ -401,6 +411,9 @@ impl InvoiceStore for FleetStore {
     }
     async fn paid_unnotified(&self, conn: &ConnectionId) -> StoreResult<Vec<InvoiceRecord>> {
         self.invoices.get(conn).paid_unnotified(conn).await
+    }
+    async fn count_open_invoices(&self, conn: &ConnectionId) -> StoreResult<usize> {
+        self.invoices.get(conn).count_open_invoices(conn).await
     }
 }
 

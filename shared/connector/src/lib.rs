@@ -1,5 +1,6 @@
 //! The connector's use cases over narrow ports, and the HTTP glue of the four functions.
 
+pub mod admin;
 pub mod app;
 pub mod budget;
 pub mod callbacks;

@@ -12,10 +12,15 @@
 //! failing check 3. The test never spends more than [`MAX_EXACT_CALLS`]: the invoice number (which Exact's
 //! processing answer lacks) is read only while that budget allows, so a first test answers the invoice ID and
 //! leaves the number to Exact; likewise an invoice Exact refused to process is deleted only within the budget.
+//!
+//! A dry run (`"dry_run": true`) runs the same checks plus the customer rules on the test customer and the payment
+//! condition, with GET calls only (5, in one concurrent round): it creates nothing in Exact, writes nothing to the
+//! store and saves no settings. What Exact's API cannot answer (the administration's default payment condition) is
+//! reported as an unverified check (`docs/exact-online.md` §5.8).
 
 use chrono::{DateTime, NaiveDate, Utc};
+use exact::{AccountTerms, Page, PaymentCondition, VAT_CODE_FIELDS, VatCode};
 use exact::{ErrorKind, ExactClient, ExactError, Filter, Item, JOURNAL_TYPE_SALES, Journal, Lit};
-use exact::{VAT_CODE_FIELDS, VatCode};
 use mapping::{
     AccountPayload, ConnectionId, ContactPayload, Decimal, ExactGuid, SALES_INVOICE_TYPE,
     SalesInvoiceLinePayload, SalesInvoicePayload, Settings, printed_invoice_payload,
@@ -50,12 +55,16 @@ pub struct TestResult {
     pub checks: Vec<Check>,
     pub division: u32,
     pub division_name: String,
+    /// A dry run: the checks only, with read-only calls (nothing created in Exact, nothing saved).
+    pub dry_run: bool,
     /// Why the test failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<TestError>,
     /// Exact calls the test made (token calls included).
     pub exact_calls: u64,
     pub ok: bool,
+    /// Whether the settings were saved: only a full test that passed saves them.
+    pub settings_saved: bool,
     /// The test invoice, when one was created.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_invoice: Option<TestInvoice>,
@@ -77,9 +86,14 @@ pub struct Check {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     pub message: String,
-    /// `connection`, `item`, `journal`, `tax_code`, `tax_category` or `test_invoice`.
+    /// `connection`, `item`, `journal`, `tax_code`, `tax_category`, `test_invoice`; a dry run adds
+    /// `payment_condition` and `test_customer`.
     pub name: &'static str,
     pub ok: bool,
+    /// `false` when the check could not be verified through Exact's API (the message says what is unknown); absent
+    /// when it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
 }
 
 /// Why the test failed: a check (`check_failed`), or Exact's refusal with Exact's text.
@@ -133,6 +147,7 @@ impl Check {
             message,
             name,
             ok,
+            verified: None,
         }
     }
 }
@@ -142,11 +157,17 @@ impl Check {
 pub async fn run(app: &App, conn: &ConnectionId, body: &[u8]) -> Result<TestResult, ApiError> {
     let settings = Settings::parse_json(body)
         .map_err(|e| ApiError::bad_field(e.field.clone(), e.code, e.message))?;
+    let dry_run = dry_run_flag(body)?;
     let session = tokens::session(app, conn).await?;
-    let outcome = test(app, &session, &settings).await;
+    let outcome = if dry_run {
+        dry(app, &session, &settings).await
+    } else {
+        test(app, &session, &settings).await
+    };
     let exact_calls = session.stats.total();
     tracing::info!(
         division = session.connection.division.get(),
+        dry_run,
         passed = outcome.as_ref().map(|o| o.ok).ok(),
         exact_calls,
         "connection tested"
@@ -156,78 +177,59 @@ pub async fn run(app: &App, conn: &ConnectionId, body: &[u8]) -> Result<TestResu
     Ok(outcome)
 }
 
-async fn test(app: &App, session: &Session, settings: &Settings) -> Result<TestResult, ApiError> {
-    let c = &session.connection;
-    let exact = &session.exact;
-    let now = app.now();
+/// `dry_run` of the body: absent or `null` is `false`; anything but a boolean is a 400 naming it. The body is
+/// known to be a JSON object (the settings parsed).
+fn dry_run_flag(body: &[u8]) -> Result<bool, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    match value.get("dry_run") {
+        None | Some(serde_json::Value::Null) => Ok(false),
+        Some(serde_json::Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ApiError::bad_field(
+            "dry_run",
+            "wrong_type",
+            "dry_run must be a boolean (true: check the settings with read-only calls, create nothing, save nothing)",
+        )),
+    }
+}
+
+/// What the checks read from Exact: the item, the journal, the VAT codes.
+struct Lookups {
+    item: Option<Item>,
+    journal: Option<Journal>,
+    vat: Vec<VatCode>,
+}
+
+/// Three independent lookups: one query each (all VAT codes in one `or` filter).
+async fn lookups(exact: &ExactClient, settings: &Settings) -> Result<Lookups, ExactError> {
     let codes = distinct_vat_codes(settings);
-    // Three independent lookups: one query each (all VAT codes in one `or` filter).
     let (item, journal, vat) = tokio::join!(
         exact.find_item(&settings.item_code),
         exact.find_journal(&settings.journal_code),
         find_vat_codes(exact, &codes),
     );
-    let exact_err = |e: ExactError| from_exact(&e, app);
-    let (item, journal, vat) = (
-        item.map_err(exact_err)?,
-        journal.map_err(exact_err)?,
-        vat.map_err(exact_err)?,
-    );
+    Ok(Lookups {
+        item: item?,
+        journal: journal?,
+        vat: vat?,
+    })
+}
 
-    let admin = administration(c);
-    let mut checks = vec![Check::new(
-        "connection",
-        None,
-        true,
-        format!(
-            "Connected to Exact Online administration {admin} as {}.",
-            user_text(c)
-        ),
-    )];
-    checks.push(item_check(settings, item.as_ref(), now, &admin));
-    checks.push(journal_check(settings, journal.as_ref(), &admin));
-    checks.push(vat_check(
-        "tax_code",
-        "tax_code".into(),
-        None,
-        &settings.tax_code,
-        &vat,
-        &admin,
-    ));
-    for (i, t) in settings.tax_categories.iter().enumerate() {
-        checks.push(vat_check(
-            "tax_category",
-            format!("tax_categories[{i}].exact_vat_code"),
-            Some(&t.category),
-            &t.exact_vat_code,
-            &vat,
-            &admin,
-        ));
-    }
+async fn test(app: &App, session: &Session, settings: &Settings) -> Result<TestResult, ApiError> {
+    let c = &session.connection;
+    let exact = &session.exact;
+    let now = app.now();
+    let found = lookups(exact, settings)
+        .await
+        .map_err(|e| from_exact(&e, app))?;
+    let checks = settings_checks(c, settings, &found, now);
+    let Lookups { item, vat, .. } = found;
 
     let failed: Vec<&Check> = checks.iter().filter(|k| !k.ok).collect();
     let Some(item) = item.filter(|_| failed.is_empty()) else {
-        let names: Vec<String> = failed
-            .iter()
-            .map(|k| k.field.clone().unwrap_or_else(|| k.name.to_owned()))
-            .collect();
-        let message = format!(
-            "{} failed: {}. Correct the settings (or the administration in Exact) and test again; nothing was \
-             created in Exact and the saved settings are unchanged.",
-            if names.len() == 1 {
-                "1 check".to_owned()
-            } else {
-                format!("{} checks", names.len())
-            },
-            names.join(", ")
-        );
-        let error = TestError {
-            code: "check_failed",
-            exact_message: None,
-            message,
-        };
+        let error = check_failed(&failed);
         return Ok(failure(c, checks, error, None));
     };
+    let mut checks = checks;
 
     match test_invoice(app, session, settings, &item).await {
         Ok(done) => {
@@ -244,9 +246,11 @@ async fn test(app: &App, session: &Session, settings: &Settings) -> Result<TestR
                 checks,
                 division: c.division.get(),
                 division_name: c.division_name.clone(),
+                dry_run: false,
                 error: None,
                 exact_calls: 0,
                 ok: true,
+                settings_saved: true,
                 test_invoice: Some(TestInvoice::Processed {
                     emailed: done.emailed,
                     emailed_to,
@@ -268,6 +272,271 @@ async fn test(app: &App, session: &Session, settings: &Settings) -> Result<TestR
     }
 }
 
+/// `check_failed` naming the failed checks' fields.
+fn check_failed(failed: &[&Check]) -> TestError {
+    let names: Vec<String> = failed
+        .iter()
+        .map(|k| k.field.clone().unwrap_or_else(|| k.name.to_owned()))
+        .collect();
+    let message = format!(
+        "{} failed: {}. Correct the settings (or the administration in Exact) and test again; nothing was \
+         created in Exact and the saved settings are unchanged.",
+        if names.len() == 1 {
+            "1 check".to_owned()
+        } else {
+            format!("{} checks", names.len())
+        },
+        names.join(", ")
+    );
+    TestError {
+        code: "check_failed",
+        exact_message: None,
+        message,
+    }
+}
+
+// ---- the dry run ----------------------------------------------------------------------------------------------
+
+/// What the dry run learnt of the test customer.
+enum TestCustomerLook {
+    /// The remembered ID, and the account when Exact still has it.
+    Cached(Option<AccountTerms>),
+    /// Not remembered: the accounts with its name.
+    Found(Vec<AccountTerms>),
+}
+
+impl TestCustomerLook {
+    /// The account a full test would use, when there is one.
+    fn account(&self) -> Option<&AccountTerms> {
+        match self {
+            TestCustomerLook::Cached(a) => a.as_ref(),
+            // Names are not unique: the full test takes the oldest key, so does this.
+            TestCustomerLook::Found(list) => list.iter().min_by_key(|a| a.id),
+        }
+    }
+}
+
+/// The dry run: the same checks as the test plus the payment condition and the test customer, with GET calls
+/// only (one round of concurrent queries: item, journal, VAT codes, payment conditions, test customer). Creates
+/// nothing in Exact, writes nothing to the store, saves no settings.
+async fn dry(app: &App, session: &Session, settings: &Settings) -> Result<TestResult, ApiError> {
+    let c = &session.connection;
+    let exact = &session.exact;
+    let cached = app
+        .state
+        .get_mapping(&c.connection_id, c.division, &account_key())
+        .await?;
+    let customer = async {
+        match cached {
+            Some(id) => exact.account_terms(id).await.map(TestCustomerLook::Cached),
+            None => exact
+                .find_account_terms_by_name(TEST_ACCOUNT_NAME)
+                .await
+                .map(TestCustomerLook::Found),
+        }
+    };
+    let (found, conditions, customer) = tokio::join!(
+        lookups(exact, settings),
+        exact.payment_conditions(),
+        customer
+    );
+    let exact_err = |e: ExactError| from_exact(&e, app);
+    let (found, conditions, customer) = (
+        found.map_err(exact_err)?,
+        conditions.map_err(exact_err)?,
+        customer.map_err(exact_err)?,
+    );
+    let admin = administration(c);
+    let mut checks = settings_checks(c, settings, &found, app.now());
+    checks.push(customer_check(&customer, &admin));
+    checks.push(payment_condition_check(
+        &conditions,
+        customer.account(),
+        &admin,
+    ));
+    let failed: Vec<&Check> = checks.iter().filter(|k| !k.ok).collect();
+    let error = (!failed.is_empty()).then(|| check_failed(&failed));
+    Ok(TestResult {
+        checks,
+        division: c.division.get(),
+        division_name: c.division_name.clone(),
+        dry_run: true,
+        ok: error.is_none(),
+        error,
+        exact_calls: 0,
+        settings_saved: false,
+        test_invoice: None,
+    })
+}
+
+/// The customer rules (README "Behaviour a PSA must know": an account is invoiced only when it is a customer,
+/// status `C`, and not blocked) applied to the test customer a full test would use.
+fn customer_check(look: &TestCustomerLook, admin: &str) -> Check {
+    let name = format!("\"{TEST_ACCOUNT_NAME}\"");
+    let (ok, message) = match (look, look.account()) {
+        (_, Some(a)) if !a.can_be_invoiced() => (
+            false,
+            format!(
+                "The test customer {name} in administration {admin} cannot be invoiced: it is {}. Make it a \
+                 customer that is not blocked in Exact (or delete it there: a full test then creates it anew).",
+                if a.blocked {
+                    "blocked".to_owned()
+                } else {
+                    format!(
+                        "not a customer (relation type '{}')",
+                        a.status.as_deref().unwrap_or("")
+                    )
+                }
+            ),
+        ),
+        (TestCustomerLook::Cached(_), Some(_)) => (
+            true,
+            format!(
+                "The test customer {name} exists in administration {admin} and can be invoiced."
+            ),
+        ),
+        (TestCustomerLook::Found(_), Some(_)) => (
+            true,
+            format!(
+                "The test customer {name} exists in administration {admin} and can be invoiced; a full test \
+                 reuses it."
+            ),
+        ),
+        (TestCustomerLook::Cached(None), None) => (
+            true,
+            format!(
+                "The test customer {name} that an earlier test created is no longer in administration {admin}. \
+                 A full test is refused once by Exact and forgets it; the test after that creates it anew."
+            ),
+        ),
+        (_, None) => (
+            true,
+            format!(
+                "The test customer {name} does not exist in administration {admin} yet; a full test creates it \
+                 (a customer, with the connected user as its contact)."
+            ),
+        ),
+    };
+    Check::new("test_customer", None, ok, message)
+}
+
+/// Exact refuses to process an invoice for a customer without a payment condition when the administration has no
+/// default one (`docs/exact-online.md` §5.7). Exact's API answers the conditions and a customer's own condition;
+/// the administration's default is not known to be readable, so without a customer condition the check says it
+/// is unverified rather than passing it.
+fn payment_condition_check(
+    conditions: &Page<PaymentCondition>,
+    customer: Option<&AccountTerms>,
+    admin: &str,
+) -> Check {
+    let list = &conditions.items;
+    let described_pc = |pc: &PaymentCondition| described(&pc.code, pc.description.as_deref());
+    let check = |ok: bool, verified: bool, message: String| Check {
+        verified: (!verified).then_some(false),
+        ..Check::new("payment_condition", None, ok, message)
+    };
+    if list.is_empty() {
+        return check(
+            false,
+            true,
+            format!(
+                "Administration {admin} has no payment conditions, so Exact refuses to process invoices for \
+                 customers without one. Create a payment condition in Exact (Cash flow > Payment conditions) and \
+                 make it the administration's default."
+            ),
+        );
+    }
+    match customer.and_then(AccountTerms::payment_condition) {
+        Some(code) => match list.iter().find(|pc| pc.code.eq_ignore_ascii_case(code)) {
+            Some(pc) => check(
+                true,
+                true,
+                format!(
+                    "The test customer has payment condition {}; Exact takes it for the test invoice.",
+                    described_pc(pc)
+                ),
+            ),
+            // More conditions than one page: Exact keeps an account's condition valid, so it exists.
+            None if conditions.next.is_some() => check(
+                true,
+                true,
+                format!(
+                    "The test customer has payment condition '{code}'; Exact takes it for the test invoice."
+                ),
+            ),
+            None => check(
+                false,
+                true,
+                format!(
+                    "The test customer's payment condition '{code}' is not among the payment conditions of \
+                     administration {admin}. Choose an existing one on the customer in Exact."
+                ),
+            ),
+        },
+        None => check(
+            true,
+            false,
+            format!(
+                "Administration {admin} has payment conditions ({}{}). Whether it has a default sales payment \
+                 condition cannot be read through Exact's API; without one, Exact refuses to process invoices for \
+                 customers that have no payment condition of their own (the test customer has none). A full test \
+                 (without dry_run) proves it.",
+                list.iter()
+                    .take(3)
+                    .map(described_pc)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if list.len() > 3 || conditions.next.is_some() {
+                    ", …"
+                } else {
+                    ""
+                }
+            ),
+        ),
+    }
+}
+
+/// The connection, item, journal and VAT code checks.
+fn settings_checks(
+    c: &ConnectionRecord,
+    settings: &Settings,
+    found: &Lookups,
+    now: DateTime<Utc>,
+) -> Vec<Check> {
+    let Lookups { item, journal, vat } = found;
+    let admin = administration(c);
+    let mut checks = vec![Check::new(
+        "connection",
+        None,
+        true,
+        format!(
+            "Connected to Exact Online administration {admin} as {}.",
+            user_text(c)
+        ),
+    )];
+    checks.push(item_check(settings, item.as_ref(), now, &admin));
+    checks.push(journal_check(settings, journal.as_ref(), &admin));
+    checks.push(vat_check(
+        "tax_code",
+        "tax_code".into(),
+        None,
+        &settings.tax_code,
+        vat,
+        &admin,
+    ));
+    for (i, t) in settings.tax_categories.iter().enumerate() {
+        checks.push(vat_check(
+            "tax_category",
+            format!("tax_categories[{i}].exact_vat_code"),
+            Some(&t.category),
+            &t.exact_vat_code,
+            vat,
+            &admin,
+        ));
+    }
+    checks
+}
+
 fn failure(
     c: &ConnectionRecord,
     checks: Vec<Check>,
@@ -278,9 +547,11 @@ fn failure(
         checks,
         division: c.division.get(),
         division_name: c.division_name.clone(),
+        dry_run: false,
         error: Some(error),
         exact_calls: 0,
         ok: false,
+        settings_saved: false,
         test_invoice: invoice,
     }
 }
@@ -443,6 +714,7 @@ fn vat_check(
         message,
         name,
         ok,
+        verified: None,
     }
 }
 
@@ -952,9 +1224,11 @@ mod tests {
             checks: Vec::new(),
             division: 1,
             division_name: String::new(),
+            dry_run: false,
             error: None,
             exact_calls: 0,
             ok: false,
+            settings_saved: false,
             test_invoice: None,
         };
         assert_eq!(o.status(), 422);

@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::ExactClient;
 use crate::entities::{
-    AccountRef, ContactRef, DivisionInfo, Item, Journal, Me, PrintResult, Receivable, SalesInvoice,
-    VatCode, WebhookSubscription,
+    AccountRef, AccountTerms, ContactRef, DivisionInfo, Item, Journal, Me, PaymentCondition,
+    PrintResult, Receivable, SalesInvoice, VatCode, WebhookSubscription,
 };
 use crate::error::{ErrorKind, ExactError};
-use crate::odata::{Filter, Lit, parse_page, query_string};
+use crate::odata::{Filter, Lit, Page, parse_page, query_string};
 
 pub const ME_FIELDS: &[&str] = &[
     "CurrentDivision",
@@ -64,6 +64,9 @@ pub const RECEIVABLE_FIELDS: &[&str] = &[
     "Account",
 ];
 pub const WEBHOOK_FIELDS: &[&str] = &["ID", "Topic", "CallbackURL"];
+pub const ACCOUNT_TERMS_FIELDS: &[&str] =
+    &["ID", "Name", "Status", "Blocked", "PaymentConditionSales"];
+pub const PAYMENT_CONDITION_FIELDS: &[&str] = &["Code", "Description"];
 
 /// One page is plenty for a lookup by name or e-mail, and costs exactly one call.
 const LOOKUP_TOP: u32 = 60;
@@ -329,4 +332,53 @@ impl ExactClient {
 pub(crate) fn already_exists(message: &str) -> bool {
     let m = message.to_lowercase();
     m.contains("already exists") || m.contains("bestaat al") || m.contains("bestaan al")
+}
+
+impl ExactClient {
+    // ---- read-only lookups of the connection test's dry run -------------------------------------------------
+
+    /// The first page (at most 60 rows, one call) of the division's payment conditions. Exact pages GETs at 60
+    /// rows; a division with more conditions answers only the first 60 here.
+    pub async fn payment_conditions(&self) -> Result<Page<PaymentCondition>, ExactError> {
+        // Every GET carries a filter; the division is the natural one.
+        let f = Filter::eq("Division", Lit::Int(i64::from(self.division().get())));
+        self.list_page(
+            "list_payment_conditions",
+            "cashflow/PaymentConditions",
+            &f,
+            PAYMENT_CONDITION_FIELDS,
+            Some(LOOKUP_TOP),
+        )
+        .await
+    }
+
+    /// One account with its sales payment condition; `None` when Exact has no such account (404).
+    pub async fn account_terms(&self, id: ExactGuid) -> Result<Option<AccountTerms>, ExactError> {
+        self.get_by_key(
+            "get_account_terms",
+            "crm/Accounts",
+            id,
+            ACCOUNT_TERMS_FIELDS,
+            None,
+        )
+        .await
+    }
+
+    /// Accounts named exactly `name`, with their sales payment condition (one page, one call).
+    pub async fn find_account_terms_by_name(
+        &self,
+        name: &str,
+    ) -> Result<Vec<AccountTerms>, ExactError> {
+        let f = Filter::eq("Name", Lit::Str(name));
+        Ok(self
+            .list_page(
+                "find_account_terms_by_name",
+                "crm/Accounts",
+                &f,
+                ACCOUNT_TERMS_FIELDS,
+                Some(LOOKUP_TOP),
+            )
+            .await?
+            .items)
+    }
 }

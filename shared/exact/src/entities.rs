@@ -251,3 +251,47 @@ pub struct WebhookSubscription {
     #[serde(rename = "CallbackURL")]
     pub callback_url: String,
 }
+
+/// `crm/Accounts` with the sales payment condition: what the connection test's dry run reads of the test customer.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AccountTerms {
+    #[serde(rename = "ID")]
+    pub id: ExactGuid,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The relation type (`C` customer); see [`AccountRef::can_be_invoiced`].
+    #[serde(default, deserialize_with = "de::opt_trimmed")]
+    pub status: Option<String>,
+    #[serde(default, deserialize_with = "de::null_false")]
+    pub blocked: bool,
+    /// The account's own sales payment condition (a code); `None` when it has none, so the administration's
+    /// default applies.
+    #[serde(default, deserialize_with = "de::opt_trimmed")]
+    pub payment_condition_sales: Option<String>,
+}
+
+impl AccountTerms {
+    /// Same rule as [`AccountRef::can_be_invoiced`].
+    pub fn can_be_invoiced(&self) -> bool {
+        !self.blocked && self.status.as_deref() == Some(mapping::ACCOUNT_STATUS_CUSTOMER)
+    }
+
+    /// The payment condition, when it is not empty.
+    pub fn payment_condition(&self) -> Option<&str> {
+        self.payment_condition_sales
+            .as_deref()
+            .filter(|c| !c.is_empty())
+    }
+}
+
+/// `cashflow/PaymentConditions`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PaymentCondition {
+    /// Trimmed.
+    #[serde(deserialize_with = "de::trimmed")]
+    pub code: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}

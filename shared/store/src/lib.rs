@@ -135,14 +135,15 @@ pub use invoice::{
 pub use memory::{MemoryStore, MemoryTokenStore};
 pub use memory_queue::{DEFAULT_MAX_RECEIVES, MemoryQueue};
 pub use model::{
-    BudgetWindow, ConnectionEvent, ConnectionEventKind, ConnectionRecord, ConnectionState,
-    Delivery, DivisionWebhooksRecord, EventDelivery, EventRecord, MappingKey, OAuthState,
-    RateBudget, SettingsRecord, TaxCategoryRecord, TokenRecord, TokenSlot,
+    BudgetWindow, ConnectionEvent, ConnectionEventKind, ConnectionPage, ConnectionRecord,
+    ConnectionState, Delivery, DivisionWebhooksRecord, EventDelivery, EventRecord, MappingKey,
+    OAuthState, RateBudget, SettingsRecord, TaxCategoryRecord, TokenRecord, TokenSlot,
     WebhookSubscriptionRecord,
 };
 pub use ports::{
-    AdministrationStore, ConnectionStore, EventLogStore, InvoiceStore, LeaseStore, MappingStore,
-    OAuthStateStore, QueuedPushStore, RateBudgetStore, StateStore, TokenStore, WebhookDedupe,
+    AdministrationStore, ConnectionStore, EventLogStore, InvoiceStore, LeaseStore,
+    MAX_CONNECTIONS_PAGE, MappingStore, OAuthStateStore, QueuedPushStore, RateBudgetStore,
+    StateStore, TokenStore, WebhookDedupe,
 };
 pub use queue::{Outgoing, QueueConsumer, QueuePort, Received, SendReport};
 pub use queued_push::{Enqueued, PushFailureRecord, QueuedPush, QueuedPushState};

@@ -15,13 +15,14 @@ use crate::invoice::{
     to_delta,
 };
 use crate::model::{
-    ConnectionEvent, ConnectionEventKind, ConnectionRecord, ConnectionState,
+    ConnectionEvent, ConnectionEventKind, ConnectionPage, ConnectionRecord, ConnectionState,
     DivisionWebhooksRecord, EventDelivery, EventRecord, MappingKey, OAuthState, RateBudget,
     SettingsRecord, TokenRecord, TokenSlot,
 };
 use crate::ports::{
-    AdministrationStore, ConnectionStore, EventLogStore, InvoiceStore, LeaseStore, MappingStore,
-    OAuthStateStore, QueuedPushStore, RateBudgetStore, TokenStore, WebhookDedupe,
+    AdministrationStore, ConnectionStore, EventLogStore, InvoiceStore, LeaseStore,
+    MAX_CONNECTIONS_PAGE, MappingStore, OAuthStateStore, QueuedPushStore, RateBudgetStore,
+    TokenStore, WebhookDedupe,
 };
 use crate::queued_push::{Enqueued, PushFailureRecord, QueuedPush};
 
@@ -199,6 +200,27 @@ impl ConnectionStore for MemoryStore {
             .filter(|(d, _)| *d == division)
             .map(|(_, c)| c.clone())
             .collect())
+    }
+
+    async fn list_connections_page(
+        &self,
+        state: Option<ConnectionState>,
+        after: Option<&ConnectionId>,
+        limit: usize,
+    ) -> StoreResult<ConnectionPage> {
+        let limit = limit.clamp(1, MAX_CONNECTIONS_PAGE);
+        let inner = self.lock();
+        let mut rest = inner
+            .connections
+            .values()
+            .filter(|c| after.is_none_or(|a| c.connection_id.as_str() > a.as_str()))
+            .filter(|c| state.is_none_or(|s| c.state == s));
+        let connections: Vec<ConnectionRecord> = rest.by_ref().take(limit).cloned().collect();
+        let more = rest.next().is_some();
+        let next = (more && connections.len() == limit)
+            .then(|| connections.last().map(|c| c.connection_id.clone()))
+            .flatten();
+        Ok(ConnectionPage { connections, next })
     }
 }
 
@@ -445,6 +467,10 @@ impl InvoiceStore for MemoryStore {
 
     async fn paid_unnotified(&self, conn: &ConnectionId) -> StoreResult<Vec<InvoiceRecord>> {
         Ok(self.invoices_where(conn, StoredInvoice::is_paid_unnotified))
+    }
+
+    async fn count_open_invoices(&self, conn: &ConnectionId) -> StoreResult<usize> {
+        Ok(self.invoices_where(conn, StoredInvoice::is_open).len())
     }
 }
 

@@ -410,3 +410,27 @@ mod tests {
         );
     }
 }
+
+impl ConnectionState {
+    /// Every state, in the order the admin listing documents them.
+    pub const ALL: [ConnectionState; 3] = [
+        ConnectionState::Connected,
+        ConnectionState::NeedsReconnect,
+        ConnectionState::Disconnected,
+    ];
+
+    /// The state named `name` (`connected`, `needs_reconnect`, `disconnected`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::parse(name)
+    }
+}
+
+/// One page of [`crate::ConnectionStore::list_connections_page`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionPage {
+    /// In connection-id order, at most the page's limit.
+    pub connections: Vec<ConnectionRecord>,
+    /// Where the next page starts (exclusive): present when the page is full and more connections may follow. A
+    /// page that follows may be empty (DynamoDB cannot tell that nothing follows the last item it read).
+    pub next: Option<ConnectionId>,
+}

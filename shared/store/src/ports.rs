@@ -10,10 +10,14 @@ use mapping::{ConnectionId, Division, ExactGuid};
 use crate::error::StoreResult;
 use crate::invoice::{Claim, InvoiceDone, InvoiceProgress, InvoiceRecord};
 use crate::model::{
-    ConnectionEvent, ConnectionRecord, DivisionWebhooksRecord, EventDelivery, EventRecord,
-    MappingKey, OAuthState, RateBudget, SettingsRecord, TokenRecord, TokenSlot,
+    ConnectionEvent, ConnectionPage, ConnectionRecord, ConnectionState, DivisionWebhooksRecord,
+    EventDelivery, EventRecord, MappingKey, OAuthState, RateBudget, SettingsRecord, TokenRecord,
+    TokenSlot,
 };
 use crate::queued_push::{Enqueued, PushFailureRecord, QueuedPush};
+
+/// The largest page [`ConnectionStore::list_connections_page`] answers.
+pub const MAX_CONNECTIONS_PAGE: usize = 100;
 
 /// Connections, their settings, and which connections sit on a division (for webhooks).
 #[async_trait]
@@ -51,6 +55,14 @@ pub trait ConnectionStore: Send + Sync {
     async fn link_division(&self, division: Division, conn: &ConnectionId) -> StoreResult<()>;
     async fn unlink_division(&self, division: Division, conn: &ConnectionId) -> StoreResult<()>;
     async fn connections_for_division(&self, division: Division) -> StoreResult<Vec<ConnectionId>>;
+    /// One page of the connections in connection-id order (the admin listing): those after `after` (exclusive),
+    /// only those in `state` when given, at most `limit` (1..=100; a larger value is taken as 100).
+    async fn list_connections_page(
+        &self,
+        state: Option<ConnectionState>,
+        after: Option<&ConnectionId>,
+        limit: usize,
+    ) -> StoreResult<ConnectionPage>;
 }
 
 /// Single-use OAuth `state` values.
@@ -180,6 +192,8 @@ pub trait InvoiceStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Paid or credited invoices whose callback has not been accepted yet.
     async fn paid_unnotified(&self, conn: &ConnectionId) -> StoreResult<Vec<InvoiceRecord>>;
+    /// How many invoices [`InvoiceStore::open_invoices`] would answer, without reading them (the admin listing).
+    async fn count_open_invoices(&self, conn: &ConnectionId) -> StoreResult<usize>;
 }
 
 /// Named leases for single-flight work (token refresh).

@@ -1225,6 +1225,111 @@ mod suite {
             Some("x")
         );
     }
+
+    pub async fn connections_page_by_page_filtered_by_state(
+        s: &impl StateStore,
+        _: &impl TokenStore,
+    ) {
+        let empty = s.list_connections_page(None, None, 10).await.unwrap();
+        assert!(empty.connections.is_empty() && empty.next.is_none());
+        // 12 connections, every third needs a reconnect; invoices and settings beside them are not listed.
+        let ids: Vec<String> = (0..12).map(|i| format!("bu_{i:02}")).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let mut c = connection(id);
+            if i % 3 == 0 {
+                c.state = ConnectionState::NeedsReconnect;
+            }
+            s.put_connection(&c).await.unwrap();
+        }
+        s.claim(&conn("bu_01"), "inv", "h", "w", t(0), LEASE)
+            .await
+            .unwrap();
+
+        // Pages of 5 follow each other in id order; every connection once.
+        let walk = |state: Option<ConnectionState>, limit: usize| async move {
+            let mut seen = Vec::new();
+            let mut after: Option<ConnectionId> = None;
+            let mut pages = 0;
+            loop {
+                let page = s
+                    .list_connections_page(state, after.as_ref(), limit)
+                    .await
+                    .unwrap();
+                pages += 1;
+                assert!(page.connections.len() <= limit);
+                if page.next.is_some() {
+                    assert_eq!(page.connections.len(), limit, "only a full page has a next");
+                    assert_eq!(
+                        page.next.as_ref(),
+                        page.connections.last().map(|c| &c.connection_id)
+                    );
+                }
+                seen.extend(page.connections.iter().map(|c| c.connection_id.to_string()));
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => return (seen, pages),
+                }
+                assert!(pages < 20, "the walk ends");
+            }
+        };
+        let (all, pages) = walk(None, 5).await;
+        assert_eq!(all, ids);
+        assert!((3..=4).contains(&pages), "{pages}");
+        let (reconnect, _) = walk(Some(ConnectionState::NeedsReconnect), 2).await;
+        assert_eq!(reconnect, ["bu_00", "bu_03", "bu_06", "bu_09"]);
+        let (connected, _) = walk(Some(ConnectionState::Connected), 100).await;
+        assert_eq!(connected.len(), 8);
+        assert!(
+            walk(Some(ConnectionState::Disconnected), 3)
+                .await
+                .0
+                .is_empty()
+        );
+        // A filtered page is filled from further on, not cut short where the filter dropped items.
+        let page = s
+            .list_connections_page(Some(ConnectionState::NeedsReconnect), None, 3)
+            .await
+            .unwrap();
+        let got: Vec<String> = page
+            .connections
+            .iter()
+            .map(|c| c.connection_id.to_string())
+            .collect();
+        assert_eq!(got, ["bu_00", "bu_03", "bu_06"]);
+        // Resuming after an id that is not (or no longer) a connection works too.
+        let page = s
+            .list_connections_page(None, Some(&conn("bu_05x")), 100)
+            .await
+            .unwrap();
+        assert_eq!(page.connections.len(), 6);
+        assert_eq!(page.next, None);
+        // The limit is at least 1 and at most 100.
+        let page = s.list_connections_page(None, None, 0).await.unwrap();
+        assert_eq!(page.connections.len(), 1);
+    }
+
+    pub async fn open_invoices_are_counted(s: &impl StateStore, _: &impl TokenStore) {
+        let c = conn("bu_1");
+        assert_eq!(s.count_open_invoices(&c).await.unwrap(), 0);
+        for (id, exact) in [("i1", 901), ("i2", 902), ("i3", 903)] {
+            s.claim(&c, id, "h", "w", t(0), LEASE).await.unwrap();
+            let mut d = done(OpenState::Created, None);
+            d.progress.exact_invoice_id = Some(guid(exact));
+            s.complete(&c, id, "w", &d, t(1)).await.unwrap();
+        }
+        // A claim in progress and another connection's invoice are not counted.
+        s.claim(&c, "pending", "h", "w", t(0), LEASE).await.unwrap();
+        s.claim(&conn("other"), "o1", "h", "w", t(0), LEASE)
+            .await
+            .unwrap();
+        assert_eq!(s.count_open_invoices(&c).await.unwrap(), 3);
+        assert_eq!(
+            s.count_open_invoices(&c).await.unwrap(),
+            s.open_invoices(&c).await.unwrap().len()
+        );
+        assert!(s.mark_paid(&c, "i2", t(5), t(5)).await.unwrap());
+        assert_eq!(s.count_open_invoices(&c).await.unwrap(), 2);
+    }
 }
 
 macro_rules! contract {
@@ -1270,4 +1375,6 @@ all_backends!(
     a_queued_push_is_written_once_finished_once_and_owes_one_callback,
     a_reopened_invoice_owes_its_callback_only_when_the_paid_one_was_accepted,
     events_add_up_their_delivery_rounds_and_a_connection_owes_its_latest_change,
+    connections_page_by_page_filtered_by_state,
+    open_invoices_are_counted,
 );

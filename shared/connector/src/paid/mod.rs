@@ -33,6 +33,7 @@
 
 mod check;
 mod notify;
+mod now;
 mod reconcile;
 mod signature;
 #[cfg(test)]
@@ -66,6 +67,7 @@ use notify::*;
 use webhook::*;
 
 pub use check::{check_lease_name, shown_state};
+pub use now::{CHECK_BUSY_RETRY_AFTER, CHECK_NOW_BUDGET, CheckedNow, check_now};
 pub(crate) use reconcile::job_failed;
 pub use reconcile::{
     ReconcileQueuedReport, reconcile, reconcile_call_budget, reconcile_fan_out, reconcile_one,

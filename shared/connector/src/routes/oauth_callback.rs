@@ -1,10 +1,12 @@
-//! oauth-callback: authorize, the OAuth callback, status, disconnect; the daily keep-alive.
+//! oauth-callback: authorize, the OAuth callback, status, disconnect, the admin list of connections, health; the
+//! daily keep-alive.
 
 use async_trait::async_trait;
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 
+use crate::admin;
 use crate::app::App;
 use crate::connect::{self, CallbackOutcome};
 use crate::http::{
@@ -73,6 +75,33 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
             _ => unreachable!("checked above"),
         };
         return Ok(json(200, &v));
+    }
+    if match_path(&path, "/connections").is_some() {
+        if method != Method::GET {
+            return Err(ApiError::method_not_allowed(Allow::Get));
+        }
+        check_psa_request(&req, &app.secret)?;
+        let q = admin::ConnectionsQuery::parse(
+            query_param(&req, "limit").as_deref(),
+            query_param(&req, "cursor").as_deref(),
+            query_param(&req, "state").as_deref(),
+        )?;
+        return Ok(json(200, &admin::list_connections(app, &q).await?));
+    }
+    // Without the PSA key: a load balancer or uptime check has none, and the answer holds names, never values.
+    if match_path(&path, "/health").is_some() {
+        if method != Method::GET {
+            return Err(ApiError::method_not_allowed(Allow::Get));
+        }
+        let h = admin::health(app).await;
+        let mut resp = json(h.status(), &h);
+        if !h.ok {
+            resp.headers_mut().insert(
+                lambda_http::http::header::RETRY_AFTER,
+                lambda_http::http::HeaderValue::from_static("30"),
+            );
+        }
+        return Ok(resp);
     }
     Err(http::no_route(&req))
 }

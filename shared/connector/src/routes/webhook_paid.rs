@@ -1,5 +1,6 @@
-//! exact-webhook-paid: `POST /exact/webhooks` (public: verified by the HashCode, not the PSA key) and the
-//! scheduled job `reconcile`. The use cases live in [`crate::paid`].
+//! exact-webhook-paid: `POST /exact/webhooks` (public: verified by the HashCode, not the PSA key), `POST
+//! /connections/{id}/invoices/{invoice_id}/check` (PSA key: the paid check now) and the scheduled job `reconcile`.
+//! The use cases live in [`crate::paid`].
 
 use async_trait::async_trait;
 use lambda_http::http::Method;
@@ -7,12 +8,34 @@ use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 
 use crate::app::App;
-use crate::http::{self, Allow, ApiError, json, match_path};
+use crate::http::{
+    self, Allow, ApiError, check_psa_request, json, match_path, parse_connection_id,
+};
 use crate::lambda::{self, Function};
 use crate::paid;
 use crate::work::{NotDone, Work};
 
 pub struct WebhookPaid;
+
+/// `POST /connections/{id}/invoices/{invoice_id}/check` (PSA key): the paid check now; the invoice's state as
+/// `GET …/invoices/{invoice_id}` answers it, with the Exact calls spent in `X-Exact-Calls`.
+async fn check_now(app: &App, req: &Request, ids: &[String]) -> Result<Response<Body>, ApiError> {
+    if req.method() != Method::POST {
+        return Err(ApiError::method_not_allowed(Allow::Post));
+    }
+    check_psa_request(req, &app.secret)?;
+    let conn = parse_connection_id(&ids[0])?;
+    let done = paid::check_now(app, &conn, &ids[1]).await?;
+    let mut resp = json(200, &done.invoice);
+    resp.headers_mut().insert(
+        EXACT_CALLS_HEADER,
+        lambda_http::http::HeaderValue::from(done.exact_calls),
+    );
+    Ok(resp)
+}
+
+/// The header the check route reports its Exact calls in.
+pub const EXACT_CALLS_HEADER: &str = "x-exact-calls";
 
 #[async_trait]
 impl Function for WebhookPaid {
@@ -25,6 +48,11 @@ impl Function for WebhookPaid {
     }
 
     async fn http(&self, app: &App, req: Request) -> Response<Body> {
+        if let Some(ids) = match_path(req.uri().path(), "/connections/{}/invoices/{}/check") {
+            return check_now(app, &req, &ids)
+                .await
+                .unwrap_or_else(|e| e.to_response());
+        }
         if match_path(req.uri().path(), "/exact/webhooks").is_none() {
             return http::no_route(&req).to_response();
         }

@@ -5,12 +5,13 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::Select;
 use chrono::{DateTime, Utc};
 use mapping::{ConnectionId, ExactGuid};
 
 use super::codec::{self, Item, s};
 use super::{Cond, DynamoStore, OPTIMISTIC_ATTEMPTS, Written};
-use crate::error::{StoreError, StoreResult};
+use crate::error::{Service, StoreError, StoreResult, from_sdk};
 use crate::invoice::{
     Claim, InvoiceDone, InvoiceProgress, InvoiceRecord, Judgement, StoredInvoice,
 };
@@ -314,5 +315,33 @@ impl InvoiceStore for DynamoStore {
             layout::paid_unnotified_gsi1pk(conn),
         )
         .await
+    }
+
+    /// `Select=COUNT` queries of the sparse `gsi1` partition `OPEN#{conn}`: no item crosses the wire, but read
+    /// units are charged for the items counted as for reading them (a Query counts at most 1 MB per call; the
+    /// loop follows `LastEvaluatedKey`).
+    async fn count_open_invoices(&self, conn: &ConnectionId) -> StoreResult<usize> {
+        let mut count = 0usize;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(GSI1)
+                .key_condition_expression("#k = :k")
+                .expression_attribute_names("#k", GSI1_PK)
+                .expression_attribute_values(":k", s(layout::open_invoices_gsi1pk(conn)))
+                .select(Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| from_sdk("invoice.count_open", Service::DynamoDb, e))?;
+            count += usize::try_from(out.count).unwrap_or(0);
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(count),
+            }
+        }
     }
 }
