@@ -2,6 +2,7 @@
 
 mod administrations;
 mod app_secret;
+mod attachments;
 mod budget;
 mod connect;
 mod events;

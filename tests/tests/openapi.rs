@@ -296,6 +296,7 @@ fn invoice(full: bool) -> InvoiceRecord {
         notified_at: None,
         created_at: at(0),
         updated_at: at(3_600),
+        attachments: store::AttachmentsRecord::default(),
     }
 }
 

@@ -124,6 +124,15 @@ pub async fn accept(app: &App, conn: &ConnectionId, raw: &[u8]) -> Result<Accept
     let queue = app.push_queue().ok_or_else(no_queue)?.clone();
     let inv = Invoice::parse_json(raw).map_err(push::invalid)?;
     tracing::Span::current().record("invoice_id", tracing::field::display(&inv.id));
+    if !inv.attachments.is_empty() {
+        // A queue message carries at most 256 KiB (SQS): the files would need a place of their own.
+        return Err(ApiError::bad_field(
+            "attachments",
+            "attachments_not_queued",
+            "attachments: an asynchronous push (Prefer: respond-async) cannot carry attachments; push this invoice \
+             without the Prefer header",
+        ));
+    }
     let division = ready_division(app, conn).await?;
     match stage(app, conn, division, &inv, raw).await? {
         Staged::Replay(answer) => Ok(Accepted::Replay(answer)),
@@ -391,6 +400,19 @@ pub async fn accept_batch(
                 });
                 Box::new((id.clone(), e))
             })?;
+            if !inv.attachments.is_empty() {
+                return Err(Box::new((
+                    id,
+                    ApiError::bad_field(
+                        format!("invoices[{i}].attachments"),
+                        "attachments_not_queued",
+                        format!(
+                            "invoices[{i}].attachments: a batch cannot carry attachments; push an invoice with \
+                             attachments on its own (POST /connections/{{connection_id}}/invoices)"
+                        ),
+                    ),
+                )));
+            }
             if !seen.insert(inv.id.clone()) {
                 return Err(Box::new((
                     id,

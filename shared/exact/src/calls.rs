@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::ExactClient;
 use crate::entities::{
-    AccountRef, ContactRef, DivisionInfo, Item, Journal, Me, PrintResult, Receivable, SalesInvoice,
-    VatCode, WebhookSubscription,
+    AccountRef, ContactRef, DivisionInfo, DocumentAttachmentRef, DocumentRef, Item, Journal, Me,
+    PrintResult, Receivable, SalesInvoice, VatCode, WebhookSubscription,
 };
 use crate::error::{ErrorKind, ExactError};
 use crate::odata::{Filter, Lit, parse_page, query_string};
@@ -64,6 +64,8 @@ pub const RECEIVABLE_FIELDS: &[&str] = &[
     "Account",
 ];
 pub const WEBHOOK_FIELDS: &[&str] = &["ID", "Topic", "CallbackURL"];
+pub const DOCUMENT_FIELDS: &[&str] = &["ID"];
+pub const DOCUMENT_ATTACHMENT_FIELDS: &[&str] = &["ID", "FileName"];
 
 /// One page is plenty for a lookup by name or e-mail, and costs exactly one call.
 const LOOKUP_TOP: u32 = 60;
@@ -237,6 +239,69 @@ impl ExactClient {
             "salesinvoice/SalesInvoices",
             &f,
             SALES_INVOICE_FIELDS,
+            None,
+        )
+        .await
+    }
+
+    /// Creates a `documents/Documents` record (the specification pages' document); answers its ID. Never retried:
+    /// on `OutcomeUnknown`, look it up with [`ExactClient::find_documents`] first. Exact's reference marks
+    /// `Subject` and `Type` mandatory (`docs/exact-online.md`, "Attachments").
+    pub async fn create_document(&self, body: &impl Serialize) -> Result<ExactGuid, ExactError> {
+        Ok(self
+            .post::<Created>("create_document", "documents/Documents", body)
+            .await?
+            .id)
+    }
+
+    /// Documents with this subject on this account: the one a lost creation may have made.
+    pub async fn find_documents(
+        &self,
+        subject: &str,
+        account: ExactGuid,
+    ) -> Result<Vec<DocumentRef>, ExactError> {
+        let f =
+            Filter::eq("Subject", Lit::Str(subject)).and(Filter::eq("Account", Lit::Guid(account)));
+        Ok(self
+            .list_page(
+                "find_documents",
+                "documents/Documents",
+                &f,
+                DOCUMENT_FIELDS,
+                Some(LOOKUP_TOP),
+            )
+            .await?
+            .items)
+    }
+
+    /// Attaches one file (`Document`, `FileName`, `Attachment` as base64) to a document; answers its ID. Never
+    /// retried: on `OutcomeUnknown`, list the document's files ([`ExactClient::document_attachments`]) before
+    /// sending it again. Exact documents no size limit for one file; ours is 4 MB for all files of a push.
+    pub async fn create_document_attachment(
+        &self,
+        body: &impl Serialize,
+    ) -> Result<ExactGuid, ExactError> {
+        Ok(self
+            .post::<Created>(
+                "create_document_attachment",
+                "documents/DocumentAttachments",
+                body,
+            )
+            .await?
+            .id)
+    }
+
+    /// The files attached to a document (IDs and names, not their content).
+    pub async fn document_attachments(
+        &self,
+        document: ExactGuid,
+    ) -> Result<Vec<DocumentAttachmentRef>, ExactError> {
+        let f = Filter::eq("Document", Lit::Guid(document));
+        self.list(
+            "document_attachments",
+            "documents/DocumentAttachments",
+            &f,
+            DOCUMENT_ATTACHMENT_FIELDS,
             None,
         )
         .await

@@ -128,8 +128,8 @@ pub use dynamo::{DynamoStore, create_table};
 pub use error::{BoxError, StoreError, StoreResult};
 pub use event_source::{EventSourceMapping, PollReport, batch_item_failures};
 pub use invoice::{
-    Claim, InvoiceDone, InvoicePhase, InvoiceProgress, InvoiceRecord, InvoiceState, OpenState,
-    SavedResponse, body_hash,
+    AttachmentMeta, AttachmentsRecord, Claim, InvoiceDone, InvoicePhase, InvoiceProgress,
+    InvoiceRecord, InvoiceState, OpenState, SavedResponse, body_hash,
 };
 pub use memory::{MemoryStore, MemoryTokenStore};
 pub use memory_queue::{DEFAULT_MAX_RECEIVES, MemoryQueue};
