@@ -25,11 +25,12 @@ pub enum Fact {
     LinePrices,
     TopicsAccepted,
     MatchingTopic,
+    EmailAttachments,
 }
 
 impl Fact {
     /// Every fact, in report order.
-    pub const ALL: [Fact; 15] = [
+    pub const ALL: [Fact; 16] = [
         Fact::TooEarlyRefresh,
         Fact::ResetUnits,
         Fact::TrimItems,
@@ -45,6 +46,7 @@ impl Fact {
         Fact::LinePrices,
         Fact::TopicsAccepted,
         Fact::MatchingTopic,
+        Fact::EmailAttachments,
     ];
 
     /// The section of `docs/exact-online.md` that states it.
@@ -61,6 +63,7 @@ impl Fact {
             Fact::AmsterdamDates => "§4.4",
             Fact::LinePrices => "§5.4",
             Fact::MatchingTopic => "§6.5",
+            Fact::EmailAttachments => "§5.8",
         }
     }
 
@@ -82,6 +85,7 @@ impl Fact {
             Fact::LinePrices => "UnitPrice/NetPrice line",
             Fact::TopicsAccepted => "webhook topics accepted",
             Fact::MatchingTopic => "topic of a matched payment",
+            Fact::EmailAttachments => "e-mail carries the document's files",
         }
     }
 
@@ -96,6 +100,7 @@ impl Fact {
                 | Fact::LinePrices
                 | Fact::TopicsAccepted
                 | Fact::MatchingTopic
+                | Fact::EmailAttachments
         )
     }
 }
@@ -128,6 +133,17 @@ impl fmt::Display for Verdict {
             Verdict::NotChecked(s) => write!(f, "not checked ({s})"),
         }
     }
+}
+
+/// Whether Exact's e-mail of a processed invoice carries the files of the document linked to it (§5.8). The API
+/// does not show what an e-mail carried, so this is never checked automatically: the verdict says what to look at.
+pub fn email_attachments() -> Verdict {
+    Verdict::NotChecked(
+        "not checkable through the API: push an invoice with a specification PDF to a connection with delivery psa \
+         and e-mail on, addressed to a mailbox you read, and look whether the e-mail Exact sends carries the PDF \
+         besides the invoice; record the outcome in docs/exact-online.md §5.8"
+            .into(),
+    )
 }
 
 /// Exact's messages are quoted up to this many characters (the report keeps one line per fact).
