@@ -115,6 +115,8 @@ async fn start(api_addr: &str) -> Result<Local, String> {
             clock,
         });
         app.queues = Some(queues);
+        // An asynchronous push's attachments wait in memory here (S3 when deployed).
+        app.attachments = Some(Arc::new(store::MemoryBlobs::new()));
         app
     })
     .await

@@ -501,10 +501,24 @@ async fn the_sample_event_carries_the_pdfs_the_helper_makes() {
     assert_one_document_with_both_files(&h, "INV-2025-0043", &answer);
 }
 
-/// Asynchronous pushes do not carry files (a queue message holds 256 KiB): refused naming the field, nothing
-/// stored or queued, nothing sent to Exact.
+async fn push_async(h: &Harness, body: &Value) -> (u16, Value) {
+    let resp = h
+        .http
+        .post(h.url("/connections/bu_1/invoices"))
+        .bearer_auth(PSA_KEY)
+        .header("prefer", "respond-async")
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Without an attachment bucket an asynchronous push with files is refused, and a batch never carries them:
+/// refused naming the field, nothing stored or queued, nothing sent to Exact.
 #[tokio::test]
-async fn asynchronous_pushes_and_batches_refuse_attachments() {
+async fn without_a_bucket_asynchronous_pushes_and_batches_refuse_attachments() {
     let h = Harness::start(e2e::Options {
         backend: e2e::Backend::Moto,
         push_queue: true,
@@ -514,17 +528,8 @@ async fn asynchronous_pushes_and_batches_refuse_attachments() {
     ready_emailing(&h).await;
     let before = h.sandbox.api_calls(1001);
     let body = with_specification("inv_async");
-    let resp = h
-        .http
-        .post(h.url("/connections/bu_1/invoices"))
-        .bearer_auth(PSA_KEY)
-        .header("prefer", "respond-async")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 400);
-    let e: Value = resp.json().await.unwrap();
+    let (status, e) = push_async(&h, &body).await;
+    assert_eq!(status, 400, "{e}");
     assert_eq!(
         (e["error"]["field"].as_str(), e["error"]["code"].as_str()),
         (Some("attachments"), Some("attachments_not_queued")),
@@ -554,4 +559,64 @@ async fn asynchronous_pushes_and_batches_refuse_attachments() {
             .unwrap(),
         None
     );
+}
+
+/// With the bucket (moto's S3): the files wait there, not on the queue nor in the stored push; the push from the
+/// queue attaches them exactly as a synchronous push would, and the kept files are removed once it is done.
+#[tokio::test]
+async fn an_asynchronous_push_keeps_its_files_in_s3_until_it_runs() {
+    let h = Harness::start(e2e::Options {
+        backend: e2e::Backend::Moto,
+        push_queue: true,
+        attachment_bucket: true,
+        ..e2e::Options::default()
+    })
+    .await;
+    ready_emailing(&h).await;
+    let body = with_specification("inv_async_s3");
+    let (status, answer) = push_async(&h, &body).await;
+    assert_eq!(status, 202, "{answer}");
+    let kept = h
+        .app
+        .state
+        .get_queued_push(&cid("bu_1"), "inv_async_s3")
+        .await
+        .unwrap()
+        .unwrap();
+    let kept_body = kept.body.clone().unwrap();
+    assert!(
+        kept_body.len() < 4096 && !kept_body.contains("content_base64"),
+        "the stored push holds references, not the files: {} bytes",
+        kept_body.len()
+    );
+    let blobs = h.app.attachments.clone().unwrap();
+    let key = |i: usize| format!("bu_1/inv_async_s3/{}/{i}", kept.body_hash);
+    let want: Vec<Vec<u8>> = sample_specification().into_iter().map(|f| f.1).collect();
+    for (i, bytes) in want.iter().enumerate() {
+        assert_eq!(blobs.get_blob(&key(i)).await.unwrap().as_ref(), Some(bytes));
+    }
+    // The same body again while queued: the same queued push.
+    let (status, again) = push_async(&h, &body).await;
+    assert_eq!(status, 202, "{again}");
+
+    h.drain_push_queue().await;
+    let (status, state) = h.get("/connections/bu_1/invoices/inv_async_s3").await;
+    assert_eq!(
+        (status, state["state"].as_str()),
+        (200, Some("sent")),
+        "{state}"
+    );
+    let pushed =
+        json!({"account_id": state["account_id"], "exact_invoice_id": state["exact_invoice_id"]});
+    assert_one_document_with_both_files(&h, "REF-inv_async_s3", &pushed);
+    for i in 0..2 {
+        assert_eq!(
+            blobs.get_blob(&key(i)).await.unwrap(),
+            None,
+            "removed once done"
+        );
+    }
+    // A synchronous push of the same body now is a replay of the same invoice.
+    let (calls, status, _) = counted(&h, &body).await;
+    assert_eq!((calls, status), (0, 200));
 }

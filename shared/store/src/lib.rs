@@ -106,6 +106,7 @@
 //! by a later write within it). A missing (or deletion-scheduled) secret reads as `None`: "not connected".
 
 mod app_secret;
+mod blobs;
 mod clients;
 mod dynamo;
 mod error;
@@ -123,6 +124,7 @@ mod secrets;
 mod sqs;
 
 pub use app_secret::{APP_SECRET_TTL, AppSecret, AppSecretCache, MIN_PSA_API_KEY_LEN};
+pub use blobs::{MemoryBlobs, S3Blobs, create_bucket};
 pub use clients::AwsClients;
 pub use dynamo::{DynamoStore, create_table};
 pub use error::{BoxError, StoreError, StoreResult};
@@ -139,8 +141,8 @@ pub use model::{
     WebhookSubscriptionRecord,
 };
 pub use ports::{
-    AdministrationStore, ConnectionStore, InvoiceStore, LeaseStore, MappingStore, OAuthStateStore,
-    QueuedPushStore, RateBudgetStore, StateStore, TokenStore, WebhookDedupe,
+    AdministrationStore, BlobStore, ConnectionStore, InvoiceStore, LeaseStore, MappingStore,
+    OAuthStateStore, QueuedPushStore, RateBudgetStore, StateStore, TokenStore, WebhookDedupe,
 };
 pub use queue::{Outgoing, QueueConsumer, QueuePort, Received, SendReport};
 pub use queued_push::{Enqueued, PushFailureRecord, QueuedPush, QueuedPushState};
