@@ -620,3 +620,43 @@ async fn an_asynchronous_push_keeps_its_files_in_s3_until_it_runs() {
     let (calls, status, _) = counted(&h, &body).await;
     assert_eq!((calls, status), (0, 200));
 }
+
+/// A queued push whose kept files are gone (the bucket expires them after 30 days) fails naming the attachments,
+/// with nothing sent to Exact.
+#[tokio::test]
+async fn a_queued_push_whose_files_expired_fails_naming_them() {
+    let h = Harness::start(e2e::Options {
+        backend: e2e::Backend::Moto,
+        push_queue: true,
+        attachment_bucket: true,
+        ..e2e::Options::default()
+    })
+    .await;
+    ready_emailing(&h).await;
+    let body = with_specification("inv_expired");
+    let (status, answer) = push_async(&h, &body).await;
+    assert_eq!(status, 202, "{answer}");
+    let kept = h
+        .app
+        .state
+        .get_queued_push(&cid("bu_1"), "inv_expired")
+        .await
+        .unwrap()
+        .unwrap();
+    let blobs = h.app.attachments.clone().unwrap();
+    blobs
+        .delete_blob(&format!("bu_1/inv_expired/{}/1", kept.body_hash))
+        .await
+        .unwrap();
+    let before = h.sandbox.api_calls(1001);
+    h.drain_push_queue().await;
+    let (status, state) = h.get("/connections/bu_1/invoices/inv_expired").await;
+    assert_eq!(
+        (status, state["state"].as_str()),
+        (200, Some("failed")),
+        "{state}"
+    );
+    assert_eq!(state["error"]["code"], "attachments_expired", "{state}");
+    assert_eq!(state["error"]["field"], "attachments", "{state}");
+    assert_eq!(h.sandbox.api_calls(1001), before, "nothing sent to Exact");
+}

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `attachments` | optional array; `null` or `[]` = none; at most [`MAX_ATTACHMENTS`] files | 400 |
 //! | `attachments` | at most [`MAX_ATTACHMENT_BYTES`] bytes decoded, all files together | 413 |
-//! | `attachments[i].file_name` | required; sanitised (below), then 1..=[`MAX_FILE_NAME_LEN`], unique in the invoice | 400 |
+//! | `attachments[i].file_name` | required; sanitised (below), then 1..=[`MAX_FILE_NAME_LEN`] | 400 |
 //! | `attachments[i].content_type` | optional; when given `application/pdf` | 400 |
 //! | `attachments[i].content_base64` | required; standard base64 (line breaks allowed); the bytes start with `%PDF-` | 400 |
 //!
@@ -15,7 +15,9 @@
 //!
 //! A file name is sanitised, not refused: only its last path segment is kept (`../../a.pdf` → `a.pdf`), control
 //! characters are dropped, the characters Windows refuses in names (`<>:"|?*`) become `_`, blanks and dots at
-//! either end go, and `.pdf` is appended when it does not end so. What is left must be non-empty.
+//! either end go, and `.pdf` is appended when it does not end so. What is left must be non-empty. A name already
+//! taken by an earlier file of the invoice (ignoring case) gets ` (2)`, ` (3)`, … before its `.pdf`: the names of an
+//! invoice's files are unique, which is how a retry tells which files Exact already has.
 
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -141,22 +143,8 @@ pub(crate) fn read_attachments(root: &Value) -> Result<Vec<Attachment>, InvalidI
     let mut total = 0usize;
     for (i, item) in items.iter().enumerate() {
         let path = index_path(&field, i);
-        let a = read_one(item, &path)?;
-        if let Some(first) = out
-            .iter()
-            .position(|o| o.file_name.eq_ignore_ascii_case(&a.file_name))
-        {
-            let f = format!("{path}.file_name");
-            return Err(FieldError::new(
-                &f,
-                "duplicate_file_name",
-                format!(
-                    "{f} is the same name as {field}[{first}].file_name (after sanitising); file names must be unique \
-                     within an invoice"
-                ),
-            )
-            .into());
-        }
+        let mut a = read_one(item, &path)?;
+        a.file_name = unique_name(&a.file_name, &out);
         total += a.size();
         out.push(a);
     }
@@ -164,6 +152,24 @@ pub(crate) fn read_attachments(root: &Value) -> Result<Vec<Attachment>, InvalidI
         return Err(too_large(&field, total));
     }
     Ok(out)
+}
+
+/// `name`, or `{stem} (n).pdf` with the smallest n ≥ 2 that no file in `taken` has (ignoring case).
+fn unique_name(name: &str, taken: &[Attachment]) -> String {
+    let free = |n: &str| !taken.iter().any(|t| t.file_name.eq_ignore_ascii_case(n));
+    if free(name) {
+        return name.to_owned();
+    }
+    let stem = &name[..name.len() - 4];
+    (2..)
+        .map(|n| {
+            let suffix = format!(" ({n}).pdf");
+            let keep = MAX_FILE_NAME_LEN - suffix.chars().count();
+            let short: String = stem.chars().take(keep).collect();
+            format!("{}{suffix}", short.trim_end())
+        })
+        .find(|n| free(n))
+        .unwrap_or_default()
 }
 
 fn too_large(field: &str, size: usize) -> InvalidInvoice {

@@ -1020,6 +1020,19 @@ pub(crate) mod tests {
             .map(|a| a.file_name.as_str())
             .collect();
         assert_eq!(names, ["spec.pdf", "hours.pdf"]);
+        // A name taken by an earlier file gets a number.
+        let inv = parse(&with_files(json!([
+            file("a.pdf", PDF),
+            file("dir/A.PDF", PDF),
+            file("a", PDF)
+        ])))
+        .unwrap();
+        let names: Vec<_> = inv
+            .attachments
+            .iter()
+            .map(|a| a.file_name.as_str())
+            .collect();
+        assert_eq!(names, ["a.pdf", "A (2).pdf", "a (3).pdf"]);
         assert_eq!(inv.attachments[0].content, b"%PDF-1.4\n%%EOF\n");
         // None, null and [] are the same invoice as one without the field.
         for none in [json!(null), json!([])] {
@@ -1046,11 +1059,6 @@ pub(crate) mod tests {
         assert_eq!(
             (e.field(), e.code()),
             ("attachments[0].content_type", "unsupported_content_type")
-        );
-        let e = refuse(json!([file("a.pdf", PDF), file("A.PDF", PDF)]));
-        assert_eq!(
-            (e.field(), e.code()),
-            ("attachments[1].file_name", "duplicate_file_name")
         );
         let e = refuse(json!([file("///", PDF)]));
         assert_eq!(
