@@ -314,7 +314,7 @@ pub struct SentEmail {
     pub to: String,
     pub at_ms: i64,
     /// The file names of the invoice's linked document, which the e-mail carries here. Whether Exact's own e-mail
-    /// carries them is not documented (`docs/exact-online.md`, "Attachments"): the sandbox assumes it does.
+    /// carries them is not documented (`docs/exact-online.md` §5.8): the sandbox assumes it does.
     pub attachments: Vec<String>,
 }
 

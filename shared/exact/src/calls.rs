@@ -246,7 +246,7 @@ impl ExactClient {
 
     /// Creates a `documents/Documents` record (the specification pages' document); answers its ID. Never retried:
     /// on `OutcomeUnknown`, look it up with [`ExactClient::find_documents`] first. Exact's reference marks
-    /// `Subject` and `Type` mandatory (`docs/exact-online.md`, "Attachments").
+    /// `Subject` and `Type` mandatory (`docs/exact-online.md` §5.8).
     pub async fn create_document(&self, body: &impl Serialize) -> Result<ExactGuid, ExactError> {
         Ok(self
             .post::<Created>("create_document", "documents/Documents", body)

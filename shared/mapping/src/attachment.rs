@@ -1,5 +1,5 @@
 //! Specification pages: PDF files the PSA sends with an invoice, attached to the Exact invoice (through a
-//! `documents/Documents` record, see `docs/exact-online.md` "Attachments") and e-mailed with it.
+//! `documents/Documents` record, see `docs/exact-online.md` §5.8) and e-mailed with it.
 //!
 //! | field | rule | refusal |
 //! |---|---|---|

@@ -255,7 +255,7 @@ pub fn line_description(line: &InvoiceLine) -> String {
 }
 
 /// Exact's document type for the specification pages' document: 183, "general attachment" — the type a public
-/// Exact integration uses to attach files to a sales invoice (`docs/exact-online.md`, "Attachments"). Exact's own
+/// Exact integration uses to attach files to a sales invoice (`docs/exact-online.md` §5.8). Exact's own
 /// type for a sales invoice (10) is the one Exact gives the document it makes when it processes the invoice, so it
 /// is not used for ours.
 pub const DOCUMENT_TYPE_GENERAL_ATTACHMENT: i32 = 183;

@@ -1,7 +1,7 @@
 //! `documents/Documents` and `documents/DocumentAttachments`: files attached to a sales invoice through a document
 //! (`SalesInvoices.Document`).
 //!
-//! Exact's rules as the reference states them (`docs/exact-online.md`, "Attachments"): a document needs `Subject`
+//! Exact's rules as the reference states them (`docs/exact-online.md` §5.8): a document needs `Subject`
 //! and `Type`; its `Account` must exist. An attachment needs `Document` (an existing document), `FileName` and
 //! `Attachment` (the file as base64). The sandbox keeps the decoded bytes, and a processed invoice's e-mail lists
 //! the files of its document.
