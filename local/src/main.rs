@@ -146,6 +146,8 @@ async fn start(api_addr: &str) -> Result<Local, String> {
             clock,
         });
         app.queues = Some(queues);
+        // An asynchronous push's attachments wait in memory here (S3 when deployed).
+        app.attachments = Some(Arc::new(store::MemoryBlobs::new()));
         app
     })
     .await
@@ -515,6 +517,62 @@ async fn demo() -> Result<(), String> {
     );
     if states.iter().any(|s| s != "sent") || pushed < ids.len() {
         return Err("the batch was not pushed from the queue with a callback each".into());
+    }
+
+    // 8. Specification pages: the PSA's PDFs attached to the Exact invoice and e-mailed with it.
+    let mut spec: Value =
+        serde_json::from_str(include_str!("../../events/invoice-with-specification.json"))
+            .unwrap_or_else(|e| {
+                unreachable!("events/invoice-with-specification.json is valid JSON: {e}")
+            });
+    spec["id"] = json!("inv_demo_8");
+    spec["reference"] = json!("INV-2025-0080");
+    let before = d.calls(division);
+    let (s, b) = d
+        .call(
+            reqwest::Method::POST,
+            "/connections/bu_demo/invoices",
+            Some(spec),
+        )
+        .await?;
+    expect("push with a specification", s, &[201], &b)?;
+    let exact_id = b["exact_invoice_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (document, files, email) = {
+        let w = d.l.sandbox.world();
+        let dv = w.division(division).ok_or("division 1001 is gone")?;
+        let inv = dv
+            .sales_invoices
+            .iter()
+            .find(|i| i.invoice_id.to_string() == exact_id);
+        let document = inv.and_then(|i| i.document);
+        let files: Vec<String> = dv
+            .document_attachments
+            .iter()
+            .filter(|a| Some(a.document) == document)
+            .map(|a| format!("{} ({} bytes)", a.file_name, a.content.len()))
+            .collect();
+        let email = dv
+            .emails_sent
+            .iter()
+            .find(|e| e.invoice_id.to_string() == exact_id)
+            .map(|e| format!("e-mailed to {} with {}", e.to, e.attachments.join(", ")));
+        (document, files, email)
+    };
+    println!(
+        "8. push with specification pages (events/invoice-with-specification.json): Exact invoice {} linked to document {} holding {} → {} — {} Exact calls",
+        b["exact_invoice_number"],
+        document
+            .map(|g| g.to_string())
+            .unwrap_or_else(|| "none".into()),
+        files.join(", "),
+        email.as_deref().unwrap_or("not e-mailed"),
+        d.calls(division) - before
+    );
+    if document.is_none() || files.len() != 2 || email.is_none() {
+        return Err("the specification pages did not arrive with the invoice".into());
     }
     println!("\ndemo complete.");
     Ok(())

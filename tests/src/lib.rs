@@ -137,6 +137,8 @@ pub struct Options {
     /// Moto only: asynchronous pushes (`Prefer: respond-async`, the batch route) go through an SQS FIFO queue, as
     /// deployed.
     pub push_queue: bool,
+    /// Moto only: an asynchronous push's attachments wait in an S3 bucket (`ATTACHMENT_BUCKET`), as deployed.
+    pub attachment_bucket: bool,
 }
 
 impl Default for Options {
@@ -149,6 +151,7 @@ impl Default for Options {
             paid_queue: false,
             jobs_queue: false,
             push_queue: false,
+            attachment_bucket: false,
         }
     }
 }
@@ -295,6 +298,17 @@ impl Harness {
             }
             _ => None,
         };
+        let attachments: Option<Arc<dyn store::BlobStore>> = match &aws {
+            Some((clients, _, _)) if opts.attachment_bucket => {
+                let bucket = testkit::unique("attachments");
+                store::create_bucket(clients.s3(), &bucket)
+                    .await
+                    .expect("create the attachment bucket on moto");
+                Some(Arc::new(clients.blobs(&bucket)))
+            }
+            None if opts.attachment_bucket => panic!("the attachment bucket needs moto"),
+            _ => None,
+        };
         let cache_of = app_secret_id.clone();
         let (api, app) = psa_exact_local::serve("127.0.0.1:0", |base| async move {
             let mut app = App::new(AppParts {
@@ -307,6 +321,7 @@ impl Harness {
                 clock,
             });
             app.queues = queues;
+            app.attachments = attachments;
             app.metrics = Arc::new(connector::metrics::Recording::new());
             if let Some((client, id)) = cache_of {
                 app.secret_cache = Some(Arc::new(store::AppSecretCache::new(

@@ -3,6 +3,7 @@
 mod admin;
 mod administrations;
 mod app_secret;
+mod attachments;
 mod budget;
 mod callbacks;
 mod connect;

@@ -301,6 +301,7 @@ fn invoice(full: bool) -> InvoiceRecord {
         event_at: full.then(|| at(3_600)),
         created_at: at(0),
         updated_at: at(3_600),
+        attachments: store::AttachmentsRecord::default(),
     }
 }
 

@@ -1572,7 +1572,6 @@ async fn oversized_bodies_long_lists_and_return_urls_are_refused_naming_the_limi
         "x".repeat(connector::http::MAX_PSA_BODY_BYTES)
     );
     for (method, path) in [
-        (reqwest::Method::POST, "/connections/bu_1/invoices"),
         (reqwest::Method::POST, "/connections/bu_1/exact/test"),
         (reqwest::Method::POST, "/connections/bu_1/exact/authorize"),
         (reqwest::Method::GET, "/connections/bu_1/exact"),
@@ -1594,6 +1593,22 @@ async fn oversized_bodies_long_lists_and_return_urls_are_refused_naming_the_limi
             "{e}"
         );
     }
+    // A push may carry attachments: its own, larger limit, named after them.
+    let huge_push = format!(
+        "{{\"name\": \"{}\"}}",
+        "x".repeat(connector::http::MAX_PUSH_BODY_BYTES)
+    );
+    let (status, e) = push_raw(&h, "bu_1", &huge_push).await;
+    assert_eq!(status, 413, "{e}");
+    assert_eq!(
+        (e["error"]["field"].as_str(), e["error"]["code"].as_str()),
+        (Some("attachments"), Some("attachments_too_large"))
+    );
+    let (status, e) = push_raw(&h, "bu_1", &huge).await;
+    assert_eq!(
+        status, 400,
+        "over the other routes' limit, a push is read: {e}"
+    );
     // Just at the limit is read (and refused for what it says, not for its size).
     let at_limit = format!(
         "{{\"name\": \"{}\"}}",

@@ -1,14 +1,14 @@
 //! `make bench`: the figures, printed as a markdown table, with a note under it for every missed target.
 //!
 //! Environment knobs: `BENCH_STARTS` (cold starts per function, default 25), `BENCH_SKIP_BUILD=1` (use the
-//! function binaries already in `target/release`), `BENCH_ONLY=calls,batch,overhead,cold,fleet,month-end` (a subset),
+//! function binaries already in `target/release`), `BENCH_ONLY=calls,attachments,batch,overhead,cold,fleet,month-end` (a subset),
 //! `BENCH_BIN_DIR` (where the function binaries are; default `target/release`). The fleet's own knobs
 //! (`BENCH_FLEET_CONNECTIONS`, `BENCH_FLEET_HOURS`, …) are described in `figures::fleet`, the month-end's
 //! (`BENCH_MONTH_END_INVOICES`, …) in `figures::month_end`.
 
 use std::time::Instant;
 
-use psa_exact_bench::figures::{batch, calls, cold_start, fleet, month_end, overhead};
+use psa_exact_bench::figures::{attachments, batch, calls, cold_start, fleet, month_end, overhead};
 use psa_exact_bench::table::Table;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -33,6 +33,10 @@ async fn main() {
     if want("calls") {
         step("Exact calls per operation");
         calls::run(&mut table).await;
+    }
+    if want("attachments") {
+        step("a push with a 1 MB specification");
+        attachments::run(&mut table).await;
     }
     if want("overhead") {
         step("handler overhead (CPU per warm push)");

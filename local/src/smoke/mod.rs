@@ -291,6 +291,7 @@ pub async fn run<O: Operator>(opts: &Options, op: &O) -> Result<Report, String> 
                 "needs --write, --webhook-url routed to this listener and --watch SECONDS".into(),
             ))),
         ),
+        (Fact::EmailAttachments, facts::email_attachments()),
     ];
 
     let mut exchanges = recorder.exchanges();

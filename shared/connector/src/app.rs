@@ -41,6 +41,9 @@ pub struct Config {
     pub push_queue: Option<crate::work::QueueRef>,
     /// `METRICS_NAMESPACE`: the CloudWatch namespace of the metrics (default `psa-exact`).
     pub metrics_namespace: String,
+    /// `ATTACHMENT_BUCKET`: the S3 bucket that keeps an asynchronous push's attachments until it runs; unset: an
+    /// asynchronous push with attachments is refused (400 `attachments_not_queued`).
+    pub attachment_bucket: Option<String>,
 }
 
 /// A configuration problem: the function cannot start.
@@ -95,6 +98,7 @@ impl Config {
             jobs_queue: queue_ref("JOBS_QUEUE_URL", "JOBS_DEAD_LETTER_QUEUE_URL")?,
             push_queue: queue_ref("PUSH_QUEUE_URL", "PUSH_DEAD_LETTER_QUEUE_URL")?,
             metrics_namespace: env_opt("METRICS_NAMESPACE").unwrap_or_else(|| "psa-exact".into()),
+            attachment_bucket: env_opt("ATTACHMENT_BUCKET"),
         })
     }
 }
@@ -124,6 +128,8 @@ pub struct App {
     pub exact_timeout: Duration,
     /// Where metrics go ([`crate::metrics`]): EMF lines on stdout when deployed, nowhere by default.
     pub metrics: Arc<dyn Metrics>,
+    /// Where an asynchronous push's attachments wait for it (S3, `ATTACHMENT_BUCKET`); `None`: such a push is refused.
+    pub attachments: Option<Arc<dyn store::BlobStore>>,
 }
 
 impl std::fmt::Debug for App {
@@ -168,6 +174,7 @@ impl App {
             exact_budget: DEFAULT_EXACT_BUDGET,
             exact_timeout: timeout,
             metrics: Arc::new(Discard),
+            attachments: None,
         }
     }
 
@@ -217,6 +224,9 @@ impl App {
                 jobs: cfg.jobs_queue,
                 push: cfg.push_queue,
             });
+        }
+        if let Some(bucket) = &cfg.attachment_bucket {
+            app.attachments = Some(Arc::new(aws.blobs(bucket)));
         }
         app.secret_cache = Some(Arc::new(AppSecretCache::new(
             aws.secrets().clone(),

@@ -12,6 +12,10 @@ use subtle::ConstantTimeEq;
 
 /// The largest request body a PSA route takes: 256 KiB (an invoice of 500 lines is far below it).
 pub const MAX_PSA_BODY_BYTES: usize = 256 * 1024;
+/// The limit of a single push's body, which may carry attachments (at most 4 MB decoded, ≈ 5.33 MB as base64):
+/// under the 6 MB (6,291,456 bytes) of a synchronous Lambda invocation's payload, which also carries the
+/// request's headers; API Gateway's own limit is 10 MB.
+pub const MAX_PUSH_BODY_BYTES: usize = 6_000_000;
 /// The longest `return_url` the authorize route takes.
 pub const MAX_RETURN_URL_LEN: usize = 2048;
 

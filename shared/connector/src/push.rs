@@ -21,6 +21,11 @@
 //!    new one: one POST with the lines inline. A create attempt is written down first (and that write checks we
 //!    still hold the claim); the Exact ID is written as soon as Exact returns it. A create whose answer was lost
 //!    (timeout, dropped connection) is never repeated: it is looked up by `YourRef` at once.
+//!    With attachments (the PSA's specification pages), the new invoice is preceded by one `documents/Documents`
+//!    record for the account and one `documents/DocumentAttachments` per file, and created with `Document` set
+//!    to that document: each step is written down before the next (see `Push::specification`), so a crash or a
+//!    retry never makes a second document or attaches a file twice. Once the document's creation was attempted
+//!    the claim is kept on any failure, like after an invoice create attempt.
 //! 6. Delivery `psa`: process it (`PrintedSalesInvoices`) and return its number (read back only when neither the
 //!    create answer nor the record has it: journals numbering at processing). When Exact answers the processing
 //!    with an `*Error` text (e.g. the e-mail failed), the invoice is read back: processed → success, with Exact's
@@ -31,7 +36,8 @@
 //! An Exact invoice exists or may exist → the claim is kept (it holds the ID or the create attempt) and expires
 //! after [`CLAIM_LEASE`]; the next push takes it over and continues from what exists. Exact calls per push: a known
 //! customer with warm caches 2 (create + process) on a journal numbering at entry, 3 on one numbering at processing
-//! (the answer of `PrintedSalesInvoices` carries no number), 1 with delivery `exact`; a new customer 5 or 6.
+//! (the answer of `PrintedSalesInvoices` carries no number), 1 with delivery `exact`; a new customer 5 or 6. Attachments
+//! add 1 + the number of files; a replay costs none.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -40,14 +46,15 @@ use chrono::{DateTime, Utc};
 use exact::{ErrorKind, ExactClient, ExactError, INVOICE_STATUS_PROCESSED, SalesInvoice};
 use mapping::{
     ConnectionId, Division, ExactGuid, InvalidInvoice, Invoice, InvoiceRefs, MAX_INVOICE_ID_LEN,
-    Settings, TaxCategoryMapping, account_payload, contact_payload, printed_invoice_payload,
+    SalesInvoiceWithDocument, Settings, TaxCategoryMapping, account_payload, contact_payload,
+    document_attachment_payload, document_payload, document_subject, printed_invoice_payload,
     sales_invoice_payload,
 };
 use serde::Serialize;
 use serde_json::Value;
 use store::{
-    Claim, ConnectionState, InvoiceDone, InvoicePhase, InvoiceProgress, InvoiceRecord,
-    InvoiceState, MappingKey, OpenState, SavedResponse, SettingsRecord, StoreError,
+    AttachmentMeta, Claim, ConnectionState, InvoiceDone, InvoicePhase, InvoiceProgress,
+    InvoiceRecord, InvoiceState, MappingKey, OpenState, SavedResponse, SettingsRecord, StoreError,
 };
 
 use crate::app::App;
@@ -276,6 +283,7 @@ pub(crate) fn invalid(e: InvalidInvoice) -> ApiError {
     match e {
         InvalidInvoice::Malformed(f) => ApiError::bad_field(f.field, f.code, f.message),
         InvalidInvoice::Rule(f) => ApiError::unprocessable(f.code, f.message).with_field(f.field),
+        InvalidInvoice::TooLarge(f) => ApiError::new(413, f.code, f.message).with_field(f.field),
     }
 }
 
@@ -580,7 +588,10 @@ impl Push<'_> {
                 }
                 found
             }
-            None => self.create(account, contact).await?,
+            None => {
+                let document = self.specification(record, account, contact, unsure).await?;
+                self.create(account, contact, document).await?
+            }
         };
 
         let (state, number, warning) = self.deliver(&invoice).await?;
@@ -621,12 +632,148 @@ impl Push<'_> {
     }
 
     fn base_progress(&self) -> InvoiceProgress {
+        let files = &self.inv.attachments;
         InvoiceProgress {
             reference: Some(self.inv.reference.clone()),
             division: Some(self.division),
             journal_code: Some(self.settings.journal_code.clone()),
+            attachment_files: (!files.is_empty()).then(|| {
+                files
+                    .iter()
+                    .map(|f| AttachmentMeta {
+                        file_name: f.file_name.clone(),
+                        size: f.size() as u64,
+                    })
+                    .collect()
+            }),
             ..InvoiceProgress::default()
         }
+    }
+
+    /// The specification pages: one Exact document for the invoice's account and one attachment per file, each
+    /// step written down before the next call. Answers the document to link the invoice to (`None` without files).
+    ///
+    /// - The document's subject is recorded first (a create attempt, like the invoice's): from then on the claim
+    ///   is kept on any failure, and a retry looks the document up by subject and account before creating one.
+    /// - Its ID is recorded as soon as Exact answers; a retry reuses it.
+    /// - The number of files attached is recorded after each; a retry that finds fewer than all recorded lists
+    ///   the document's files once and sends only those missing by name (names are unique per invoice), so a file
+    ///   whose answer was lost is not sent twice.
+    ///
+    /// Calls on a first push: 1 + the number of files.
+    async fn specification(
+        &self,
+        record: &InvoiceRecord,
+        account: ExactGuid,
+        contact: ExactGuid,
+        unsure: bool,
+    ) -> Result<Option<ExactGuid>, PushFailure> {
+        let files = &self.inv.attachments;
+        if files.is_empty() {
+            return Ok(None);
+        }
+        let kept = exact_error(self.app, true);
+        let prior = &record.attachments;
+        let subject = document_subject(self.inv);
+        let find = || async {
+            self.exact
+                .find_documents(&subject, account)
+                .await
+                .map(|rows| rows.into_iter().map(|d| d.id).min())
+        };
+        let (document, fresh) = match prior.exact_document_id {
+            Some(id) => (id, false),
+            None => {
+                let found = if prior.document_subject.is_some() {
+                    find().await.map_err(&kept)?
+                } else {
+                    None
+                };
+                match found {
+                    Some(id) => (id, false),
+                    None => {
+                        if prior.document_subject.is_none() {
+                            self.save(InvoiceProgress {
+                                exact_account_id: Some(account),
+                                exact_contact_id: Some(contact),
+                                document_subject: Some(subject.clone()),
+                                ..self.base_progress()
+                            })
+                            .await
+                            .map_err(|e| PushFailure::release(e).keep_if(unsure))?;
+                        }
+                        let id = match self
+                            .exact
+                            .create_document(&document_payload(self.inv, account))
+                            .await
+                        {
+                            Ok(id) => id,
+                            Err(e) if e.kind == ErrorKind::OutcomeUnknown => match find().await {
+                                Ok(Some(id)) => id,
+                                Ok(None) | Err(_) => return Err(kept(e)),
+                            },
+                            Err(e) => return Err(kept(e)),
+                        };
+                        (id, true)
+                    }
+                }
+            }
+        };
+        if prior.exact_document_id != Some(document) {
+            self.save(InvoiceProgress {
+                exact_document_id: Some(document),
+                ..InvoiceProgress::default()
+            })
+            .await
+            .map_err(PushFailure::keep)?;
+        }
+
+        let recorded = if fresh { 0 } else { prior.sent as usize };
+        if recorded >= files.len() {
+            return Ok(Some(document));
+        }
+        // A document made by this push has no files; one found again may hold some whose answer was lost.
+        let mut present: Vec<String> = if fresh {
+            Vec::new()
+        } else {
+            self.attached_names(document).await.map_err(&kept)?
+        };
+        for (i, file) in files.iter().enumerate().skip(recorded) {
+            if !present.iter().any(|n| n == &file.file_name) {
+                let body = document_attachment_payload(document, file);
+                match self.exact.create_document_attachment(&body).await {
+                    Ok(_) => {}
+                    Err(e) if e.kind == ErrorKind::OutcomeUnknown => {
+                        present = self
+                            .attached_names(document)
+                            .await
+                            .map_err(|_| kept(e.clone()))?;
+                        if !present.iter().any(|n| n == &file.file_name) {
+                            return Err(kept(e));
+                        }
+                    }
+                    Err(e) => return Err(kept(e)),
+                }
+            }
+            self.save(InvoiceProgress {
+                attachments_sent: Some(u32::try_from(i + 1).unwrap_or(u32::MAX)),
+                ..InvoiceProgress::default()
+            })
+            .await
+            .map_err(PushFailure::keep)?;
+        }
+        Ok(Some(document))
+    }
+
+    /// The names of the files a document holds in Exact.
+    async fn attached_names(&self, document: ExactGuid) -> Result<Vec<String>, ExactError> {
+        Ok(self
+            .exact
+            .document_attachments(document)
+            .await?
+            .into_iter()
+            .filter_map(|a| a.file_name)
+            .collect())
     }
 
     async fn save(&self, progress: InvoiceProgress) -> Result<(), ApiError> {
@@ -651,6 +798,7 @@ impl Push<'_> {
         &self,
         account: ExactGuid,
         contact: ExactGuid,
+        document: Option<ExactGuid>,
     ) -> Result<SalesInvoice, PushFailure> {
         let items = self.line_items().await.map_err(PushFailure::release)?;
         let refs = InvoiceRefs {
@@ -665,10 +813,24 @@ impl Push<'_> {
             exact_contact_id: Some(contact),
             ..self.base_progress()
         };
-        // Nothing is created yet: a failure here may release the claim.
-        self.save(attempt).await.map_err(PushFailure::release)?;
+        // Nothing is created yet (unless a specification document was): a failure here may release the claim.
+        self.save(attempt)
+            .await
+            .map_err(|e| PushFailure::release(e).keep_if(document.is_some()))?;
 
-        let created = match self.exact.create_sales_invoice(&payload).await {
+        // Linked to the specification document in the same POST (no update call after it).
+        let sent = match document {
+            Some(document) => {
+                self.exact
+                    .create_sales_invoice(&SalesInvoiceWithDocument {
+                        invoice: &payload,
+                        document,
+                    })
+                    .await
+            }
+            None => self.exact.create_sales_invoice(&payload).await,
+        };
+        let created = match sent {
             Ok(si) => si,
             Err(e) if e.kind == ErrorKind::OutcomeUnknown => {
                 match self.find_by_reference(account).await {
@@ -676,8 +838,8 @@ impl Push<'_> {
                     Ok(None) | Err(_) => return Err(exact_error(self.app, true)(e)),
                 }
             }
-            // Exact refused or never received it: nothing exists.
-            Err(e) => return Err(exact_error(self.app, false)(e)),
+            // Exact refused or never received it: nothing exists (but the specification document, if any).
+            Err(e) => return Err(exact_error(self.app, document.is_some())(e)),
         };
         self.save(InvoiceProgress {
             exact_invoice_id: Some(created.invoice_id),

@@ -125,6 +125,15 @@ pub async fn accept(app: &App, conn: &ConnectionId, raw: &[u8]) -> Result<Accept
     let queue = app.push_queue().ok_or_else(no_queue)?.clone();
     let inv = Invoice::parse_json(raw).map_err(push::invalid)?;
     tracing::Span::current().record("invoice_id", tracing::field::display(&inv.id));
+    // The files go to S3 (a queue message holds 256 KiB, a DynamoDB item 400 KB); without a bucket, refused.
+    if !inv.attachments.is_empty() && app.attachments.is_none() {
+        return Err(ApiError::bad_field(
+            "attachments",
+            "attachments_not_queued",
+            "attachments: this deployment keeps no files for asynchronous pushes (no ATTACHMENT_BUCKET); push this \
+             invoice without Prefer: respond-async",
+        ));
+    }
     let division = ready_division(app, conn).await?;
     match stage(app, conn, division, &inv, raw).await? {
         Staged::Replay(answer) => Ok(Accepted::Replay(answer)),
@@ -159,8 +168,12 @@ async fn stage(
     if let Some(answer) = replay_or_conflict(app, conn, &inv.id, &hashes).await? {
         return Ok(Staged::Replay(answer));
     }
-    let body = String::from_utf8(raw.to_vec())
-        .map_err(|_| ApiError::bad_field("body", "invalid_json", "the body is not UTF-8"))?;
+    let body = if inv.attachments.is_empty() {
+        String::from_utf8(raw.to_vec())
+            .map_err(|_| ApiError::bad_field("body", "invalid_json", "the body is not UTF-8"))?
+    } else {
+        park_attachments(app, conn, inv, raw, &hashes.canonical).await?
+    };
     let pending = QueuedPush::accepted(conn, &inv.id, division, &hashes.canonical, body, app.now());
     match app.state.enqueue_push(&pending).await? {
         Enqueued::Written => {}
@@ -193,6 +206,97 @@ async fn stage(
         .outgoing(&format!("push\n{}\n{}", inv.id, hashes.canonical)),
         body_hash: hashes.canonical,
     })
+}
+
+/// The S3 key of an asynchronous push's `i`-th file: the ids are URL-safe by their rules, the hash is hex.
+fn attachment_key(conn: &ConnectionId, invoice_id: &str, body_hash: &str, i: usize) -> String {
+    format!("{}/{invoice_id}/{body_hash}/{i}", conn.as_str())
+}
+
+/// Puts the files of an asynchronous push in the attachment store and answers the body to keep in their stead: the
+/// request with each `content_base64` replaced by `content_key`, the file's key (names, content types and the rest
+/// as sent). [`restore_attachments`] turns it back into the pushed invoice, whose canonical form (and so its hash)
+/// is the one accepted.
+async fn park_attachments(
+    app: &App,
+    conn: &ConnectionId,
+    inv: &Invoice,
+    raw: &[u8],
+    body_hash: &str,
+) -> Result<String, ApiError> {
+    let blobs = app.attachments.as_ref().ok_or_else(ApiError::internal)?;
+    let mut v: Value = serde_json::from_slice(raw)
+        .map_err(|_| ApiError::bad_field("body", "invalid_json", "the body is not JSON"))?;
+    let Some(items) = v.get_mut("attachments").and_then(Value::as_array_mut) else {
+        return Err(ApiError::internal());
+    };
+    for (i, (item, file)) in items.iter_mut().zip(&inv.attachments).enumerate() {
+        let key = attachment_key(conn, &inv.id, body_hash, i);
+        blobs.put_blob(&key, &file.content).await?;
+        if let Some(obj) = item.as_object_mut() {
+            obj.remove("content_base64");
+            obj.insert("content_key".into(), Value::String(key));
+        }
+    }
+    Ok(v.to_string())
+}
+
+/// The kept body of an asynchronous push with its files put back (`content_key` → `content_base64`). `Ok(None)`:
+/// a file is no longer there (the bucket expires them after 30 days).
+async fn restore_attachments(app: &App, body: &str) -> Result<Option<String>, NotDone> {
+    let Ok(mut v) = serde_json::from_str::<Value>(body) else {
+        return Ok(Some(body.to_owned()));
+    };
+    let Some(items) = v.get_mut("attachments").and_then(Value::as_array_mut) else {
+        return Ok(Some(body.to_owned()));
+    };
+    for item in items.iter_mut() {
+        let Some(obj) = item.as_object_mut() else {
+            continue;
+        };
+        let Some(key) = obj
+            .get("content_key")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        else {
+            continue;
+        };
+        let Some(blobs) = &app.attachments else {
+            return Err(NotDone::Retry(
+                "an attachment is kept in S3, but no ATTACHMENT_BUCKET is set".into(),
+            ));
+        };
+        let Some(bytes) = blobs.get_blob(&key).await.map_err(store_retry)? else {
+            return Ok(None);
+        };
+        let file = mapping::Attachment {
+            file_name: String::new(),
+            content: bytes,
+        };
+        obj.remove("content_key");
+        obj.insert(
+            "content_base64".into(),
+            Value::String(file.content_base64()),
+        );
+    }
+    Ok(Some(v.to_string()))
+}
+
+/// Removes the kept files of a finished asynchronous push (best effort: the bucket expires them anyway).
+async fn drop_attachments(app: &App, body: &str) {
+    let (Some(blobs), Ok(v)) = (&app.attachments, serde_json::from_str::<Value>(body)) else {
+        return;
+    };
+    for key in v["attachments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["content_key"].as_str())
+    {
+        if let Err(e) = blobs.delete_blob(key).await {
+            tracing::warn!(error = %e, "removing a kept attachment failed");
+        }
+    }
 }
 
 /// A finished push of this invoice answers its saved result; another body under a pushed id (or one whose create
@@ -392,6 +496,19 @@ pub async fn accept_batch(
                 });
                 Box::new((id.clone(), e))
             })?;
+            if !inv.attachments.is_empty() {
+                return Err(Box::new((
+                    id,
+                    ApiError::bad_field(
+                        format!("invoices[{i}].attachments"),
+                        "attachments_not_queued",
+                        format!(
+                            "invoices[{i}].attachments: a batch cannot carry attachments; push an invoice with \
+                             attachments on its own (POST /connections/{{connection_id}}/invoices)"
+                        ),
+                    ),
+                )));
+            }
             if !seen.insert(inv.id.clone()) {
                 return Err(Box::new((
                     id,
@@ -540,12 +657,21 @@ pub async fn run(
         }
         return Ok(());
     }
-    let body = pending.body.as_deref().unwrap_or_default();
+    let kept = pending.body.as_deref().unwrap_or_default();
     // A spent minute is waited out in the queue, not in a running function: the push refuses any wait longer than
     // a short back-off, and its message comes back at the reset.
     let mut paced = app.clone();
     paced.exact_budget = QUEUED_EXACT_WAIT;
-    let failure = match push::push(&paced, conn, body.as_bytes()).await {
+    let restored = restore_attachments(app, kept).await?;
+    let pushed = match &restored {
+        Some(body) => push::push(&paced, conn, body.as_bytes()).await,
+        None => Err(ApiError::unprocessable(
+            "attachments_expired",
+            "attachments: the files of this asynchronous push are no longer kept (30 days); push the invoice again",
+        )
+        .with_field("attachments")),
+    };
+    let failure = match pushed {
         Ok(answer) => {
             tracing::info!(status = answer.status, "queued push done");
             None
@@ -580,6 +706,9 @@ pub async fn run(
             // The push itself is recorded in the invoice's record: the retry replays it without calling Exact.
             NotDone::Retry(format!("store: {e}"))
         })?;
+    if finished {
+        drop_attachments(app, kept).await;
+    }
     if finished && callback {
         let mut done = pending;
         done.state = if failure.is_some() {

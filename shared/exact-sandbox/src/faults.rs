@@ -13,6 +13,8 @@ pub struct Fault {
     pub kind: FaultKind,
     /// How many matching requests it affects; `0` means every matching request until [`crate::Sandbox::clear_faults`].
     pub times: usize,
+    /// How many matching requests pass untouched before it fires (e.g. `1`: the second such call fails).
+    pub skip: usize,
 }
 
 /// What a fault does to a request.
@@ -36,6 +38,7 @@ impl Fault {
             path_contains: path_contains.into(),
             kind,
             times: 1,
+            skip: 0,
         }
     }
 
@@ -63,6 +66,12 @@ impl Fault {
     /// Fire on this many matching requests (`0` = always).
     pub fn times(mut self, times: usize) -> Self {
         self.times = times;
+        self
+    }
+
+    /// Let the first `n` matching requests through, then fire.
+    pub fn after(mut self, n: usize) -> Self {
+        self.skip = n;
         self
     }
 
@@ -99,6 +108,10 @@ impl Faults {
     /// The kind of the first fault matching this request; counts one use of it.
     pub(crate) fn take(&mut self, method: &str, path: &str) -> Option<FaultKind> {
         let i = self.armed.iter().position(|f| f.matches(method, path))?;
+        if self.armed[i].skip > 0 {
+            self.armed[i].skip -= 1;
+            return None;
+        }
         let kind = self.armed[i].kind.clone();
         self.fired += 1;
         match self.armed[i].times {

@@ -37,6 +37,10 @@ pub(crate) enum Label {
     CallbackUrl,
     Status,
     Code,
+    Subject,
+    Document,
+    FileName,
+    Attachment,
 }
 
 impl Label {
@@ -77,6 +81,14 @@ impl Label {
             (Status, Lang::Nl) => "Status",
             (Code, Lang::En) => "Code",
             (Code, Lang::Nl) => "Code",
+            (Subject, Lang::En) => "Subject",
+            (Subject, Lang::Nl) => "Onderwerp",
+            (Document, Lang::En) => "Document",
+            (Document, Lang::Nl) => "Document",
+            (FileName, Lang::En) => "File name",
+            (FileName, Lang::Nl) => "Bestandsnaam",
+            (Attachment, Lang::En) => "Attachment",
+            (Attachment, Lang::Nl) => "Bijlage",
         }
     }
 }

@@ -76,6 +76,10 @@ pub struct Division {
     pub webhook_subscriptions: Vec<WebhookSubscription>,
     /// Invoice e-mails "sent" when processing with `SendEmailToCustomer`.
     pub emails_sent: Vec<SentEmail>,
+    /// `documents/Documents`.
+    pub documents: Vec<Document>,
+    /// `documents/DocumentAttachments`.
+    pub document_attachments: Vec<DocumentAttachment>,
     /// The next automatic account code (before padding).
     pub next_account_code: u64,
 }
@@ -217,6 +221,8 @@ pub struct SalesInvoice {
     pub lines: Vec<SalesInvoiceLine>,
     pub created_ms: i64,
     pub modified_ms: i64,
+    /// `Document`: the linked document (its files go with the invoice's e-mail here).
+    pub document: Option<Uuid>,
 }
 
 /// `salesinvoice/SalesInvoiceLines`.
@@ -307,6 +313,29 @@ pub struct SentEmail {
     pub invoice_number: Option<i64>,
     pub to: String,
     pub at_ms: i64,
+    /// The file names of the invoice's linked document, which the e-mail carries here. Whether Exact's own e-mail
+    /// carries them is not documented (`docs/exact-online.md` §5.9): the sandbox assumes it does.
+    pub attachments: Vec<String>,
+}
+
+/// `documents/Documents`.
+#[derive(Clone, Debug, Default)]
+pub struct Document {
+    pub id: Uuid,
+    pub subject: String,
+    pub document_type: i32,
+    pub account: Option<Uuid>,
+    pub created_ms: i64,
+}
+
+/// `documents/DocumentAttachments`: one file of a document.
+#[derive(Clone, Debug, Default)]
+pub struct DocumentAttachment {
+    pub id: Uuid,
+    pub document: Uuid,
+    pub file_name: String,
+    /// The decoded bytes.
+    pub content: Vec<u8>,
 }
 
 /// OAuth state.

@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::ExactClient;
 use crate::entities::{
-    AccountRef, AccountTerms, ContactRef, DivisionInfo, Item, Journal, Me, PaymentCondition,
-    PrintResult, Receivable, SalesInvoice, VatCode, WebhookSubscription,
+    AccountRef, AccountTerms, ContactRef, DivisionInfo, DocumentAttachmentRef, DocumentRef, Item,
+    Journal, Me, PaymentCondition, PrintResult, Receivable, SalesInvoice, VatCode,
+    WebhookSubscription,
 };
 use crate::error::{ErrorKind, ExactError};
 use crate::odata::{Filter, Lit, Page, parse_page, query_string};
@@ -67,6 +68,8 @@ pub const WEBHOOK_FIELDS: &[&str] = &["ID", "Topic", "CallbackURL"];
 pub const ACCOUNT_TERMS_FIELDS: &[&str] =
     &["ID", "Name", "Status", "Blocked", "PaymentConditionSales"];
 pub const PAYMENT_CONDITION_FIELDS: &[&str] = &["Code", "Description"];
+pub const DOCUMENT_FIELDS: &[&str] = &["ID"];
+pub const DOCUMENT_ATTACHMENT_FIELDS: &[&str] = &["ID", "FileName"];
 
 /// One page is plenty for a lookup by name or e-mail, and costs exactly one call.
 const LOOKUP_TOP: u32 = 60;
@@ -240,6 +243,69 @@ impl ExactClient {
             "salesinvoice/SalesInvoices",
             &f,
             SALES_INVOICE_FIELDS,
+            None,
+        )
+        .await
+    }
+
+    /// Creates a `documents/Documents` record (the specification pages' document); answers its ID. Never retried:
+    /// on `OutcomeUnknown`, look it up with [`ExactClient::find_documents`] first. Exact's reference marks
+    /// `Subject` and `Type` mandatory (`docs/exact-online.md` §5.9).
+    pub async fn create_document(&self, body: &impl Serialize) -> Result<ExactGuid, ExactError> {
+        Ok(self
+            .post::<Created>("create_document", "documents/Documents", body)
+            .await?
+            .id)
+    }
+
+    /// Documents with this subject on this account: the one a lost creation may have made.
+    pub async fn find_documents(
+        &self,
+        subject: &str,
+        account: ExactGuid,
+    ) -> Result<Vec<DocumentRef>, ExactError> {
+        let f =
+            Filter::eq("Subject", Lit::Str(subject)).and(Filter::eq("Account", Lit::Guid(account)));
+        Ok(self
+            .list_page(
+                "find_documents",
+                "documents/Documents",
+                &f,
+                DOCUMENT_FIELDS,
+                Some(LOOKUP_TOP),
+            )
+            .await?
+            .items)
+    }
+
+    /// Attaches one file (`Document`, `FileName`, `Attachment` as base64) to a document; answers its ID. Never
+    /// retried: on `OutcomeUnknown`, list the document's files ([`ExactClient::document_attachments`]) before
+    /// sending it again. Exact documents no size limit for one file; ours is 4 MB for all files of a push.
+    pub async fn create_document_attachment(
+        &self,
+        body: &impl Serialize,
+    ) -> Result<ExactGuid, ExactError> {
+        Ok(self
+            .post::<Created>(
+                "create_document_attachment",
+                "documents/DocumentAttachments",
+                body,
+            )
+            .await?
+            .id)
+    }
+
+    /// The files attached to a document (IDs and names, not their content).
+    pub async fn document_attachments(
+        &self,
+        document: ExactGuid,
+    ) -> Result<Vec<DocumentAttachmentRef>, ExactError> {
+        let f = Filter::eq("Document", Lit::Guid(document));
+        self.list(
+            "document_attachments",
+            "documents/DocumentAttachments",
+            &f,
+            DOCUMENT_ATTACHMENT_FIELDS,
             None,
         )
         .await

@@ -295,3 +295,19 @@ pub struct PaymentCondition {
     #[serde(default)]
     pub description: Option<String>,
 }
+
+/// `documents/Documents`, as far as finding our specification document again goes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DocumentRef {
+    #[serde(rename = "ID")]
+    pub id: ExactGuid,
+}
+
+/// `documents/DocumentAttachments`: one file of a document (its content is not read back).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DocumentAttachmentRef {
+    #[serde(rename = "ID")]
+    pub id: ExactGuid,
+    #[serde(rename = "FileName", default)]
+    pub file_name: Option<String>,
+}

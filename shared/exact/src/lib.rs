@@ -31,16 +31,18 @@ pub mod tls;
 
 pub use auth::{DEFAULT_EXPIRES_IN, ExactAuth, RefreshFailure, TokenSet};
 pub use calls::{
-    ACCOUNT_FIELDS, ACCOUNT_TERMS_FIELDS, CONTACT_FIELDS, DIVISION_FIELDS, ITEM_FIELDS,
-    JOURNAL_FIELDS, ME_FIELDS, PAYMENT_CONDITION_FIELDS, RECEIVABLE_FIELDS, SALES_INVOICE_FIELDS,
-    VAT_CODE_FIELDS, WEBHOOK_FIELDS,
+    ACCOUNT_FIELDS, ACCOUNT_TERMS_FIELDS, CONTACT_FIELDS, DIVISION_FIELDS,
+    DOCUMENT_ATTACHMENT_FIELDS, DOCUMENT_FIELDS, ITEM_FIELDS, JOURNAL_FIELDS, ME_FIELDS,
+    PAYMENT_CONDITION_FIELDS, RECEIVABLE_FIELDS, SALES_INVOICE_FIELDS, VAT_CODE_FIELDS,
+    WEBHOOK_FIELDS,
 };
 pub use client::{ExactClient, RetryPolicy};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use entities::{
-    AccountRef, AccountTerms, ContactRef, DivisionInfo, INVOICE_STATUS_OPEN,
-    INVOICE_STATUS_PROCESSED, Item, JOURNAL_TYPE_SALES, Journal, Me, PaymentCondition, PrintResult,
-    RECEIVABLE_STATUS_MATCHED, Receivable, SalesInvoice, VatCode, WebhookSubscription,
+    AccountRef, AccountTerms, ContactRef, DivisionInfo, DocumentAttachmentRef, DocumentRef,
+    INVOICE_STATUS_OPEN, INVOICE_STATUS_PROCESSED, Item, JOURNAL_TYPE_SALES, Journal, Me,
+    PaymentCondition, PrintResult, RECEIVABLE_STATUS_MATCHED, Receivable, SalesInvoice, VatCode,
+    WebhookSubscription,
 };
 pub use error::{ErrorKind, ExactError};
 pub use host::{DEFAULT_REQUEST_TIMEOUT, ExactConfig, base_url};

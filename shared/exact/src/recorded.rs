@@ -418,9 +418,13 @@ fn read_success(op: &str, body: &[u8]) -> Result<Reading, String> {
             }
             f
         }),
-        "create_account" | "create_contact" | "probe_subscribe" => {
-            single::<crate::calls::Created>(body, none)
-        }
+        "find_documents" => listed::<crate::DocumentRef>(body, none),
+        "document_attachments" => listed::<crate::DocumentAttachmentRef>(body, none),
+        "create_account"
+        | "create_contact"
+        | "create_document"
+        | "create_document_attachment"
+        | "probe_subscribe" => single::<crate::calls::Created>(body, none),
         "probe_items_without_filter" => listed::<Value>(body, none),
         // An answer in whatever format Exact chose (the probe only reads its Content-Type).
         "probe_without_accept" => Ok(Reading::default()),

@@ -44,10 +44,12 @@ impl std::error::Error for FieldError {}
 ///   or amount, a period that ends before it starts, a line number that is zero or repeated.
 /// * `Rule` (HTTP 422): well-formed, but refused by a business rule — no lines, more lines than
 ///   we send in one Exact invoice, or a total whose sign contradicts `credit`.
+/// * `TooLarge` (HTTP 413): the attachments are larger than the connector carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InvalidInvoice {
     Malformed(FieldError),
     Rule(FieldError),
+    TooLarge(FieldError),
 }
 
 impl InvalidInvoice {
@@ -61,7 +63,9 @@ impl InvalidInvoice {
 
     pub fn error(&self) -> &FieldError {
         match self {
-            InvalidInvoice::Malformed(e) | InvalidInvoice::Rule(e) => e,
+            InvalidInvoice::Malformed(e)
+            | InvalidInvoice::Rule(e)
+            | InvalidInvoice::TooLarge(e) => e,
         }
     }
 

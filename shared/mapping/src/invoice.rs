@@ -25,6 +25,7 @@
 //! | `lines` | at most 500 (checked before any line is read) | 400 |
 //! | `lines` | at least 1 line | 422 |
 //! | `credit` vs total | credit note: total ≤ 0; invoice: total ≥ 0 (zero allowed for both) | 422 |
+//! | `attachments` | PDF files, see [`crate::attachment`] | 400 / 413 |
 //!
 //! All strings are trimmed; control characters inside are refused; lengths count characters; an
 //! optional string that is blank counts as absent; `null` counts as absent; unknown fields are
@@ -38,6 +39,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::amount::Amount;
+use crate::attachment::{Attachment, read_attachments};
 use crate::email::Email;
 use crate::error::{FieldError, InvalidInvoice};
 use crate::json::{Obj, index_path, missing, parse_body, too_long, type_error};
@@ -72,6 +74,9 @@ pub struct Invoice {
     pub company: Company,
     pub contact: Contact,
     pub lines: Vec<InvoiceLine>,
+    /// Specification pages (PDF) to attach to the Exact invoice; see [`crate::attachment`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
 }
 
 /// The service period; goes on every Exact line as `StartTime`/`EndTime`.
@@ -130,7 +135,8 @@ impl Invoice {
 
     /// As [`Invoice::parse_json`], from an already parsed JSON value.
     pub fn from_value(value: &Value) -> Result<Invoice, InvalidInvoice> {
-        let invoice = read_invoice(value)?;
+        let mut invoice = read_invoice(value)?;
+        invoice.attachments = read_attachments(value)?;
         invoice.check_rules()?;
         Ok(invoice)
     }
@@ -145,7 +151,8 @@ impl Invoice {
     /// to the same values: key order, whitespace and unknown fields do not count, nor do surrounding blanks, a
     /// blank optional (= absent), `null` (= absent), `"credit": false` (= absent) or how an amount is written
     /// (`"8000"`, `"8000.0"` and `"8000.00"` are one amount). Everything that reaches Exact counts, including the
-    /// order of the lines. Versioned, so a later change of the form cannot collide with this one.
+    /// order of the lines, and the attachments (names and content, in their order; absent when there are none, so
+    /// an invoice without attachments keeps the hash it always had). Versioned, so a later change of the form cannot collide with this one.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut out = b"psa-invoice/v1\n".to_vec();
         // Serialising the validated model cannot fail: strings, numbers, dates and amounts (always 2 decimals).
@@ -292,6 +299,7 @@ fn read_invoice(value: &Value) -> Result<Invoice, FieldError> {
         company,
         contact,
         lines,
+        attachments: Vec::new(),
     })
 }
 
@@ -983,5 +991,129 @@ pub(crate) mod tests {
             edit(&mut v);
             assert_ne!(canon(&v), expected, "{v}");
         }
+    }
+
+    // ---- attachments ------------------------------------------------------------------------
+
+    const PDF: &str = "JVBERi0xLjQKJSVFT0YK"; // "%PDF-1.4\n%%EOF\n"
+
+    fn with_files(files: Value) -> Value {
+        let mut v = design_body();
+        v["attachments"] = files;
+        v
+    }
+
+    fn file(name: &str, b64: &str) -> Value {
+        json!({"file_name": name, "content_type": "application/pdf", "content_base64": b64})
+    }
+
+    #[test]
+    fn attachments_parse_with_sanitised_names_and_decoded_content() {
+        let inv = parse(&with_files(json!([
+            file("../spec.pdf", PDF),
+            {"file_name": "hours", "content_base64": "JVBERi0xLjQKJSVFT0YK\r\n"}
+        ])))
+        .unwrap();
+        let names: Vec<_> = inv
+            .attachments
+            .iter()
+            .map(|a| a.file_name.as_str())
+            .collect();
+        assert_eq!(names, ["spec.pdf", "hours.pdf"]);
+        // A name taken by an earlier file gets a number.
+        let inv = parse(&with_files(json!([
+            file("a.pdf", PDF),
+            file("dir/A.PDF", PDF),
+            file("a", PDF)
+        ])))
+        .unwrap();
+        let names: Vec<_> = inv
+            .attachments
+            .iter()
+            .map(|a| a.file_name.as_str())
+            .collect();
+        assert_eq!(names, ["a.pdf", "A (2).pdf", "a (3).pdf"]);
+        assert_eq!(inv.attachments[0].content, b"%PDF-1.4\n%%EOF\n");
+        // None, null and [] are the same invoice as one without the field.
+        for none in [json!(null), json!([])] {
+            assert!(parse(&with_files(none)).unwrap().attachments.is_empty());
+        }
+    }
+
+    #[test]
+    fn attachment_refusals_name_the_field() {
+        let refuse = |files: Value| parse(&with_files(files)).unwrap_err();
+        let e = refuse(json!([file("a.pdf", "aGVsbG8=")]));
+        assert_eq!(
+            (e.field(), e.code()),
+            ("attachments[0].content_base64", "not_pdf")
+        );
+        let e = refuse(json!([file("a.pdf", "%%%not base64")]));
+        assert_eq!(
+            (e.field(), e.code()),
+            ("attachments[0].content_base64", "invalid_base64")
+        );
+        let e = refuse(
+            json!([{"file_name": "a.pdf", "content_type": "image/png", "content_base64": PDF}]),
+        );
+        assert_eq!(
+            (e.field(), e.code()),
+            ("attachments[0].content_type", "unsupported_content_type")
+        );
+        let e = refuse(json!([file("///", PDF)]));
+        assert_eq!(
+            (e.field(), e.code()),
+            ("attachments[0].file_name", "invalid_file_name")
+        );
+        let six: Vec<Value> = (0..6).map(|i| file(&format!("{i}.pdf"), PDF)).collect();
+        let e = refuse(Value::Array(six));
+        assert_eq!(
+            (e.field(), e.code(), e.is_rule()),
+            ("attachments", "too_many_attachments", false)
+        );
+        assert!(matches!(e, InvalidInvoice::Malformed(_)));
+        // 5 MB of PDF: 413, before anything is decoded.
+        let mut big = b"%PDF-1.4\n".to_vec();
+        big.resize(5_000_000, b' ');
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&big);
+        let e = refuse(json!([file("big.pdf", &b64)]));
+        assert!(matches!(e, InvalidInvoice::TooLarge(_)), "{e:?}");
+        assert_eq!(
+            (e.field(), e.code()),
+            ("attachments", "attachments_too_large")
+        );
+        // Two files of 2.1 MB each: over the total.
+        big.truncate(2_100_000);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&big);
+        let e = refuse(json!([file("a.pdf", &b64), file("b.pdf", &b64)]));
+        assert!(matches!(e, InvalidInvoice::TooLarge(_)), "{e:?}");
+    }
+
+    #[test]
+    fn canonical_bytes_cover_the_attachments() {
+        let without = parse(&design_body()).unwrap().canonical_bytes();
+        let with = parse(&with_files(json!([file("a.pdf", PDF)])))
+            .unwrap()
+            .canonical_bytes();
+        assert_ne!(with, without);
+        // Another name, another content: another invoice. Padding and line breaks: the same one.
+        let other_name = parse(&with_files(json!([file("b.pdf", PDF)])))
+            .unwrap()
+            .canonical_bytes();
+        assert_ne!(other_name, with);
+        let other_content = parse(&with_files(json!([file("a.pdf", "JVBERi0xLjUKJSVFT0YK")])))
+            .unwrap()
+            .canonical_bytes();
+        assert_ne!(other_content, with);
+        let rewritten = parse(&with_files(json!([file(
+            "a.pdf",
+            "JVBERi0x\nLjQKJSVFT0YK"
+        )])))
+        .unwrap()
+        .canonical_bytes();
+        assert_eq!(rewritten, with);
+        // The canonical form without attachments is the one stored before they existed.
+        assert!(!String::from_utf8_lossy(&without).contains("attachments"));
     }
 }

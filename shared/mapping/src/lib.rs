@@ -4,13 +4,14 @@
 //!
 //! * [`Invoice::parse_json`] / [`Settings::parse_json`]: request bodies → validated model, or an
 //!   error naming the field (`lines[0].amount`). [`InvalidInvoice::Malformed`] is a 400,
-//!   [`InvalidInvoice::Rule`] a 422.
+//!   [`InvalidInvoice::Rule`] a 422, [`InvalidInvoice::TooLarge`] (attachments) a 413.
 //! * [`account_payload`], [`contact_payload`], [`sales_invoice_payload`],
 //!   [`printed_invoice_payload`]: the Exact bodies; `payloads.rs` is the field mapping.
 //! * [`signature`]: Exact's webhook `HashCode` and the connector's `X-Signature-256` on PSA callbacks, signed
 //!   and checked in this one place.
 
 mod amount;
+pub mod attachment;
 mod email;
 mod error;
 pub mod ids;
@@ -21,6 +22,7 @@ mod settings;
 pub mod signature;
 
 pub use amount::{AMOUNT_DECIMALS, Amount, decimal_number};
+pub use attachment::{Attachment, MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS};
 pub use email::{Email, MAX_EMAIL_LEN};
 pub use error::{FieldError, InvalidInvoice};
 pub use ids::{ConnectionId, Country, Division, ExactGuid, IdError};
@@ -31,9 +33,11 @@ pub use invoice::{
     Project,
 };
 pub use payloads::{
-    ACCOUNT_STATUS_CUSTOMER, AccountPayload, ContactPayload, InvoiceRefs, PrintedInvoicePayload,
+    ACCOUNT_STATUS_CUSTOMER, AccountPayload, ContactPayload, DOCUMENT_TYPE_GENERAL_ATTACHMENT,
+    DocumentAttachmentPayload, DocumentPayload, InvoiceRefs, PrintedInvoicePayload,
     SALES_CREDIT_NOTE_TYPE, SALES_INVOICE_TYPE, SalesInvoiceLinePayload, SalesInvoicePayload,
-    account_payload, contact_payload, line_description, line_item_codes, payment_reference,
+    SalesInvoiceWithDocument, account_payload, contact_payload, document_attachment_payload,
+    document_payload, document_subject, line_description, line_item_codes, payment_reference,
     printed_invoice_payload, sales_invoice_payload,
 };
 pub use rust_decimal::Decimal;

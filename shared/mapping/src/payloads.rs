@@ -254,6 +254,70 @@ pub fn line_description(line: &InvoiceLine) -> String {
     format!("{} - {}", line.number, line.name)
 }
 
+/// Exact's document type for the specification pages' document: 183, "general attachment" — the type a public
+/// Exact integration uses to attach files to a sales invoice (`docs/exact-online.md` §5.9). Exact's own
+/// type for a sales invoice (10) is the one Exact gives the document it makes when it processes the invoice, so it
+/// is not used for ours.
+pub const DOCUMENT_TYPE_GENERAL_ATTACHMENT: i32 = 183;
+
+/// `POST documents/Documents`: the document the specification pages hang on. `Subject` and `Type` are mandatory
+/// in Exact's reference; `Account` links it to the invoice's customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentPayload {
+    #[serde(rename = "Subject")]
+    pub subject: String,
+    #[serde(rename = "Type")]
+    pub document_type: i32,
+    #[serde(rename = "Account")]
+    pub account: ExactGuid,
+}
+
+/// The subject of an invoice's specification document: found again by it (with the account) when the answer of
+/// its creation was lost. Exact's length for `Subject` is not documented; the reference is at most 60 characters.
+pub fn document_subject(inv: &Invoice) -> String {
+    format!("Specification {}", inv.reference)
+}
+
+pub fn document_payload(inv: &Invoice, account: ExactGuid) -> DocumentPayload {
+    DocumentPayload {
+        subject: document_subject(inv),
+        document_type: DOCUMENT_TYPE_GENERAL_ATTACHMENT,
+        account,
+    }
+}
+
+/// `POST documents/DocumentAttachments`: one file of a document, its content as base64.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DocumentAttachmentPayload<'a> {
+    #[serde(rename = "Document")]
+    pub document: ExactGuid,
+    #[serde(rename = "FileName")]
+    pub file_name: &'a str,
+    /// Standard base64 of the file.
+    #[serde(rename = "Attachment")]
+    pub attachment: String,
+}
+
+pub fn document_attachment_payload(
+    document: ExactGuid,
+    file: &crate::Attachment,
+) -> DocumentAttachmentPayload<'_> {
+    DocumentAttachmentPayload {
+        document,
+        file_name: &file.file_name,
+        attachment: file.content_base64(),
+    }
+}
+
+/// A sales invoice linked to a document at its creation (`SalesInvoices.Document`), so no update call follows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SalesInvoiceWithDocument<'a> {
+    #[serde(flatten)]
+    pub invoice: &'a SalesInvoicePayload,
+    #[serde(rename = "Document")]
+    pub document: ExactGuid,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,7 @@ pub struct AwsClients {
     dynamodb: aws_sdk_dynamodb::Client,
     secrets: aws_sdk_secretsmanager::Client,
     sqs: aws_sdk_sqs::Client,
+    s3: aws_sdk_s3::Client,
     tls: Arc<rustls::ClientConfig>,
 }
 
@@ -73,6 +74,13 @@ impl AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             secrets: aws_sdk_secretsmanager::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
+            // Path-style addressing when an endpoint is set (moto: one host serves every bucket); virtual-hosted
+            // on AWS.
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(config)
+                    .force_path_style(config.endpoint_url().is_some())
+                    .build(),
+            ),
             tls,
         }
     }
@@ -98,6 +106,15 @@ impl AwsClients {
 
     pub fn sqs(&self) -> &aws_sdk_sqs::Client {
         &self.sqs
+    }
+
+    pub fn s3(&self) -> &aws_sdk_s3::Client {
+        &self.s3
+    }
+
+    /// The attachment store on `bucket` (`ATTACHMENT_BUCKET`).
+    pub fn blobs(&self, bucket: &str) -> crate::S3Blobs {
+        crate::S3Blobs::new(self.s3.clone(), bucket)
     }
 
     /// The work queues (SQS FIFO).

@@ -72,6 +72,7 @@ pub(crate) enum Service {
     DynamoDb,
     SecretsManager,
     Sqs,
+    S3,
 }
 
 const THROTTLING_CODES: &[&str] = &[
@@ -176,6 +177,12 @@ where
                 op,
                 detail: "the queue does not exist (check the *_QUEUE_URL settings)".into(),
             },
+            Service::S3 => StoreError::NotFound { op },
+        }
+    } else if code == "NoSuchBucket" {
+        StoreError::Config {
+            op,
+            detail: "the bucket does not exist (check ATTACHMENT_BUCKET)".into(),
         }
     } else if code_is(MISSING_QUEUE_CODES) {
         StoreError::Config {

@@ -137,6 +137,36 @@ pub struct InvoiceRecord {
     pub event_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The specification pages pushed with the invoice and how far attaching them in Exact got.
+    pub attachments: AttachmentsRecord,
+}
+
+/// One attached file as the record keeps it: its name and size, never its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentMeta {
+    pub file_name: String,
+    pub size: u64,
+}
+
+/// The attachments of a pushed invoice and their progress in Exact: one `documents/Documents` record, then one
+/// `documents/DocumentAttachments` per file in order, then the invoice linked to the document. Each step is
+/// written down before the next Exact call, so a retry reuses the document and never attaches a file twice.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentsRecord {
+    /// The files, in the order of the push.
+    pub files: Vec<AttachmentMeta>,
+    /// The subject of the Exact document, written before it is created: once set, the document may exist in
+    /// Exact even without `exact_document_id` (its creation's answer was lost), and is looked up by it.
+    pub document_subject: Option<String>,
+    pub exact_document_id: Option<ExactGuid>,
+    /// How many of `files`, from the first, are known to be attached to the document in Exact.
+    pub sent: u32,
+}
+
+impl AttachmentsRecord {
+    pub fn is_empty(&self) -> bool {
+        *self == AttachmentsRecord::default()
+    }
 }
 
 /// The answer to a claim.
@@ -168,6 +198,13 @@ pub struct InvoiceProgress {
     pub exact_contact_id: Option<ExactGuid>,
     pub exact_invoice_id: Option<ExactGuid>,
     pub exact_invoice_number: Option<i64>,
+    /// The attached files' names and sizes.
+    pub attachment_files: Option<Vec<AttachmentMeta>>,
+    /// The Exact document's subject, written before the document is created.
+    pub document_subject: Option<String>,
+    pub exact_document_id: Option<ExactGuid>,
+    /// How many files are attached in Exact now (only ever grows).
+    pub attachments_sent: Option<u32>,
 }
 
 /// How a push finished.
@@ -236,6 +273,7 @@ impl StoredInvoice {
                 event_at: None,
                 created_at: now,
                 updated_at: now,
+                attachments: AttachmentsRecord::default(),
             },
             reopen_as: None,
         }
@@ -326,6 +364,19 @@ impl StoredInvoice {
         }
         if let Some(v) = p.exact_invoice_number {
             r.exact_invoice_number = Some(v);
+        }
+        let a = &mut r.attachments;
+        if let Some(v) = &p.attachment_files {
+            a.files = v.clone();
+        }
+        if let Some(v) = &p.document_subject {
+            a.document_subject = Some(v.clone());
+        }
+        if let Some(v) = p.exact_document_id {
+            a.exact_document_id = Some(v);
+        }
+        if let Some(v) = p.attachments_sent {
+            a.sent = a.sent.max(v);
         }
     }
 

@@ -107,6 +107,7 @@
 //! by a later write within it). A missing (or deletion-scheduled) secret reads as `None`: "not connected".
 
 mod app_secret;
+mod blobs;
 mod clients;
 mod dynamo;
 mod error;
@@ -124,13 +125,14 @@ mod secrets;
 mod sqs;
 
 pub use app_secret::{APP_SECRET_TTL, AppSecret, AppSecretCache, MIN_PSA_API_KEY_LEN};
+pub use blobs::{MemoryBlobs, S3Blobs, create_bucket};
 pub use clients::AwsClients;
 pub use dynamo::{DynamoStore, create_table};
 pub use error::{BoxError, StoreError, StoreResult};
 pub use event_source::{EventSourceMapping, PollReport, batch_item_failures};
 pub use invoice::{
-    Claim, InvoiceDone, InvoicePhase, InvoiceProgress, InvoiceRecord, InvoiceState, OpenState,
-    SavedResponse, body_hash,
+    AttachmentMeta, AttachmentsRecord, Claim, InvoiceDone, InvoicePhase, InvoiceProgress,
+    InvoiceRecord, InvoiceState, OpenState, SavedResponse, body_hash,
 };
 pub use memory::{MemoryStore, MemoryTokenStore};
 pub use memory_queue::{DEFAULT_MAX_RECEIVES, MemoryQueue};
@@ -141,7 +143,7 @@ pub use model::{
     WebhookSubscriptionRecord,
 };
 pub use ports::{
-    AdministrationStore, ConnectionStore, EventLogStore, InvoiceStore, LeaseStore,
+    AdministrationStore, BlobStore, ConnectionStore, EventLogStore, InvoiceStore, LeaseStore,
     MAX_CONNECTIONS_PAGE, MappingStore, OAuthStateStore, QueuedPushStore, RateBudgetStore,
     StateStore, TokenStore, WebhookDedupe,
 };

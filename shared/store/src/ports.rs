@@ -362,3 +362,12 @@ pub trait TokenStore: Send + Sync {
     /// Removes the tokens of both slots. Deleting what is not there is fine.
     async fn delete(&self, conn: &ConnectionId) -> StoreResult<()>;
 }
+
+/// Files kept outside the database, by key (the attachments of an asynchronous push). A put over an existing key
+/// replaces it; a get of a missing key is `None`; a delete of a missing key succeeds.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    async fn put_blob(&self, key: &str, bytes: &[u8]) -> StoreResult<()>;
+    async fn get_blob(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    async fn delete_blob(&self, key: &str) -> StoreResult<()>;
+}

@@ -8,10 +8,10 @@ use mapping::{ConnectionId, Country};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use store::{
-    BudgetWindow, Claim, ConnectionEvent, ConnectionEventKind, ConnectionState, Delivery,
-    DivisionWebhooksRecord, Enqueued, EventDelivery, InvoiceDone, InvoicePhase, InvoiceProgress,
-    InvoiceState, MappingKey, OAuthState, OpenState, PushFailureRecord, QueuedPush,
-    QueuedPushState, RateBudget, SavedResponse, SettingsRecord, StateStore, StoreError,
+    AttachmentMeta, BudgetWindow, Claim, ConnectionEvent, ConnectionEventKind, ConnectionState,
+    Delivery, DivisionWebhooksRecord, Enqueued, EventDelivery, InvoiceDone, InvoicePhase,
+    InvoiceProgress, InvoiceState, MappingKey, OAuthState, OpenState, PushFailureRecord,
+    QueuedPush, QueuedPushState, RateBudget, SavedResponse, SettingsRecord, StateStore, StoreError,
     TaxCategoryRecord, TokenRecord, TokenSlot, TokenStore, WebhookSubscriptionRecord,
 };
 
@@ -1330,6 +1330,96 @@ mod suite {
         assert!(s.mark_paid(&c, "i2", t(5), t(5)).await.unwrap());
         assert_eq!(s.count_open_invoices(&c).await.unwrap(), 2);
     }
+
+    pub async fn attachment_progress_is_kept_and_only_grows(
+        s: &impl StateStore,
+        _: &impl TokenStore,
+    ) {
+        let c = conn("bu_1");
+        let Claim::Claimed { .. } = s.claim(&c, "inv_a", "h1", "a", t(0), LEASE).await.unwrap()
+        else {
+            panic!("first claim wins");
+        };
+        let files = vec![
+            AttachmentMeta {
+                file_name: "hours.pdf".into(),
+                size: 1234,
+            },
+            AttachmentMeta {
+                file_name: "expenses.pdf".into(),
+                size: 99,
+            },
+        ];
+        let attempt = InvoiceProgress {
+            attachment_files: Some(files.clone()),
+            document_subject: Some("Specification INV-1".into()),
+            ..InvoiceProgress::default()
+        };
+        s.save_progress(&c, "inv_a", "a", &attempt, t(1))
+            .await
+            .unwrap();
+        let r = s.get_invoice(&c, "inv_a").await.unwrap().unwrap();
+        assert_eq!(r.attachments.files, files);
+        assert_eq!(
+            r.attachments.document_subject.as_deref(),
+            Some("Specification INV-1")
+        );
+        assert_eq!(r.attachments.exact_document_id, None);
+        for (p, sent) in [
+            (
+                InvoiceProgress {
+                    exact_document_id: Some(guid(7)),
+                    ..InvoiceProgress::default()
+                },
+                0,
+            ),
+            (
+                InvoiceProgress {
+                    attachments_sent: Some(2),
+                    ..InvoiceProgress::default()
+                },
+                2,
+            ),
+            // A late writer with an older count does not undo a newer one.
+            (
+                InvoiceProgress {
+                    attachments_sent: Some(1),
+                    ..InvoiceProgress::default()
+                },
+                2,
+            ),
+        ] {
+            s.save_progress(&c, "inv_a", "a", &p, t(2)).await.unwrap();
+            let r = s.get_invoice(&c, "inv_a").await.unwrap().unwrap();
+            assert_eq!(r.attachments.sent, sent);
+            assert_eq!(r.attachments.exact_document_id, Some(guid(7)));
+            assert_eq!(r.attachments.files, files, "the names stay");
+        }
+        // Taken over after expiry with the same body: the progress comes along.
+        let Claim::Claimed { record, taken_over } =
+            s.claim(&c, "inv_a", "h1", "b", t(61), LEASE).await.unwrap()
+        else {
+            panic!("expired claim is taken over");
+        };
+        assert!(taken_over);
+        assert_eq!(record.attachments.exact_document_id, Some(guid(7)));
+        assert_eq!(record.attachments.sent, 2);
+        // A record without attachments reads back with none.
+        let Claim::Claimed { record, .. } =
+            s.claim(&c, "inv_b", "h", "a", t(0), LEASE).await.unwrap()
+        else {
+            panic!();
+        };
+        assert!(record.attachments.is_empty());
+        assert!(
+            s.get_invoice(&c, "inv_b")
+                .await
+                .unwrap()
+                .unwrap()
+                .attachments
+                .is_empty()
+        );
+    }
 }
 
 macro_rules! contract {
@@ -1377,4 +1467,5 @@ all_backends!(
     events_add_up_their_delivery_rounds_and_a_connection_owes_its_latest_change,
     connections_page_by_page_filtered_by_state,
     open_invoices_are_counted,
+    attachment_progress_is_kept_and_only_grows,
 );

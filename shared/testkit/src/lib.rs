@@ -4,6 +4,7 @@
 //!   binary, started lazily on a free loopback port and killed when the test process exits.
 //! - [`free_port`]: a loopback port nobody listens on right now.
 //! - [`unique`]: a name with a random suffix, so tests sharing a moto server isolate by table name or secret prefix.
+//! - [`pdf`]: small valid PDF files made here, for attachments.
 //!
 //! A missing `moto_server` is a panic, never a silent skip: a test that did not run must not pass.
 
@@ -16,6 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::OnceCell;
+
+pub mod pdf;
 
 /// How long a fresh moto server may take to answer `GET /moto-api/`.
 const READY_WITHIN: Duration = Duration::from_secs(10);

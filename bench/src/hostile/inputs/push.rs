@@ -1,5 +1,6 @@
 //! `POST …/invoices`: every field of a valid invoice made missing, mistyped, too long, blank or malformed; bodies
-//! that are not an invoice; and valid names that look hostile, which must be stored exactly.
+//! that are not an invoice; valid names that look hostile, which must be stored exactly; and attachments that are
+//! not a PDF, too many, too large or badly encoded.
 
 use super::*;
 
@@ -247,13 +248,16 @@ pub(super) fn cases(ids: &mut Ids) -> Vec<Case> {
         let what = format!("{field}: 100,000 characters");
         c.refuse(what, field, Some(json!("Z".repeat(100_000))));
     }
-    // 2 MB: over the body limit, refused before it is parsed.
+    // 6 MB: over a push's body limit (made for attachments), refused before it is parsed, naming them.
     let too_large = Expect::Reject {
-        field: Some("body".into()),
+        field: Some("attachments".into()),
         status: Some(413),
     };
-    let huge = Some(json!("é".repeat(1_000_000)));
-    c.set("name: 1,000,000 characters", "name", huge, too_large);
+    let huge = Some(json!("é".repeat(3_000_000)));
+    c.set("name: 3,000,000 characters", "name", huge, too_large);
+    // 2 MB: under it, refused for its length.
+    let long = Some(json!("é".repeat(1_000_000)));
+    c.refuse("name: 1,000,000 characters", "name", long);
     // Blank required strings.
     for (field, _, _) in required().filter(|(f, _, _)| *f != "contact.email") {
         c.refuse(format!("{field} empty"), field, Some(json!("")));
@@ -298,7 +302,141 @@ pub(super) fn cases(ids: &mut Ids) -> Vec<Case> {
         c.set(what, "lines[0].item_code", Some(json!(code)), reject_any());
     }
     hostile_names(&mut c);
+    attachments(&mut c);
     c.finish()
+}
+
+/// Attachments that are not a usable PDF, too many or too large: a 400/413 naming the field. File names with path
+/// separators or control characters are sanitised, not refused.
+fn attachments(c: &mut Cases<'_>) {
+    use testkit::pdf::{base64, pdf_of_size, specification_pdf};
+    let pdf = base64(&specification_pdf(&["hostile"]));
+    let file = |name: &str, b64: &str| json!({"file_name": name, "content_type": "application/pdf", "content_base64": b64});
+    let content = "attachments[0].content_base64";
+    let refused: Vec<(&str, Value, &str)> = vec![
+        (
+            "a ZIP file named .pdf",
+            json!([file("spec.pdf", &base64(b"PK\x03\x04zip"))]),
+            content,
+        ),
+        ("an empty file", json!([file("spec.pdf", "")]), content),
+        (
+            "HTML with a PDF name",
+            json!([file("spec.pdf", &base64(b"<html>%PDF-1.4</html>"))]),
+            content,
+        ),
+        (
+            "base64 with a bad character",
+            json!([file("spec.pdf", &format!("{pdf}!"))]),
+            content,
+        ),
+        (
+            "base64url alphabet",
+            json!([file("spec.pdf", "JVBERi0x-_")]),
+            content,
+        ),
+        (
+            "content_base64 a number",
+            json!([{"file_name": "a.pdf", "content_base64": 5}]),
+            content,
+        ),
+        (
+            "content_base64 missing",
+            json!([{"file_name": "a.pdf"}]),
+            content,
+        ),
+        (
+            "content_type image/png",
+            json!([{"file_name": "a.pdf", "content_type": "image/png", "content_base64": pdf}]),
+            "attachments[0].content_type",
+        ),
+        (
+            "file_name missing",
+            json!([{"content_base64": pdf}]),
+            "attachments[0].file_name",
+        ),
+        (
+            "file_name only a path",
+            json!([file("../../", &pdf)]),
+            "attachments[0].file_name",
+        ),
+        (
+            "file_name only dots and blanks",
+            json!([file(" . .. ", &pdf)]),
+            "attachments[0].file_name",
+        ),
+        (
+            "6 files",
+            Value::Array((0..6).map(|i| file(&format!("{i}.pdf"), &pdf)).collect()),
+            "attachments",
+        ),
+        (
+            "attachments an object",
+            json!({"file_name": "a.pdf"}),
+            "attachments",
+        ),
+        ("attachments a string", json!(pdf), "attachments"),
+        (
+            "an attachment that is a string",
+            json!([pdf]),
+            "attachments[0]",
+        ),
+    ];
+    for (what, value, field) in refused {
+        c.set(
+            format!("attachments: {what}"),
+            "attachments",
+            Some(value),
+            reject(field),
+        );
+    }
+    // Over 4 MB decoded but under the body limit: the parser's 413.
+    let big = base64(&pdf_of_size(&["big"], 4_400_000));
+    let too_large = Expect::Reject {
+        field: Some("attachments".into()),
+        status: Some(413),
+    };
+    c.set(
+        "attachments: 4.4 MB",
+        "attachments",
+        Some(json!([file("big.pdf", &big)])),
+        too_large,
+    );
+    let halves = base64(&pdf_of_size(&["half"], 2_100_000));
+    let too_large = Expect::Reject {
+        field: Some("attachments".into()),
+        status: Some(413),
+    };
+    let two = json!([file("a.pdf", &halves), file("b.pdf", &halves)]);
+    c.set(
+        "attachments: two of 2.1 MB",
+        "attachments",
+        Some(two),
+        too_large,
+    );
+    c.set(
+        "attachments: two files with one name (numbered)",
+        "attachments",
+        Some(json!([file("a.pdf", &pdf), file("dir/A.PDF", &pdf)])),
+        Expect::Accept(None),
+    );
+    // Hostile names: sanitised to their last segment without control characters, and accepted.
+    for name in [
+        "../../etc/passwd",
+        "C:\\Windows\\system32\\spec.pdf",
+        "spec\u{0}.pdf",
+        "spec\r\nX-Injected: 1.pdf",
+        "<script>.pdf",
+        "\u{202e}fdp.exe",
+        "spec.pdf.exe",
+    ] {
+        c.set(
+            format!("attachments: file_name {name:?}"),
+            "attachments",
+            Some(json!([file(name, &pdf)])),
+            Expect::Accept(None),
+        );
+    }
 }
 
 /// Invalid JSON and wrong content.

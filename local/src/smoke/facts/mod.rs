@@ -25,11 +25,12 @@ pub enum Fact {
     LinePrices,
     TopicsAccepted,
     MatchingTopic,
+    EmailAttachments,
 }
 
 impl Fact {
     /// Every fact, in report order.
-    pub const ALL: [Fact; 15] = [
+    pub const ALL: [Fact; 16] = [
         Fact::TooEarlyRefresh,
         Fact::ResetUnits,
         Fact::TrimItems,
@@ -45,6 +46,7 @@ impl Fact {
         Fact::LinePrices,
         Fact::TopicsAccepted,
         Fact::MatchingTopic,
+        Fact::EmailAttachments,
     ];
 
     /// The section of `docs/exact-online.md` that states it.
@@ -61,6 +63,7 @@ impl Fact {
             Fact::AmsterdamDates => "§4.4",
             Fact::LinePrices => "§5.4",
             Fact::MatchingTopic => "§6.5",
+            Fact::EmailAttachments => "§5.9",
         }
     }
 
@@ -82,7 +85,13 @@ impl Fact {
             Fact::LinePrices => "UnitPrice/NetPrice line",
             Fact::TopicsAccepted => "webhook topics accepted",
             Fact::MatchingTopic => "topic of a matched payment",
+            Fact::EmailAttachments => "e-mail carries the document's files",
         }
+    }
+
+    /// Whether the smoke test can check it at all: Exact's API does not show what an e-mail carried.
+    pub fn checkable(self) -> bool {
+        !matches!(self, Fact::EmailAttachments)
     }
 
     /// Whether checking it writes to the administration (`--write`).
@@ -128,6 +137,17 @@ impl fmt::Display for Verdict {
             Verdict::NotChecked(s) => write!(f, "not checked ({s})"),
         }
     }
+}
+
+/// Whether Exact's e-mail of a processed invoice carries the files of the document linked to it (§5.9). The API
+/// does not show what an e-mail carried, so this is never checked automatically: the verdict says what to look at.
+pub fn email_attachments() -> Verdict {
+    Verdict::NotChecked(
+        "not checkable through the API: push an invoice with a specification PDF to a connection with delivery psa \
+         and e-mail on, addressed to a mailbox you read, and look whether the e-mail Exact sends carries the PDF \
+         besides the invoice; record the outcome in docs/exact-online.md §5.9"
+            .into(),
+    )
 }
 
 /// Exact's messages are quoted up to this many characters (the report keeps one line per fact).

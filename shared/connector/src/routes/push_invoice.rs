@@ -54,7 +54,25 @@ async fn route(app: &App, req: Request) -> Result<Response<Body>, ApiError> {
         if method != Method::POST {
             return Err(ApiError::method_not_allowed(Allow::Post));
         }
-        check_psa_request(&req, &app.secret)?;
+        // Only attachments make a push this large; the limit is named after them.
+        http::check_psa_request_limit(&req, &app.secret, http::MAX_PUSH_BODY_BYTES).map_err(|e| {
+            if e.status == 413 {
+                ApiError::new(
+                    413,
+                    "attachments_too_large",
+                    format!(
+                        "attachments: the request body is {} bytes, over the {} bytes a push carries; attachments \
+                         may total at most {} bytes (4 MB) decoded",
+                        body_bytes(&req).len(),
+                        http::MAX_PUSH_BODY_BYTES,
+                        mapping::MAX_ATTACHMENT_BYTES
+                    ),
+                )
+                .with_field("attachments")
+            } else {
+                e
+            }
+        })?;
         let conn = parse_connection_id(&ids[0])?;
         // Without a push queue the preference is not applied (RFC 7240): the push is done at once.
         if queued_push::prefers_async(header(&req, "prefer")) && app.push_queue().is_some() {

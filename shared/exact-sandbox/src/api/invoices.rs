@@ -67,6 +67,7 @@ const INVOICE_FIELDS: &[FieldDef] = &[
     ro("Division", Ty::Int32),
     ro("Created", Ty::DateTime),
     ro("Modified", Ty::DateTime),
+    rw("Document", Ty::Guid),
 ];
 
 impl Resource for InvoiceRow<'_> {
@@ -87,6 +88,7 @@ impl Resource for InvoiceRow<'_> {
         let account_name = |id: Uuid| d.account(id).map_or(Val::Null, |a| Val::str(&a.name));
         match field {
             "InvoiceID" => Val::Guid(i.invoice_id),
+            "Document" => Val::opt_guid(i.document),
             "Journal" => Val::str(&i.journal),
             "JournalDescription" => d
                 .journal(&i.journal)
@@ -408,6 +410,12 @@ pub(super) fn create(inner: &Arc<Inner>, ctx: &Ctx, raw: &[u8]) -> ApiResult {
     if lines.is_empty() {
         errors.push(Msg::Mandatory(Label::InvoiceLines));
     }
+    let document = p.guid("Document");
+    if let Some(doc) = document
+        && !d.documents.iter().any(|x| x.id == doc)
+    {
+        errors.push(Msg::InvalidReference(Label::Document));
+    }
     let account_vat = invoice_to
         .and_then(|a| d.account(a))
         .and_then(|a| a.sales_vat_code.clone());
@@ -552,6 +560,7 @@ pub(super) fn create(inner: &Arc<Inner>, ctx: &Ctx, raw: &[u8]) -> ApiResult {
         lines: built,
         created_ms: now,
         modified_ms: now,
+        document,
     };
     let body = json!({ "d": entity_json(&InvoiceRow { inv: &inv, d }, &ctx.url, None, &[]) });
     d.sales_invoices.push(inv);
@@ -759,11 +768,25 @@ pub(super) fn process(inner: &Arc<Inner>, ctx: &Ctx, raw: &[u8]) -> ApiResult {
     let (email_success, email_error) = match (send_email, recipient) {
         (false, _) => (None, None),
         (true, Some(to)) => {
+            let attachments = d
+                .sales_invoices
+                .iter()
+                .find(|i| i.invoice_id == invoice_id)
+                .and_then(|i| i.document)
+                .map(|doc| {
+                    d.document_attachments
+                        .iter()
+                        .filter(|a| a.document == doc)
+                        .map(|a| a.file_name.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
             d.emails_sent.push(SentEmail {
                 invoice_id,
                 invoice_number: Some(number),
                 to: to.clone(),
                 at_ms: now,
+                attachments,
             });
             (Some(Msg::EmailSent(to).text(ctx.lang)), None)
         }

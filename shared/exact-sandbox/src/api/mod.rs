@@ -1,6 +1,7 @@
 //! `/api/v1/...`: content negotiation, bearer auth, division access, rate limits, then the entity endpoints.
 
 mod crm;
+mod documents;
 mod invoices;
 mod receivables;
 mod reference;
@@ -279,6 +280,16 @@ async fn dispatch(inner: &Arc<Inner>, req: &Req, ctx: &Ctx, is_me: bool, rest: &
         },
         "salesinvoice/PrintedSalesInvoices" => match (m, key) {
             (&Method::POST, None) => invoices::process(inner, ctx, &req.body),
+            _ => Err(ApiError::method_not_allowed()),
+        },
+        "documents/Documents" => match (m, key) {
+            (&Method::GET, None) => documents::list_documents(inner, ctx, &q),
+            (&Method::POST, None) => documents::create_document(inner, ctx, &req.body),
+            _ => Err(ApiError::method_not_allowed()),
+        },
+        "documents/DocumentAttachments" => match (m, key) {
+            (&Method::GET, None) => documents::list_attachments(inner, ctx, &q),
+            (&Method::POST, None) => documents::create_attachment(inner, ctx, &req.body),
             _ => Err(ApiError::method_not_allowed()),
         },
         "cashflow/Receivables" => match (m, key) {

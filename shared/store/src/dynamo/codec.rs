@@ -476,6 +476,13 @@ pub(crate) fn invoice_item(stored: &StoredInvoice, ver: &str) -> Item {
     .time_opt("event_at", r.event_at)
     .time("created_at", r.created_at)
     .time("updated_at", r.updated_at)
+    // Names, sizes and Exact progress of the attachments, as JSON (absent without attachments); small: at most
+    // five names of 100 characters.
+    .s_opt(
+        "attachments",
+        (!r.attachments.is_empty())
+            .then(|| serde_json::to_string(&r.attachments).unwrap_or_default()),
+    )
     .s_opt(GSI1_PK, gsi1pk)
     .s_opt(GSI1_SK, gsi1sk)
     .s_opt(
@@ -525,6 +532,11 @@ pub(crate) fn invoice_from(item: &Item) -> StoreResult<(StoredInvoice, String)> 
         event_at: f.time_opt("event_at")?,
         created_at: f.time("created_at")?,
         updated_at: f.time("updated_at")?,
+        attachments: match f.s_opt("attachments")? {
+            Some(json) => serde_json::from_str(json)
+                .map_err(|_| StoreError::corrupt(OP, "attribute `attachments` is malformed"))?,
+            None => crate::invoice::AttachmentsRecord::default(),
+        },
     };
     let stored = StoredInvoice {
         record,
