@@ -717,6 +717,19 @@ fn every_error_code_and_header_is_documented() {
         missing.is_empty(),
         "error codes not in docs/openapi.json: {missing:?}"
     );
+    // Each code has its meaning in the description (`- `code`: status: meaning`).
+    let description = doc
+        .pointer("/components/schemas/Error/properties/error/properties/code/description")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let undescribed: Vec<&&str> = documented
+        .iter()
+        .filter(|c| !description.contains(&format!("\n- `{c}`: ")))
+        .collect();
+    assert!(
+        undescribed.is_empty(),
+        "error codes without a meaning in docs/openapi.json: {undescribed:?}"
+    );
     for (method, path) in self::documented(&doc) {
         let op = &doc["paths"][&path][method.to_lowercase()];
         let r405 = resolve(&doc, &op["responses"]["405"]);
