@@ -169,6 +169,10 @@ impl ConnectionStore for FaultyStore {
         self.gate("connection.list_page").await?;
         self.inner.list_connections_page(state, after, limit).await
     }
+    async fn record_push(&self, conn: &ConnectionId, at: DateTime<Utc>) -> StoreResult<()> {
+        self.gate("connection.record_push").await?;
+        self.inner.record_push(conn, at).await
+    }
 }
 
 #[async_trait]

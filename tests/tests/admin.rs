@@ -80,6 +80,13 @@ async fn the_list_pages_filters_and_counts(h: Harness) {
     assert_eq!(bu1["connected_user"]["email"], "jan@jansen.example");
     assert!(bu1["connected_at"].is_string());
     assert_eq!(by_id("bu_2")["open_invoices"], 0);
+    // The last push: the second invoice's creation (after the connect), none for a connection without pushes.
+    let last_push =
+        chrono::DateTime::parse_from_rfc3339(bu1["last_push_at"].as_str().unwrap()).unwrap();
+    let connected =
+        chrono::DateTime::parse_from_rfc3339(bu1["connected_at"].as_str().unwrap()).unwrap();
+    assert!(last_push >= connected, "{bu1}");
+    assert!(by_id("bu_2")["last_push_at"].is_null());
     let bu3 = by_id("bu_3");
     assert_eq!(bu3["state"], "needs_reconnect");
     assert_eq!(

@@ -252,6 +252,7 @@ fn connection(state: ConnectionState) -> ConnectionRecord {
         last_token_refresh_at: Some(at(0)),
         token_slot: TokenSlot::Zero,
         token_seq: 1,
+        last_push_at: None,
         pending_event: None,
     }
 }

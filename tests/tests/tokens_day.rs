@@ -537,6 +537,7 @@ async fn the_keep_alive_stops_before_its_deadline_and_resumes_where_it_stopped()
                 last_token_refresh_at: Some(now),
                 token_slot: TokenSlot::Zero,
                 token_seq: 0,
+                last_push_at: None,
                 pending_event: None,
             })
             .await

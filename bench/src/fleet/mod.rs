@@ -639,6 +639,7 @@ impl Fleet {
                         last_token_refresh_at: Some(now),
                         token_slot: TokenSlot::Zero,
                         token_seq: 1,
+                        last_push_at: None,
                         pending_event: None,
                     })
                     .await

@@ -151,6 +151,9 @@ impl ConnectionStore for FleetStore {
     ) -> StoreResult<ConnectionPage> {
         self.shared.list_connections_page(state, after, limit).await
     }
+    async fn record_push(&self, conn: &ConnectionId, at: DateTime<Utc>) -> StoreResult<()> {
+        self.shared.record_push(conn, at).await
+    }
 }
 
 #[async_trait]

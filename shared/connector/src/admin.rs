@@ -109,6 +109,8 @@ pub struct ConnectionSummary {
     pub country: Country,
     pub division: Option<u32>,
     pub division_name: Option<String>,
+    /// When a push last created an invoice through the connection.
+    pub last_push_at: Option<DateTime<Utc>>,
     /// The last time Exact gave the connection a new token pair (connect or refresh).
     pub last_token_refresh_at: Option<DateTime<Utc>>,
     pub needs_reconnect_reason: Option<String>,
@@ -131,6 +133,7 @@ impl ConnectionSummary {
             country: c.country,
             division: live.then_some(c.division.get()),
             division_name: live.then(|| c.division_name.clone()),
+            last_push_at: c.last_push_at,
             last_token_refresh_at: c.last_token_refresh_at,
             needs_reconnect_reason: c.needs_reconnect_reason.clone(),
             open_invoices,

@@ -361,6 +361,7 @@ async fn complete_connect(
         token_slot,
         token_seq,
         pending_event,
+        last_push_at: previous.as_ref().and_then(|p| p.last_push_at),
     };
     app.state.put_connection(&record).await.map_err(|e| {
         tracing::error!(error = %e, "storing the connection failed");

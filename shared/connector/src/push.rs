@@ -628,6 +628,10 @@ impl Push<'_> {
             .complete(self.conn, &self.inv.id, self.owner, &done, self.app.now())
             .await
             .map_err(|e| PushFailure::keep(store_error(e)))?;
+        // For the admin listing only: a failure here loses nothing of the push.
+        if let Err(e) = self.app.state.record_push(self.conn, self.app.now()).await {
+            tracing::warn!(error = %e, "recording the connection's last push failed");
+        }
         Ok(PushAnswer { status: 201, body })
     }
 

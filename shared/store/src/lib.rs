@@ -18,7 +18,7 @@
 //!
 //! | Item | `pk` | `sk` | Other attributes | GSI keys | TTL |
 //! |---|---|---|---|---|---|
-//! | Connection | `CONN#{connection_id}` | `META` | `connection_id`, `state` (`connected`/`needs_reconnect`/`disconnected`), `country`, `base_url`?, `division` (N), `division_name`, `connected_user_email`, `connected_user_name`, `connected_at`, `updated_at`, `needs_reconnect_reason`?, `webhook_subscriptions` (L of M `{id, topic}`), `last_token_refresh_at`?, `token_slot`? (N, 0/1; absent = 0), `token_seq`? (N; absent = 0), `event_owed`? + `event_at`? (the state change the PSA is owed a callback about) | `gsi1pk`=`CONNS`, `gsi1sk`=`CONN#{id}` | – |
+//! | Connection | `CONN#{connection_id}` | `META` | `connection_id`, `state` (`connected`/`needs_reconnect`/`disconnected`), `country`, `base_url`?, `division` (N), `division_name`, `connected_user_email`, `connected_user_name`, `connected_at`, `updated_at`, `needs_reconnect_reason`?, `webhook_subscriptions` (L of M `{id, topic}`), `last_token_refresh_at`?, `token_slot`? (N, 0/1; absent = 0), `token_seq`? (N; absent = 0), `event_owed`? + `event_at`? (the state change the PSA is owed a callback about), `last_push_at`? | `gsi1pk`=`CONNS`, `gsi1sk`=`CONN#{id}` | – |
 //! | Settings | `CONN#{connection_id}` | `SETTINGS` | `division` (N), `item_code`, `item_id`, `journal_code`, `tax_code`, `tax_code_id`?, `tax_categories` (L of M `{category, exact_vat_code, exact_vat_code_id?}`), `send_invoice_to_customer` (BOOL), `delivery` (`psa`/`exact`), `saved_at` | – | – |
 //! | Account mapping | `CONN#{connection_id}` | `MAP#{division}#ACCT#{psa_company_id}` | `exact_id` | – | – |
 //! | Contact mapping | `CONN#{connection_id}` | `MAP#{division}#CONT#{account_id}#{email, lower-cased}` | `exact_id` | – | – |

@@ -202,6 +202,15 @@ impl ConnectionStore for MemoryStore {
             .collect())
     }
 
+    async fn record_push(&self, conn: &ConnectionId, at: DateTime<Utc>) -> StoreResult<()> {
+        if let Some(c) = self.lock().connections.get_mut(conn)
+            && c.last_push_at.is_none_or(|t| t < at)
+        {
+            c.last_push_at = Some(at);
+        }
+        Ok(())
+    }
+
     async fn list_connections_page(
         &self,
         state: Option<ConnectionState>,

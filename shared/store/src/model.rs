@@ -127,6 +127,9 @@ pub struct ConnectionRecord {
     /// change is owed: a newer one replaces an unsent older one.
     #[serde(default)]
     pub pending_event: Option<ConnectionEvent>,
+    /// When a push last created an invoice through this connection ([`crate::ConnectionStore::record_push`]).
+    #[serde(default)]
+    pub last_push_at: Option<DateTime<Utc>>,
 }
 
 /// What a connection's state change tells the PSA.

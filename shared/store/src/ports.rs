@@ -57,6 +57,9 @@ pub trait ConnectionStore: Send + Sync {
     async fn connections_for_division(&self, division: Division) -> StoreResult<Vec<ConnectionId>>;
     /// One page of the connections in connection-id order (the admin listing): those after `after` (exclusive),
     /// only those in `state` when given, at most `limit` (1..=100; a larger value is taken as 100).
+    /// A push created an invoice at `at`: the connection's `last_push_at` moves forward to it (never back; nothing
+    /// happens for a connection that is gone). One conditional UpdateItem.
+    async fn record_push(&self, conn: &ConnectionId, at: DateTime<Utc>) -> StoreResult<()>;
     async fn list_connections_page(
         &self,
         state: Option<ConnectionState>,

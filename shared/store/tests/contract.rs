@@ -1308,6 +1308,35 @@ mod suite {
         assert_eq!(page.connections.len(), 1);
     }
 
+    pub async fn the_last_push_only_moves_forward(s: &impl StateStore, _: &impl TokenStore) {
+        let c = conn("bu_1");
+        s.record_push(&c, t(5)).await.unwrap();
+        assert_eq!(
+            s.get_connection(&c).await.unwrap(),
+            None,
+            "no connection made up"
+        );
+        s.put_connection(&connection("bu_1")).await.unwrap();
+        assert_eq!(
+            s.get_connection(&c).await.unwrap().unwrap().last_push_at,
+            None
+        );
+        s.record_push(&c, t(10)).await.unwrap();
+        s.record_push(&c, t(7)).await.unwrap();
+        let got = s.get_connection(&c).await.unwrap().unwrap();
+        assert_eq!(
+            got.last_push_at,
+            Some(t(10)),
+            "a late writer cannot move it back"
+        );
+        assert_eq!(got.state, ConnectionState::Connected);
+        s.record_push(&c, t(11)).await.unwrap();
+        assert_eq!(
+            s.get_connection(&c).await.unwrap().unwrap().last_push_at,
+            Some(t(11))
+        );
+    }
+
     pub async fn open_invoices_are_counted(s: &impl StateStore, _: &impl TokenStore) {
         let c = conn("bu_1");
         assert_eq!(s.count_open_invoices(&c).await.unwrap(), 0);
@@ -1467,5 +1496,6 @@ all_backends!(
     events_add_up_their_delivery_rounds_and_a_connection_owes_its_latest_change,
     connections_page_by_page_filtered_by_state,
     open_invoices_are_counted,
+    the_last_push_only_moves_forward,
     attachment_progress_is_kept_and_only_grows,
 );

@@ -245,6 +245,7 @@ pub(crate) fn connection_item(c: &ConnectionRecord) -> Item {
         .n("token_seq", c.token_seq)
         .s_opt("event_owed", c.pending_event.map(|e| e.kind.as_str()))
         .time_opt("event_at", c.pending_event.map(|e| e.at))
+        .time_opt("last_push_at", c.last_push_at)
         .build()
 }
 
@@ -281,6 +282,7 @@ pub(crate) fn connection_from(item: &Item) -> StoreResult<ConnectionRecord> {
             (Some(kind), Some(at)) => Some(ConnectionEvent { kind, at }),
             _ => None,
         },
+        last_push_at: f.time_opt("last_push_at")?,
     })
 }
 
@@ -595,6 +597,7 @@ mod tests {
             last_token_refresh_at: None,
             token_slot: TokenSlot::One,
             token_seq: 7,
+            last_push_at: None,
             pending_event: Some(ConnectionEvent {
                 kind: ConnectionEventKind::NeedsReconnect,
                 at: DateTime::from_timestamp(1_760_000_100, 0).unwrap(),

@@ -190,6 +190,23 @@ impl ConnectionStore for DynamoStore {
     /// reads at most), so the query is repeated from where it stopped until the page is full or the partition
     /// ends; read units are charged for the items read, filtered out or not (about 1 KB each: 100 connections
     /// cost about 13 read units, eventually consistent).
+    async fn record_push(&self, conn: &ConnectionId, at: DateTime<Utc>) -> StoreResult<()> {
+        // False (an older time, or no connection) changes nothing: only the newest push is kept.
+        let cond = Cond::new("attribute_exists(#pk) AND (attribute_not_exists(#lp) OR #lp < :at)")
+            .name("#pk", crate::layout::PK)
+            .name("#lp", "last_push_at")
+            .value(":at", s(time_text(at)));
+        self.update_if(
+            "connection.record_push",
+            layout::conn_pk(conn),
+            layout::META,
+            "SET #lp = :at",
+            cond,
+        )
+        .await
+        .map(|_| ())
+    }
+
     async fn list_connections_page(
         &self,
         state: Option<ConnectionState>,

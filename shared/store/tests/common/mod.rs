@@ -66,6 +66,7 @@ pub fn connection(id: &str) -> ConnectionRecord {
         last_token_refresh_at: None,
         token_slot: TokenSlot::Zero,
         token_seq: 0,
+        last_push_at: None,
         pending_event: None,
     }
 }
