@@ -301,7 +301,7 @@ impl Harness {
         let attachments: Option<Arc<dyn store::BlobStore>> = match &aws {
             Some((clients, _, _)) if opts.attachment_bucket => {
                 let bucket = testkit::unique("attachments");
-                store::create_bucket(clients.s3(), &bucket)
+                store::create_bucket(&clients.s3(), &bucket)
                     .await
                     .expect("create the attachment bucket on moto");
                 Some(Arc::new(clients.blobs(&bucket)))

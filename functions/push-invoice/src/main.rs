@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    connector::lambda::run(connector::routes::PushInvoice).await
+    connector::lambda::run_with_attachments(connector::routes::PushInvoice).await
 }

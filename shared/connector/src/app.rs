@@ -190,7 +190,24 @@ impl App {
 
     /// The deployed shape: DynamoDB, Secrets Manager, the app secret read now and again every few minutes.
     pub async fn from_env() -> Result<App, ConfigError> {
+        Ok(Self::from_env_parts().await?.0)
+    }
+
+    /// [`Self::from_env`] with the S3 attachment store when `ATTACHMENT_BUCKET` is set: push-invoice only (see
+    /// [`crate::lambda::run_with_attachments`]). Only that binary references the S3 SDK, so the three others do
+    /// not carry it (≈ 1.6 MB of a zip).
+    pub async fn from_env_with_attachments() -> Result<App, ConfigError> {
+        let (mut app, aws, bucket) = Self::from_env_parts().await?;
+        if let Some(bucket) = &bucket {
+            app.attachments = Some(Arc::new(aws.blobs(bucket)));
+        }
+        Ok(app)
+    }
+
+    /// The app, the AWS clients and `ATTACHMENT_BUCKET`.
+    async fn from_env_parts() -> Result<(App, AwsClients, Option<String>), ConfigError> {
         let cfg = Config::from_env()?;
+        let bucket = cfg.attachment_bucket.clone();
         // The TLS configuration the Exact client uses (see `App::new`), so AWS and Exact share one root store.
         let aws = AwsClients::from_env(exact::tls::client_config())
             .await
@@ -225,16 +242,13 @@ impl App {
                 push: cfg.push_queue,
             });
         }
-        if let Some(bucket) = &cfg.attachment_bucket {
-            app.attachments = Some(Arc::new(aws.blobs(bucket)));
-        }
         app.secret_cache = Some(Arc::new(AppSecretCache::new(
             aws.secrets().clone(),
             cfg.app_secret_arn,
             APP_SECRET_TTL,
             Some((secret, app.now_ms())),
         )));
-        Ok(app)
+        Ok((app, aws, bucket))
     }
 
     pub fn now(&self) -> DateTime<Utc> {

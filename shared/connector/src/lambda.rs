@@ -82,7 +82,17 @@ pub fn log_json<T: Serialize>(report: &T) -> String {
 /// Runs `f` as a Lambda: configuration from the environment, then the event loop.
 pub async fn run<F: Function>(f: F) -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let app = App::from_env().await.map_err(|e| {
+    serve(f, App::from_env().await).await
+}
+
+/// [`run`] for push-invoice, the one function that keeps attachments in S3 (`ATTACHMENT_BUCKET`).
+pub async fn run_with_attachments<F: Function>(f: F) -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    serve(f, App::from_env_with_attachments().await).await
+}
+
+async fn serve<F: Function>(f: F, app: Result<App, crate::ConfigError>) -> Result<(), Error> {
+    let app = app.map_err(|e| {
         tracing::error!(error = %e, "cannot start");
         Error::from(e.to_string())
     })?;

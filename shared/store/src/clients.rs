@@ -30,7 +30,9 @@ pub struct AwsClients {
     dynamodb: aws_sdk_dynamodb::Client,
     secrets: aws_sdk_secretsmanager::Client,
     sqs: aws_sdk_sqs::Client,
-    s3: aws_sdk_s3::Client,
+    /// The configuration, for the S3 client: made only where it is used ([`Self::s3`]), so a binary that never
+    /// keeps attachments does not link the S3 SDK at all (it is the largest of them).
+    config: SdkConfig,
     tls: Arc<rustls::ClientConfig>,
 }
 
@@ -74,13 +76,7 @@ impl AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             secrets: aws_sdk_secretsmanager::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
-            // Path-style addressing when an endpoint is set (moto: one host serves every bucket); virtual-hosted
-            // on AWS.
-            s3: aws_sdk_s3::Client::from_conf(
-                aws_sdk_s3::config::Builder::from(config)
-                    .force_path_style(config.endpoint_url().is_some())
-                    .build(),
-            ),
+            config: config.clone(),
             tls,
         }
     }
@@ -108,13 +104,19 @@ impl AwsClients {
         &self.sqs
     }
 
-    pub fn s3(&self) -> &aws_sdk_s3::Client {
-        &self.s3
+    /// A new S3 client (cheap: it shares the configuration's HTTP client). Path-style addressing when an endpoint
+    /// is set (moto: one host serves every bucket); virtual-hosted on AWS.
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&self.config)
+                .force_path_style(self.config.endpoint_url().is_some())
+                .build(),
+        )
     }
 
     /// The attachment store on `bucket` (`ATTACHMENT_BUCKET`).
     pub fn blobs(&self, bucket: &str) -> crate::S3Blobs {
-        crate::S3Blobs::new(self.s3.clone(), bucket)
+        crate::S3Blobs::new(self.s3(), bucket)
     }
 
     /// The work queues (SQS FIFO).

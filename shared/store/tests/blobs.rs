@@ -46,7 +46,7 @@ async fn blobs_on_moto_s3() {
     let server = MotoServer::shared().await;
     let clients = AwsClients::for_endpoint(&server.endpoint(), REGION).await;
     let bucket = unique("attachments");
-    create_bucket(clients.s3(), &bucket).await.unwrap();
+    create_bucket(&clients.s3(), &bucket).await.unwrap();
     let s = clients.blobs(&bucket);
     contract(&s).await;
     // Encrypted at rest as asked.
