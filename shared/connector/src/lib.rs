@@ -1,4 +1,6 @@
 //! The connector's use cases over narrow ports, and the HTTP glue of the four functions.
+// The Lambda event loop nests a few async layers deep (`lambda::serve`): the layout query needs more than 128.
+#![recursion_limit = "256"]
 
 pub mod admin;
 pub mod app;
