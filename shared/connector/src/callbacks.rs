@@ -172,17 +172,10 @@ impl Event {
             _ => return None,
         };
         // One push of one body finishes once; a push accepted again after a failure is a new event.
-        Some(Event::new(
-            &p.connection_id,
-            kind,
-            &p.invoice_id,
-            p.queued_at,
-            data,
-        ))
-        .map(|mut e| {
-            e.created_at = p.updated_at;
-            e
-        })
+        let mut event = Event::new(&p.connection_id, kind, &p.invoice_id, p.queued_at, data);
+        // `updated_at` is the finish time (a callback's acceptance does not move it).
+        event.created_at = p.updated_at;
+        Some(event)
     }
 
     /// The connection's owed state change.
@@ -461,19 +454,20 @@ pub async fn notify_again(
         return Err(unknown());
     }
     let record = app.state.get_invoice(conn, invoice_id).await?;
-    let queued = app.state.get_queued_push(conn, invoice_id).await?;
-    if record.is_none() && queued.is_none() {
-        return Err(unknown());
-    }
     let mut event = record
         .as_ref()
         .and_then(Event::of_invoice)
         .map(|e| (e, false));
-    if event.is_none()
-        && let Some(p) = &queued
-    {
-        let saved = record.as_ref().and_then(|r| r.response.clone());
-        event = Event::of_push(p, saved.as_ref()).map(|e| (e, true));
+    // The queued push is read only when the invoice has no settlement event of its own.
+    if event.is_none() {
+        let queued = app.state.get_queued_push(conn, invoice_id).await?;
+        if record.is_none() && queued.is_none() {
+            return Err(unknown());
+        }
+        if let Some(p) = &queued {
+            let saved = record.as_ref().and_then(|r| r.response.as_ref());
+            event = Event::of_push(p, saved).map(|e| (e, true));
+        }
     }
     let Some((event, is_push)) = event else {
         return Err(ApiError::not_found(

@@ -532,7 +532,7 @@ impl<'a> Run<'a> {
     }
 
     async fn notify(&mut self) -> Result<(), ApiError> {
-        let (done, failed) = notify_paid(self.app, self.conn, None, self.deadline).await?;
+        let (done, failed) = notify_paid(self.app, self.conn, self.deadline).await?;
         self.report.notified.extend(done);
         self.report.notify_failed += failed;
         Ok(())

@@ -6,26 +6,18 @@ use crate::callbacks::{self, Event};
 use crate::deadline::Deadline;
 
 /// Tells the PSA about every settled or reopened invoice of `conn` it has not accepted a callback about; marks
-/// each notified after a 2xx. `open` is the connection's open invoices when the caller has them (a reopened
-/// invoice is open and owes `invoice.reopened`); `None` reads them. Answers the invoices notified and the number
-/// still owed (retried by the next run).
+/// each notified after a 2xx. A reopened invoice is open and owes `invoice.reopened`: the open invoices are read
+/// here, after the check marked what it found. Answers the invoices notified and the number still owed (retried by
+/// the next run).
 #[tracing::instrument(skip_all, fields(connection_id = %conn))]
 pub(super) async fn notify_paid(
     app: &App,
     conn: &ConnectionId,
-    open: Option<&[InvoiceRecord]>,
     deadline: Deadline,
 ) -> Result<(Vec<String>, usize), ApiError> {
     let mut pending = app.state.paid_unnotified(conn).await?;
-    let read;
-    let open = match open {
-        Some(o) => o,
-        None => {
-            read = app.state.open_invoices(conn).await?;
-            &read
-        }
-    };
-    pending.extend(open.iter().filter(|r| r.owes_reopened()).cloned());
+    let open = app.state.open_invoices(conn).await?;
+    pending.extend(open.into_iter().filter(|r| r.owes_reopened()));
     if pending.is_empty() {
         return Ok((Vec::new(), 0));
     }

@@ -243,7 +243,7 @@ async fn notify_only(
         report.busy = true;
         return Ok(report);
     }
-    let r = notify_paid(app, conn, None, deadline).await;
+    let r = notify_paid(app, conn, deadline).await;
     if let Err(e) = app.state.release(&lease, &owner).await {
         tracing::warn!(error = %e, "releasing the check lease failed (it expires on its own)");
     }
